@@ -1,0 +1,200 @@
+//! The FUSE adapter: the only module that imports `fuser`. Each handler turns a [`Tree`] result into
+//! exactly one reply.
+
+use crate::tree::{slice_at, Errno as TreeErrno, Node, NodeKind, Tree};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Names and attributes never change, so the kernel may cache them for long; content is never cached
+/// (every open is `direct_io`).
+const TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// glibc stdio reads in chunks of `st_blksize`; every chunk is a FUSE round trip.
+const BLOCK_SIZE: u32 = 64 * 1024;
+
+pub struct CgviewFs {
+    tree: Arc<Tree>,
+    mounted_at: SystemTime,
+}
+
+impl CgviewFs {
+    pub fn new(tree: Arc<Tree>) -> CgviewFs {
+        CgviewFs {
+            tree,
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    fn attr(&self, node: &Node) -> FileAttr {
+        let (kind, perm, nlink) = match node.kind {
+            NodeKind::Directory => (FileType::Directory, 0o555, 2),
+            NodeKind::File(_) => (FileType::RegularFile, 0o444, 1),
+        };
+        FileAttr {
+            ino: INodeNo(node.inode),
+            // 0 like procfs: the content depends on who reads it, and readers read to EOF.
+            size: 0,
+            blocks: 0,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind,
+            perm,
+            nlink,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+            flags: 0,
+        }
+    }
+}
+
+fn errno(e: TreeErrno) -> Errno {
+    Errno::from_i32(e.0)
+}
+
+fn file_type(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::Directory => FileType::Directory,
+        NodeKind::File(_) => FileType::RegularFile,
+    }
+}
+
+/// The caller's thread id as the daemon's pid namespace sees it; 0 means the caller is outside it.
+fn caller(req: &Request) -> Option<u32> {
+    Some(req.pid()).filter(|&pid| pid != 0)
+}
+
+impl Filesystem for CgviewFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.tree.lookup(parent.0, name.as_bytes()) {
+            Ok(node) => reply.entry(&TTL, &self.attr(node), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.tree.node(ino.0) {
+            Ok(node) => reply.attr(&TTL, &self.attr(node)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match self.tree.open(ino.0, caller(req), write) {
+            Ok(handle) => reply.opened(
+                FileHandle(handle),
+                FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.tree.snapshot(fh.0) {
+            Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.tree.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.tree.node(ino.0) {
+            Ok(node) if node.kind == NodeKind::Directory => {
+                reply.opened(FileHandle(0), FopenFlags::empty())
+            }
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.tree.list(ino.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (index, (inode, kind, name)) in entries.into_iter().enumerate().skip(skip) {
+            // The offset handed back is where the next readdir continues.
+            if reply.add(INodeNo(inode), index as u64 + 1, file_type(kind), name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, BLOCK_SIZE, 255, BLOCK_SIZE);
+    }
+
+    // No extended attributes. ENOSYS makes the kernel stop asking for the rest of the mount's life.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    // Readers probe files with ioctls such as TCGETS (isatty); none applies to a text file.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+}

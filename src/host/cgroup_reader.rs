@@ -1,0 +1,280 @@
+//! Reads a container's limits and usage from its cgroup directories into the version-independent model.
+
+use super::error::{read_optional_text, read_text, ReadError, WrapPath};
+use super::layout::CgroupVersion;
+use super::resolve::CgroupDir;
+use crate::model::cpu::CpuLimits;
+use crate::model::io::{ContainerIo, DeviceIo};
+use crate::model::memory::{MemoryStat, MemoryState, Swap};
+use crate::parse::blkio::{parse_blkio, BlkioReadWrite};
+use crate::parse::cpu_quota::{effective_quota_cpus, parse_cfs, parse_cpu_max, CpuQuota};
+use crate::parse::cpuset::{parse_cpu_list, CpuSet};
+use crate::parse::diskstats::DeviceId;
+use crate::parse::flat_keyed::parse_flat_keyed;
+use crate::parse::io_stat::parse_io_stat;
+use crate::parse::limit::{effective_limit, parse_counter, parse_limit};
+use std::path::Path;
+
+mod v1 {
+    pub const MEMORY_LIMIT: &str = "memory.limit_in_bytes";
+    pub const MEMORY_USAGE: &str = "memory.usage_in_bytes";
+    pub const MEMORY_STAT: &str = "memory.stat";
+    pub const MEMSW_LIMIT: &str = "memory.memsw.limit_in_bytes";
+    pub const MEMSW_USAGE: &str = "memory.memsw.usage_in_bytes";
+    pub const SWAPPINESS: &str = "memory.swappiness";
+    pub const CFS_QUOTA: &str = "cpu.cfs_quota_us";
+    pub const CFS_PERIOD: &str = "cpu.cfs_period_us";
+    pub const CPUACCT_USAGE: &str = "cpuacct.usage";
+    pub const CPUSET_EFFECTIVE: &str = "cpuset.effective_cpus";
+    pub const CPUSET_CONFIGURED: &str = "cpuset.cpus";
+    /// `_recursive` variants include the container's sub-cgroups; older kernels only have the plain ones.
+    pub const IO_SERVICE_BYTES: [&str; 2] = [
+        "blkio.throttle.io_service_bytes_recursive",
+        "blkio.throttle.io_service_bytes",
+    ];
+    pub const IO_SERVICED: [&str; 2] = [
+        "blkio.throttle.io_serviced_recursive",
+        "blkio.throttle.io_serviced",
+    ];
+    /// Present only with the legacy CFQ scheduler (before Linux 5.0).
+    pub const IO_MERGED: [&str; 2] = ["blkio.io_merged_recursive", "blkio.io_merged"];
+    pub const IO_SERVICE_TIME: [&str; 2] =
+        ["blkio.io_service_time_recursive", "blkio.io_service_time"];
+    pub const IO_WAIT_TIME: [&str; 2] = ["blkio.io_wait_time_recursive", "blkio.io_wait_time"];
+}
+
+mod v2 {
+    pub const MEMORY_MAX: &str = "memory.max";
+    pub const MEMORY_CURRENT: &str = "memory.current";
+    pub const MEMORY_STAT: &str = "memory.stat";
+    pub const SWAP_MAX: &str = "memory.swap.max";
+    pub const SWAP_CURRENT: &str = "memory.swap.current";
+    pub const CPU_MAX: &str = "cpu.max";
+    pub const CPU_STAT: &str = "cpu.stat";
+    pub const CPUSET_EFFECTIVE: &str = "cpuset.cpus.effective";
+    pub const IO_STAT: &str = "io.stat";
+}
+
+/// Memory limit, usage, breakdown and swap of the container whose memory cgroup is `dir`.
+pub fn read_memory(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+    match dir.version {
+        CgroupVersion::V1 => read_memory_v1(dir),
+        CgroupVersion::V2 => read_memory_v2(dir),
+    }
+}
+
+fn read_memory_v1(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+    let limit_bytes = read_limit_chain(dir, v1::MEMORY_LIMIT)?;
+    let usage_bytes = read_counter(&dir.file(v1::MEMORY_USAGE))?;
+    let stat = MemoryStat::from_v1(&parse_flat_keyed(&read_text(&dir.file(v1::MEMORY_STAT))?));
+    // Without swap accounting (`swapaccount=0`, or a kernel without it) the memsw files do not exist.
+    let swap = match read_optional_text(&dir.file(v1::MEMSW_USAGE))? {
+        None => Swap::NotAccounted,
+        Some(memsw_usage) => {
+            let memsw_usage = parse_counter(&memsw_usage).wrap_path(&dir.file(v1::MEMSW_USAGE))?;
+            let memsw_limit = read_limit_chain(dir, v1::MEMSW_LIMIT)?;
+            let swappiness = read_optional_text(&dir.file(v1::SWAPPINESS))?;
+            Swap::Accounted {
+                limit_bytes: memsw_limit
+                    .map(|memsw| memsw.saturating_sub(limit_bytes.unwrap_or(0))),
+                usage_bytes: memsw_usage.saturating_sub(usage_bytes),
+                may_swap: swappiness.is_none_or(|s| s.trim() != "0"),
+            }
+        }
+    };
+    Ok(MemoryState {
+        limit_bytes,
+        usage_bytes,
+        stat,
+        swap,
+    })
+}
+
+fn read_memory_v2(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+    let limit_bytes = read_limit_chain(dir, v2::MEMORY_MAX)?;
+    let usage_bytes = read_counter(&dir.file(v2::MEMORY_CURRENT))?;
+    let stat = MemoryStat::from_v2(&parse_flat_keyed(&read_text(&dir.file(v2::MEMORY_STAT))?));
+    let swap = match read_optional_text(&dir.file(v2::SWAP_CURRENT))? {
+        None => Swap::NotAccounted,
+        Some(current) => Swap::Accounted {
+            limit_bytes: read_limit_chain(dir, v2::SWAP_MAX)?,
+            usage_bytes: parse_counter(&current).wrap_path(&dir.file(v2::SWAP_CURRENT))?,
+            may_swap: true,
+        },
+    };
+    Ok(MemoryState {
+        limit_bytes,
+        usage_bytes,
+        stat,
+        swap,
+    })
+}
+
+/// The smallest limit in `file_name` over `dir` and its ancestors. Ancestors without the file (the root
+/// cgroup on v2) do not limit. The container's own file must be readable: if it vanished, so did the cgroup.
+fn read_limit_chain(dir: &CgroupDir, file_name: &str) -> Result<Option<u64>, ReadError> {
+    let mut limits = Vec::new();
+    for (depth, cgroup) in dir.chain().enumerate() {
+        let path = cgroup.join(file_name);
+        let text = if depth == 0 && !dir.is_root() {
+            Some(read_text(&path)?)
+        } else {
+            read_optional_text(&path)?
+        };
+        if let Some(text) = text {
+            limits.push(parse_limit(&text).wrap_path(&path)?);
+        }
+    }
+    Ok(effective_limit(limits))
+}
+
+fn read_counter(path: &Path) -> Result<u64, ReadError> {
+    parse_counter(&read_text(path)?).wrap_path(path)
+}
+
+/// The container's cpuset and tightest quota. Either controller may be absent (`None`).
+pub fn read_cpu_limits(
+    cpu: Option<&CgroupDir>,
+    cpuset: Option<&CgroupDir>,
+) -> Result<CpuLimits, ReadError> {
+    let quota_cpus = match cpu {
+        Some(dir) => effective_quota_cpus(read_quota_chain(dir)?),
+        None => None,
+    };
+    let cpuset = match cpuset {
+        Some(dir) => read_cpuset(dir)?,
+        None => None,
+    };
+    Ok(CpuLimits { cpuset, quota_cpus })
+}
+
+fn read_quota_chain(dir: &CgroupDir) -> Result<Vec<Option<CpuQuota>>, ReadError> {
+    let mut quotas = Vec::new();
+    for cgroup in dir.chain() {
+        let quota = match dir.version {
+            CgroupVersion::V2 => {
+                let path = cgroup.join(v2::CPU_MAX);
+                match read_optional_text(&path)? {
+                    Some(text) => parse_cpu_max(&text).wrap_path(&path)?,
+                    None => None,
+                }
+            }
+            CgroupVersion::V1 => {
+                let quota_path = cgroup.join(v1::CFS_QUOTA);
+                let period_path = cgroup.join(v1::CFS_PERIOD);
+                match (
+                    read_optional_text(&quota_path)?,
+                    read_optional_text(&period_path)?,
+                ) {
+                    (Some(quota), Some(period)) => {
+                        parse_cfs(&quota, &period).wrap_path(&quota_path)?
+                    }
+                    _ => None,
+                }
+            }
+        };
+        quotas.push(quota);
+    }
+    Ok(quotas)
+}
+
+/// The effective cpuset of the nearest cgroup that has one (on v2 the file exists only where the cpuset
+/// controller is enabled). The effective set is what the kernel applies, so it is preferred.
+fn read_cpuset(dir: &CgroupDir) -> Result<Option<CpuSet>, ReadError> {
+    let names: &[&str] = match dir.version {
+        CgroupVersion::V1 => &[v1::CPUSET_EFFECTIVE, v1::CPUSET_CONFIGURED],
+        CgroupVersion::V2 => &[v2::CPUSET_EFFECTIVE],
+    };
+    for cgroup in dir.chain() {
+        for name in names {
+            let path = cgroup.join(name);
+            if let Some(text) = read_optional_text(&path)? {
+                let set = parse_cpu_list(&text).wrap_path(&path)?;
+                // An unpopulated v1 cpuset is empty; the tasks in it run on the parent's CPUs.
+                if !set.is_empty() {
+                    return Ok(Some(set));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Total CPU time the container has used, in nanoseconds; `None` when the kernel does not account it.
+pub fn read_cpu_usage_ns(dir: &CgroupDir) -> Result<Option<u64>, ReadError> {
+    match dir.version {
+        CgroupVersion::V1 => {
+            let path = dir.file(v1::CPUACCT_USAGE);
+            read_optional_text(&path)?
+                .map(|text| parse_counter(&text).wrap_path(&path))
+                .transpose()
+        }
+        CgroupVersion::V2 => {
+            let path = dir.file(v2::CPU_STAT);
+            Ok(read_optional_text(&path)?
+                .and_then(|text| parse_flat_keyed(&text).get("usage_usec"))
+                .map(|usec| usec.saturating_mul(1000)))
+        }
+    }
+}
+
+/// The container's I/O per device.
+pub fn read_io(dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
+    match dir.version {
+        CgroupVersion::V2 => {
+            let path = dir.file(v2::IO_STAT);
+            Ok(parse_io_stat(&read_text(&path)?)
+                .iter()
+                .map(|(device, entry)| (*device, DeviceIo::from_io_stat(entry)))
+                .collect())
+        }
+        CgroupVersion::V1 => read_io_v1(dir),
+    }
+}
+
+fn read_io_v1(dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
+    let bytes = read_blkio_first(dir, &v1::IO_SERVICE_BYTES)?.unwrap_or_default();
+    let serviced = read_blkio_first(dir, &v1::IO_SERVICED)?.unwrap_or_default();
+    let merged = read_blkio_first(dir, &v1::IO_MERGED)?;
+    let service_time = read_blkio_first(dir, &v1::IO_SERVICE_TIME)?;
+    let wait_time = read_blkio_first(dir, &v1::IO_WAIT_TIME)?;
+
+    let mut devices: Vec<DeviceId> = bytes.iter().chain(&serviced).map(|(d, _)| *d).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let lookup = |table: &[(DeviceId, BlkioReadWrite)], device: DeviceId| {
+        table
+            .iter()
+            .find_map(|(d, v)| (*d == device).then_some(*v))
+            .unwrap_or_default()
+    };
+    let optional = |table: &Option<Vec<(DeviceId, BlkioReadWrite)>>, device: DeviceId| {
+        table.as_deref().map(|t| lookup(t, device))
+    };
+    Ok(devices
+        .into_iter()
+        .map(|device| {
+            let io = DeviceIo::from_blkio(
+                lookup(&bytes, device),
+                lookup(&serviced, device),
+                optional(&merged, device),
+                optional(&service_time, device),
+                optional(&wait_time, device),
+            );
+            (device, io)
+        })
+        .collect())
+}
+
+/// Parses the first of `names` that exists in `dir`.
+fn read_blkio_first(
+    dir: &CgroupDir,
+    names: &[&str],
+) -> Result<Option<Vec<(DeviceId, BlkioReadWrite)>>, ReadError> {
+    for name in names {
+        if let Some(text) = read_optional_text(&dir.file(name))? {
+            return Ok(Some(parse_blkio(&text)));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,8 @@
+//! The I/O ring: reading the host's `/proc`, `/sys` and cgroup trees through injected roots.
+
+pub mod cgroup_path;
+pub mod cgroup_reader;
+pub mod error;
+pub mod layout;
+pub mod paths;
+pub mod resolve;

@@ -1,0 +1,263 @@
+//! From a caller's thread id to its container: cgroups per controller and the anchor process whose start
+//! time is the container's (design.md section 1).
+
+use super::cgroup_path::{is_ancestor_or_self, relative_to_mount, strip_init_scope};
+use super::error::{read_text, ReadError, WrapPath};
+use super::layout::{CgroupLayout, CgroupMount, CgroupVersion, Controller};
+use super::paths::HostPaths;
+use crate::parse::cgroup_membership::{parse_cgroup_membership, Membership};
+use crate::parse::pid_stat::{parse_nspid, parse_start_ticks};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// A cgroup directory in one mounted hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupDir {
+    pub version: CgroupVersion,
+    pub mount_point: PathBuf,
+    /// The directory relative to the mount point; empty for the hierarchy's root.
+    pub relative: PathBuf,
+}
+
+impl CgroupDir {
+    pub fn path(&self) -> PathBuf {
+        self.mount_point.join(&self.relative)
+    }
+
+    /// The hierarchy's root cgroup: the host itself.
+    pub fn is_root(&self) -> bool {
+        self.relative.as_os_str().is_empty()
+    }
+
+    /// This cgroup's directory, then each ancestor's, up to the mount point.
+    pub fn chain(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.relative
+            .ancestors()
+            .map(move |relative| self.mount_point.join(relative))
+    }
+
+    /// A file of this cgroup.
+    pub fn file(&self, name: &str) -> PathBuf {
+        let mut path = self.path();
+        path.push(name);
+        path
+    }
+}
+
+/// The container's cgroup for each controller; `None` when the host has no hierarchy for it or the
+/// cgroup is outside what the daemon's cgroup mounts show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerCgroups {
+    pub memory: Option<CgroupDir>,
+    pub cpu: Option<CgroupDir>,
+    pub cpuacct: Option<CgroupDir>,
+    pub cpuset: Option<CgroupDir>,
+    pub io: Option<CgroupDir>,
+}
+
+impl ContainerCgroups {
+    pub fn get(&self, controller: Controller) -> Option<&CgroupDir> {
+        match controller {
+            Controller::Memory => self.memory.as_ref(),
+            Controller::Cpu => self.cpu.as_ref(),
+            Controller::Cpuacct => self.cpuacct.as_ref(),
+            Controller::Cpuset => self.cpuset.as_ref(),
+            Controller::Io => self.io.as_ref(),
+        }
+    }
+
+    fn slot(&mut self, controller: Controller) -> &mut Option<CgroupDir> {
+        match controller {
+            Controller::Memory => &mut self.memory,
+            Controller::Cpu => &mut self.cpu,
+            Controller::Cpuacct => &mut self.cpuacct,
+            Controller::Cpuset => &mut self.cpuset,
+            Controller::Io => &mut self.io,
+        }
+    }
+}
+
+/// Whose start time is the container's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// The caller shares the daemon's (the host's) pid namespace: the host's uptime applies.
+    HostNamespace,
+    /// The init (pid 1) of the caller's pid namespace.
+    NamespaceInit { pid: u32, start_ticks: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub cgroups: ContainerCgroups,
+    pub anchor: Anchor,
+}
+
+/// Deepest process tree walked looking for a namespace's init; real trees are a few levels deep.
+const MAX_ANCESTRY_DEPTH: usize = 256;
+
+/// Resolves callers to containers. Holds the detected layout and a small cache of pid-namespace inits.
+#[derive(Debug)]
+pub struct Resolver {
+    paths: HostPaths,
+    layout: CgroupLayout,
+    host_pid_namespace: Option<OsString>,
+    /// pid namespace link (`pid:[inode]`) -> (init pid, init start ticks). Validated on every use.
+    namespace_inits: Mutex<HashMap<OsString, (u32, u64)>>,
+}
+
+/// Entries kept in the namespace-init cache before it is cleared; bounds memory under pid churn.
+const NAMESPACE_CACHE_LIMIT: usize = 4096;
+
+impl Resolver {
+    pub fn new(paths: HostPaths, layout: CgroupLayout) -> Resolver {
+        let host_pid_namespace = std::fs::read_link(paths.proc_file("self/ns/pid"))
+            .ok()
+            .map(PathBuf::into_os_string);
+        Resolver {
+            paths,
+            layout,
+            host_pid_namespace,
+            namespace_inits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn layout(&self) -> &CgroupLayout {
+        &self.layout
+    }
+
+    pub fn paths(&self) -> &HostPaths {
+        &self.paths
+    }
+
+    /// Resolves a caller (a thread or process id as seen in the daemon's pid namespace).
+    pub fn resolve(&self, tid: u32) -> Result<Container, ReadError> {
+        let own = self.read_memberships(tid)?;
+        let namespace_path = self.paths.pid_file(tid, "ns/pid");
+        let namespace = std::fs::read_link(&namespace_path)
+            .wrap_path(&namespace_path)?
+            .into_os_string();
+        let in_host_namespace = self.host_pid_namespace.as_ref() == Some(&namespace);
+        if in_host_namespace {
+            return Ok(Container {
+                cgroups: self.map_cgroups(&own, None),
+                anchor: Anchor::HostNamespace,
+            });
+        }
+        let (init_pid, start_ticks) = self.namespace_init(tid, namespace)?;
+        let init = self.read_memberships(init_pid)?;
+        Ok(Container {
+            cgroups: self.map_cgroups(&own, Some(&init)),
+            anchor: Anchor::NamespaceInit {
+                pid: init_pid,
+                start_ticks,
+            },
+        })
+    }
+
+    fn read_memberships(&self, pid: u32) -> Result<Vec<Membership>, ReadError> {
+        let path = self.paths.pid_file(pid, "cgroup");
+        parse_cgroup_membership(&read_text(&path)?).wrap_path(&path)
+    }
+
+    /// The container's cgroup per controller: the namespace init's (without a trailing `init.scope`) when
+    /// it contains the caller's cgroup, else the caller's own (a shared-pid-namespace pod, whose pid 1 is
+    /// the pause container in a sibling cgroup).
+    fn map_cgroups(&self, own: &[Membership], init: Option<&[Membership]>) -> ContainerCgroups {
+        let mut cgroups = ContainerCgroups::default();
+        for controller in Controller::ALL {
+            let Some(mount) = self.layout.mount_for(controller) else {
+                continue;
+            };
+            let Some(own_path) = membership_in(&self.layout, own, mount) else {
+                continue;
+            };
+            let container_path = init
+                .and_then(|init| membership_in(&self.layout, init, mount))
+                .map(strip_init_scope)
+                .filter(|init_path| is_ancestor_or_self(init_path, own_path))
+                .unwrap_or(own_path);
+            *cgroups.slot(controller) =
+                relative_to_mount(container_path, &mount.root).map(|relative| CgroupDir {
+                    version: mount.version,
+                    mount_point: mount.mount_point.clone(),
+                    relative,
+                });
+        }
+        cgroups
+    }
+
+    /// Finds pid 1 of the namespace `namespace` that `tid` lives in, by walking up the caller's ancestry:
+    /// the namespace's init is the first ancestor that is pid 1 at the caller's nesting depth.
+    fn namespace_init(&self, tid: u32, namespace: OsString) -> Result<(u32, u64), ReadError> {
+        if let Some(&(pid, start_ticks)) = self.namespace_inits.lock().get(&namespace) {
+            if self.start_ticks(pid).ok() == Some(start_ticks)
+                && self.pid_namespace(pid).as_ref() == Some(&namespace)
+            {
+                return Ok((pid, start_ticks));
+            }
+        }
+        let status_path = self.paths.pid_file(tid, "status");
+        let status = read_text(&status_path)?;
+        let depth = parse_nspid(&status).map_or(0, |ids| ids.len());
+        let mut current = tid;
+        let mut current_status = status;
+        for _ in 0..MAX_ANCESTRY_DEPTH {
+            let ids = parse_nspid(&current_status).unwrap_or_default();
+            if ids.len() == depth && ids.last() == Some(&1) {
+                let start_ticks = self.start_ticks(current)?;
+                let mut cache = self.namespace_inits.lock();
+                if cache.len() >= NAMESPACE_CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(namespace, (current, start_ticks));
+                return Ok((current, start_ticks));
+            }
+            let parent = parent_pid(&current_status).filter(|&p| p != 0);
+            let Some(parent) = parent else { break };
+            current = parent;
+            let path = self.paths.pid_file(current, "status");
+            current_status = read_text(&path)?;
+        }
+        Err(ReadError::Parse {
+            path: status_path,
+            source: crate::parse::ParseError::new("pid namespace init", "no ancestor is pid 1"),
+        })
+    }
+
+    fn start_ticks(&self, pid: u32) -> Result<u64, ReadError> {
+        let path = self.paths.pid_file(pid, "stat");
+        parse_start_ticks(&read_text(&path)?).wrap_path(&path)
+    }
+
+    fn pid_namespace(&self, pid: u32) -> Option<OsString> {
+        std::fs::read_link(self.paths.pid_file(pid, "ns/pid"))
+            .ok()
+            .map(PathBuf::into_os_string)
+    }
+}
+
+/// The path printed for `mount`'s hierarchy in a process's memberships.
+fn membership_in<'a>(
+    layout: &CgroupLayout,
+    memberships: &'a [Membership],
+    mount: &CgroupMount,
+) -> Option<&'a str> {
+    memberships
+        .iter()
+        .find(|m| match mount.version {
+            CgroupVersion::V2 => m.is_unified(),
+            CgroupVersion::V1 => {
+                !m.is_unified() && layout.v1_mount_for_line(&m.controllers) == Some(mount)
+            }
+        })
+        .map(|m| m.path.as_str())
+}
+
+fn parent_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,17 @@
+//! cgview: per-container views of `/proc` and `/sys` files, served over FUSE.
+//!
+//! Three rings, inner never importing outer:
+//! - pure: [`parse`] (kernel text formats), [`model`] (limits and usage), [`render`] (one renderer per file);
+//! - I/O: [`host`] (injected roots, cgroup layout, caller resolution, cgroup readers) and [`view`];
+//! - shell: [`fuse_fs`] (the only module that imports `fuser`) and the binary's CLI.
+
+pub mod daemon;
+pub mod fallback;
+pub mod fuse_fs;
+pub mod host;
+pub mod model;
+pub mod parse;
+pub mod render;
+pub mod served;
+pub mod tree;
+pub mod view;

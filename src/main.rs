@@ -1,0 +1,167 @@
+//! The `cgview` command line.
+
+use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve};
+use cgview::host::layout::CgroupLayout;
+use cgview::host::paths::HostPaths;
+use cgview::host::resolve::Resolver;
+use cgview::served::ServedFile;
+use cgview::tree::Tree;
+use cgview::view::{error_chain, Source, View, ViewOptions};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Per-container views of /proc and /sys, served over FUSE.
+///
+/// Each file under the mount point is rendered for the process that reads it, from that process's
+/// cgroup: memory limit and usage in meminfo, visible CPUs in cpuinfo and cpu/online, container
+/// uptime, and the container's own disk I/O.
+#[derive(Debug, Parser)]
+#[command(name = "cgview", version)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalOptions {
+    /// The host's procfs.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/proc")]
+    proc_root: PathBuf,
+    /// The host's sysfs.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/sys")]
+    sys_root: PathBuf,
+    /// Where the cgroup hierarchies are mounted; only cgroup mounts at or below it are used.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/sys/fs/cgroup"
+    )]
+    cgroup_root: PathBuf,
+    /// Show all of a container's cpuset, ignoring its CPU quota (by default a 1.5-CPU quota shows 2 CPUs).
+    #[arg(long, global = true)]
+    no_cpu_quota: bool,
+    /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "cgview=debug").
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        default_value = "info",
+        env = "CGVIEW_LOG"
+    )]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mount the tree at MOUNTPOINT and serve it in the foreground until SIGTERM or SIGINT.
+    Mount {
+        /// Created if missing; a dead FUSE mount left there by a crashed daemon is detached first.
+        mountpoint: PathBuf,
+        /// FUSE worker threads (default: the number of CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Do not join the host's cgroup namespace at start; resolve callers' cgroups relative to this
+        /// daemon's own namespace through the cgroup mounts' roots.
+        #[arg(long)]
+        keep_cgroup_namespace: bool,
+    },
+    /// Print what MOUNTPOINT/PATH would show to process PID, without FUSE.
+    Render {
+        /// The reading process (default: this process).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A served path, e.g. proc/meminfo or sys/devices/system/cpu/online.
+        path: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match EnvFilter::try_new(&cli.global.log) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!(
+                "cgview: error: invalid --log filter {:?}: {e}",
+                cli.global.log
+            );
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cgview: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let paths = HostPaths {
+        proc_root: cli.global.proc_root.clone(),
+        sys_root: cli.global.sys_root.clone(),
+        cgroup_root: cli.global.cgroup_root.clone(),
+    };
+    let options = ViewOptions {
+        quota_aware: !cli.global.no_cpu_quota,
+    };
+    match cli.command {
+        Command::Mount {
+            mountpoint,
+            threads,
+            keep_cgroup_namespace,
+        } => {
+            prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
+            if !keep_cgroup_namespace && paths.is_live_system() {
+                join_host_cgroup_namespace(&paths);
+            }
+            let view = build_view(paths, options)?;
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            serve(Arc::new(Tree::new(Arc::new(view))), &mountpoint, threads)
+                .map_err(|e| error_chain(&e))
+        }
+        Command::Render { pid, path } => {
+            let file = ServedFile::from_tree_path(&path).ok_or_else(|| {
+                let known: Vec<_> = ServedFile::ALL.iter().map(|f| f.tree_path()).collect();
+                format!("{path} is not a served file (served: {})", known.join(", "))
+            })?;
+            let view = build_view(paths, options)?;
+            let pid = pid.unwrap_or_else(std::process::id);
+            let rendered = view.render(file, Some(pid)).map_err(|e| error_chain(&e))?;
+            if let Source::Fallback(cause) = rendered.source {
+                tracing::warn!(
+                    pid,
+                    cause = cause.name(),
+                    "could not virtualize; printing the host file"
+                );
+            }
+            std::io::stdout()
+                .write_all(&rendered.bytes)
+                .map_err(|e| format!("cannot write to standard output: {e}"))
+        }
+    }
+}
+
+fn build_view(paths: HostPaths, options: ViewOptions) -> Result<View, String> {
+    let layout = CgroupLayout::detect(&paths).map_err(|e| error_chain(&e))?;
+    let Some(kind) = layout.kind() else {
+        return Err(format!(
+            "no cgroup hierarchy is mounted under {} (see --cgroup-root)",
+            paths.cgroup_root.display()
+        ));
+    };
+    tracing::debug!("cgroup layout: {kind}; {}", layout.describe());
+    Ok(View::new(Resolver::new(paths, layout), options))
+}

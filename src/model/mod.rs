@@ -1,0 +1,6 @@
+//! What a container is allowed and what it uses, independent of cgroup version. Readers in [`crate::host`]
+//! fill these from v1 or v2 files; renderers in [`crate::render`] turn them into file text.
+
+pub mod cpu;
+pub mod io;
+pub mod memory;
