@@ -199,9 +199,16 @@ impl Resolver {
             }
         }
         let status_path = self.paths.pid_file(tid, "status");
-        let status = read_text(&status_path)?;
-        let depth = parse_nspid(&status).map_or(0, |ids| ids.len());
+        let mut status = read_text(&status_path)?;
+        // Threads of a namespace's pid 1 have their own ids and their parent is outside the namespace:
+        // start from the thread group leader.
         let mut current = tid;
+        if let Some(tgid) = status_field(&status, "Tgid:").filter(|&tgid| tgid != tid && tgid != 0)
+        {
+            current = tgid;
+            status = read_text(&self.paths.pid_file(tgid, "status"))?;
+        }
+        let depth = parse_nspid(&status).map_or(0, |ids| ids.len());
         let mut current_status = status;
         for _ in 0..MAX_ANCESTRY_DEPTH {
             let ids = parse_nspid(&current_status).unwrap_or_default();
@@ -214,7 +221,7 @@ impl Resolver {
                 cache.insert(namespace, (current, start_ticks));
                 return Ok((current, start_ticks));
             }
-            let parent = parent_pid(&current_status).filter(|&p| p != 0);
+            let parent = status_field(&current_status, "PPid:").filter(|&p| p != 0);
             let Some(parent) = parent else { break };
             current = parent;
             let path = self.paths.pid_file(current, "status");
@@ -255,9 +262,187 @@ fn membership_in<'a>(
         .map(|m| m.path.as_str())
 }
 
-fn parent_pid(status: &str) -> Option<u32> {
+/// A numeric field of `/proc/<pid>/status`, e.g. `status_field(text, "PPid:")`.
+fn status_field(status: &str, name: &str) -> Option<u32> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    const HOST_NS: &str = "pid:[4026531836]";
+    const CONTAINER_NS: &str = "pid:[4026532999]";
+
+    fn process(
+        proc_root: &Path,
+        pid: u32,
+        tgid: u32,
+        ppid: u32,
+        nspid: &str,
+        ns: &str,
+        cgroup: &str,
+    ) {
+        let dir = proc_root.join(pid.to_string());
+        fs::create_dir_all(dir.join("ns")).unwrap();
+        symlink(ns, dir.join("ns/pid")).unwrap();
+        fs::write(dir.join("cgroup"), format!("0::{cgroup}\n")).unwrap();
+        fs::write(
+            dir.join("status"),
+            format!("Name:\tx\nTgid:\t{tgid}\nPid:\t{pid}\nPPid:\t{ppid}\nNSpid:\t{nspid}\n"),
+        )
+        .unwrap();
+        let stat = format!(
+            "{pid} (x) S {ppid} 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {} 0 0",
+            5000 + pid
+        );
+        fs::write(dir.join("stat"), stat).unwrap();
+    }
+
+    fn resolver(root: &Path) -> Resolver {
+        let proc_root = root.join("proc");
+        fs::create_dir_all(proc_root.join("self/ns")).unwrap();
+        symlink(HOST_NS, proc_root.join("self/ns/pid")).unwrap();
+        let cgroup_root = root.join("cgroup");
+        fs::create_dir_all(&cgroup_root).unwrap();
+        let layout = CgroupLayout {
+            v1: Vec::new(),
+            unified: Some(CgroupMount {
+                version: CgroupVersion::V2,
+                mount_point: cgroup_root.clone(),
+                root: "/".into(),
+                controllers: vec!["memory".into(), "cpu".into()],
+            }),
+        };
+        let paths = HostPaths {
+            proc_root,
+            sys_root: root.join("sys"),
+            cgroup_root,
+        };
+        Resolver::new(paths, layout)
+    }
+
+    #[test]
+    fn resolve_thread_of_namespace_init_finds_init() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resolver = resolver(tmp.path());
+        let proc_root = tmp.path().join("proc");
+        process(
+            &proc_root,
+            50,
+            50,
+            1,
+            "50",
+            HOST_NS,
+            "/system.slice/containerd.service",
+        );
+        process(&proc_root, 100, 100, 50, "100\t1", CONTAINER_NS, "/pod/ctr");
+        // A worker thread of pid 1: its own ids, and its parent is the runtime outside the namespace.
+        process(&proc_root, 101, 100, 50, "101\t7", CONTAINER_NS, "/pod/ctr");
+
+        let container = resolver.resolve(101).unwrap();
+        assert_eq!(
+            container.anchor,
+            Anchor::NamespaceInit {
+                pid: 100,
+                start_ticks: 5100
+            }
+        );
+        assert_eq!(
+            container.cgroups.memory.unwrap().relative,
+            Path::new("pod/ctr")
+        );
+    }
+
+    #[test]
+    fn resolve_child_in_namespace_walks_up_to_init() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resolver = resolver(tmp.path());
+        let proc_root = tmp.path().join("proc");
+        process(&proc_root, 50, 50, 1, "50", HOST_NS, "/");
+        process(
+            &proc_root,
+            100,
+            100,
+            50,
+            "100\t1",
+            CONTAINER_NS,
+            "/lxc/c1/init.scope",
+        );
+        process(
+            &proc_root,
+            120,
+            120,
+            100,
+            "120\t9",
+            CONTAINER_NS,
+            "/lxc/c1/app.service",
+        );
+        process(
+            &proc_root,
+            130,
+            130,
+            120,
+            "130\t12",
+            CONTAINER_NS,
+            "/lxc/c1/app.service",
+        );
+
+        let container = resolver.resolve(130).unwrap();
+        assert!(matches!(
+            container.anchor,
+            Anchor::NamespaceInit { pid: 100, .. }
+        ));
+        assert_eq!(container.cgroups.cpu.unwrap().relative, Path::new("lxc/c1"));
+    }
+
+    #[test]
+    fn resolve_host_namespace_caller_uses_own_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resolver = resolver(tmp.path());
+        process(
+            &tmp.path().join("proc"),
+            70,
+            70,
+            1,
+            "70",
+            HOST_NS,
+            "/docker/abc",
+        );
+        let container = resolver.resolve(70).unwrap();
+        assert_eq!(container.anchor, Anchor::HostNamespace);
+        assert_eq!(
+            container.cgroups.memory.unwrap().relative,
+            Path::new("docker/abc")
+        );
+    }
+
+    #[test]
+    fn resolve_dead_caller_is_vanished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let error = resolver(tmp.path()).resolve(4242).unwrap_err();
+        assert!(error.is_vanished());
+    }
+
+    #[test]
+    fn resolve_namespace_without_init_ancestor_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resolver = resolver(tmp.path());
+        process(
+            &tmp.path().join("proc"),
+            130,
+            130,
+            0,
+            "130\t12",
+            CONTAINER_NS,
+            "/x",
+        );
+        resolver.resolve(130).unwrap_err();
+    }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what CI runs through .ci/run.
+# Needs root and /dev/fuse (the mounted suite mounts FUSE and creates cgroups). Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tests/run.sh: the mounted tests create cgroups and FUSE mounts: run as root" >&2
+  exit 1
+fi
+if [ ! -e /dev/fuse ]; then
+  echo "tests/run.sh: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2
+  exit 1
+fi
+
+# Debian packages the tests shell out to: free (procps), unshare/setpriv/mount (util-linux),
+# getconf (libc-bin), python3.
+missing=()
+command -v free >/dev/null || missing+=(procps)
+command -v unshare >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
+command -v getconf >/dev/null || missing+=(libc-bin)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test (unit, fixture-tree, captured files, mounted)"
+cargo test --all-targets
+if [ -d benches ] && ls benches/*.rs >/dev/null 2>&1; then
+  echo "== cargo bench --no-run"
+  cargo bench --no-run
+fi
+echo "== fuzz smoke run"
+bash fuzz/run-smoke.sh
+echo "== all checks passed"
