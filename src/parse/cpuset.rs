@@ -82,10 +82,11 @@ impl CpuSet {
 /// Parses a CPU list. An empty file is an empty set (a v1 cpuset that was never populated).
 pub fn parse_cpu_list(text: &str) -> Result<CpuSet, ParseError> {
     let text = text.trim();
-    let mut ids = Vec::new();
     if text.is_empty() {
         return Ok(CpuSet::default());
     }
+    // A bitmap bounds the work: overlapping or repeated ranges cannot multiply the output.
+    let mut present = vec![0u64; (MAX_CPU_ID as usize + 1).div_ceil(64)];
     for part in text.split(',') {
         let part = part.trim();
         let bad = || ParseError::new("cpu list", text);
@@ -102,9 +103,34 @@ pub fn parse_cpu_list(text: &str) -> Result<CpuSet, ParseError> {
         if start > end || end > MAX_CPU_ID {
             return Err(bad());
         }
-        ids.extend(start..=end);
+        set_range(&mut present, start, end);
     }
-    Ok(CpuSet::from_ids(ids))
+    let ids = present
+        .iter()
+        .enumerate()
+        .flat_map(|(word_index, &word)| {
+            (0..64u32)
+                .filter(move |bit| word & (1 << bit) != 0)
+                .map(move |bit| word_index as u32 * 64 + bit)
+        })
+        .collect();
+    Ok(CpuSet { ids })
+}
+
+/// Sets bits `start..=end`, a word at a time.
+fn set_range(bitmap: &mut [u64], start: u32, end: u32) {
+    let (first_word, last_word) = (start as usize / 64, end as usize / 64);
+    for (index, word) in bitmap
+        .iter_mut()
+        .enumerate()
+        .take(last_word + 1)
+        .skip(first_word)
+    {
+        let low = if index == first_word { start % 64 } else { 0 };
+        let high = if index == last_word { end % 64 } else { 63 };
+        let mask = (u64::MAX >> (63 - high)) & (u64::MAX << low);
+        *word |= mask;
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +157,21 @@ mod tests {
         parse_cpu_list("0-").unwrap_err();
         parse_cpu_list("0-4294967295").unwrap_err();
         parse_cpu_list("1,,2").unwrap_err();
+    }
+
+    #[test]
+    fn parse_cpu_list_overlapping_ranges_are_merged() {
+        let set = parse_cpu_list("0-3,2-5,5,0-1").unwrap();
+        assert_eq!(set.to_list_string(), "0-5");
+        let wide = vec!["0-65536"; 100].join(",");
+        assert_eq!(parse_cpu_list(&wide).unwrap().len(), 65537);
+    }
+
+    #[test]
+    fn parse_cpu_list_ranges_across_word_boundaries() {
+        let set = parse_cpu_list("60-70,127-128,200").unwrap();
+        let expected: Vec<u32> = (60..=70).chain([127, 128, 200]).collect();
+        assert_eq!(set.ids(), expected.as_slice());
     }
 
     #[test]
