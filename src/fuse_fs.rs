@@ -9,6 +9,7 @@ use fuser::{
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -91,7 +92,16 @@ impl Filesystem for CgviewFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        match self.tree.open(ino.0, caller(req), write) {
+        let caller = caller(req);
+        // Rendering is the only handler work beyond a table lookup. A bug there must cost one read, not
+        // a worker that never replies (the reader would hang in the kernel).
+        let opened =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.tree.open(ino.0, caller, write)))
+                .unwrap_or_else(|_| {
+                    tracing::error!(inode = ino.0, ?caller, "rendering panicked; replying EIO");
+                    Err(TreeErrno(libc::EIO))
+                });
+        match opened {
             Ok(handle) => reply.opened(
                 FileHandle(handle),
                 FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
