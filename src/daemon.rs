@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
-/// The file system type the kernel reports for cgview mounts (`fuse.<subtype>`).
-pub const FS_TYPE: &str = "fuse.cgview";
+/// The source (`fsname`) of cgview mounts in mountinfo. Their type is `fuse`, or `fuse.cgview` when the
+/// mount was made through a helper that passes the subtype to the kernel.
+pub const FS_NAME: &str = "cgview";
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -51,22 +52,37 @@ enum MountPointState {
     Missing,
     Directory,
     RegularFile,
-    /// A FUSE mount whose daemon is gone: every access fails with ENOTCONN.
+    /// A FUSE mount whose daemon is gone: every request fails with ENOTCONN.
     DeadMount,
+    /// A cgview mount whose daemon answers.
+    LiveCgview,
     OtherFile,
 }
 
-fn mount_point_state(path: &Path) -> Result<MountPointState, MountError> {
+/// Dead mounts stacked on one mount point that are detached before giving up.
+const MAX_DEAD_LAYERS: usize = 8;
+
+fn mount_point_state(path: &Path, paths: &HostPaths) -> Result<MountPointState, MountError> {
+    let wrap = |source: io::Error| MountError::MountPoint {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Ok(MountPointState::Directory),
+        Ok(meta) if meta.is_dir() => {
+            // The kernel answers stat from its attribute cache even after the daemon died; statfs always
+            // reaches the daemon, so it tells a dead mount from a live one.
+            match nix::sys::statfs::statfs(path) {
+                Err(nix::errno::Errno::ENOTCONN) => Ok(MountPointState::DeadMount),
+                Err(e) => Err(wrap(e.into())),
+                Ok(_) if is_live_cgview_mount(path, paths)? => Ok(MountPointState::LiveCgview),
+                Ok(_) => Ok(MountPointState::Directory),
+            }
+        }
         Ok(meta) if meta.is_file() => Ok(MountPointState::RegularFile),
         Ok(_) => Ok(MountPointState::OtherFile),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(MountPointState::Missing),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(MountPointState::DeadMount),
-        Err(source) => Err(MountError::MountPoint {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(wrap(source)),
     }
 }
 
@@ -82,26 +98,29 @@ pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<(), 
         path: mount_point.to_owned(),
         source,
     };
-    match mount_point_state(mount_point)? {
-        MountPointState::Missing => std::fs::create_dir_all(mount_point).map_err(wrap)?,
-        MountPointState::RegularFile | MountPointState::OtherFile => {
-            return Err(MountError::MountPointIsFile(mount_point.to_owned()))
-        }
-        MountPointState::DeadMount => {
-            tracing::warn!(
-                mount_point = %mount_point.display(),
-                "detaching a dead FUSE mount left by a previous daemon"
-            );
-            nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| wrap(e.into()))?;
-        }
-        MountPointState::Directory => {
-            if is_live_cgview_mount(mount_point, paths)? {
-                return Err(MountError::AlreadyMounted(mount_point.to_owned()));
+    for _ in 0..MAX_DEAD_LAYERS {
+        match mount_point_state(mount_point, paths)? {
+            MountPointState::Missing => return std::fs::create_dir_all(mount_point).map_err(wrap),
+            MountPointState::Directory => return Ok(()),
+            MountPointState::RegularFile | MountPointState::OtherFile => {
+                return Err(MountError::MountPointIsFile(mount_point.to_owned()))
+            }
+            MountPointState::LiveCgview => {
+                return Err(MountError::AlreadyMounted(mount_point.to_owned()))
+            }
+            MountPointState::DeadMount => {
+                tracing::warn!(
+                    mount_point = %mount_point.display(),
+                    "detaching a dead FUSE mount left by a previous daemon"
+                );
+                nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH)
+                    .map_err(|e| wrap(e.into()))?;
             }
         }
     }
-    Ok(())
+    Err(wrap(io::Error::other(format!(
+        "more than {MAX_DEAD_LAYERS} dead mounts are stacked here"
+    ))))
 }
 
 fn is_live_cgview_mount(mount_point: &Path, paths: &HostPaths) -> Result<bool, MountError> {
@@ -117,7 +136,11 @@ fn is_live_cgview_mount(mount_point: &Path, paths: &HostPaths) -> Result<bool, M
         .map_err(MountError::MountTable)?;
     Ok(mounts
         .iter()
-        .any(|m| m.fs_type == FS_TYPE && Path::new(&m.mount_point) == canonical))
+        .any(|m| is_cgview_mount(m) && Path::new(&m.mount_point) == canonical))
+}
+
+fn is_cgview_mount(mount: &crate::parse::mountinfo::MountEntry) -> bool {
+    mount.source == FS_NAME && (mount.fs_type == "fuse" || mount.fs_type == "fuse.cgview")
 }
 
 /// Joins the cgroup namespace of the host's init so `/proc/<pid>/cgroup` shows host paths. Must run
@@ -157,8 +180,8 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
 
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName("cgview".into()),
-        MountOption::Subtype("cgview".into()),
+        MountOption::FSName(FS_NAME.into()),
+        MountOption::Subtype(FS_NAME.into()),
         MountOption::RO,
         MountOption::NoSuid,
         MountOption::NoDev,

@@ -12,6 +12,8 @@ pub struct MountEntry {
     pub root: String,
     pub mount_point: String,
     pub fs_type: String,
+    /// The mount source, e.g. `cgroup` or, for a FUSE mount, its `fsname`.
+    pub source: String,
     pub super_options: Vec<String>,
 }
 
@@ -37,7 +39,7 @@ fn parse_line(line: &str) -> Result<MountEntry, ParseError> {
         return Err(bad());
     };
     let mut fields = after.split(' ');
-    let (Some(fs_type), Some(_source)) = (fields.next(), fields.next()) else {
+    let (Some(fs_type), Some(source)) = (fields.next(), fields.next()) else {
         return Err(bad());
     };
     let super_options = fields
@@ -51,6 +53,7 @@ fn parse_line(line: &str) -> Result<MountEntry, ParseError> {
         root: unescape(root),
         mount_point: unescape(mount_point),
         fs_type: fs_type.to_owned(),
+        source: unescape(source),
         super_options,
     })
 }
@@ -100,6 +103,7 @@ mod tests {
         assert_eq!(mounts[1].super_options, vec!["rw", "cpu"]);
         assert_eq!(mounts[2].mount_point, "/sys/fs/cgroup/memory");
         assert_eq!(mounts[4].fs_type, "cgroup2");
+        assert_eq!(mounts[4].source, "cgroup2");
     }
 
     #[test]

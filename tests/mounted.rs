@@ -1,0 +1,518 @@
+//! The mounted suite: a real `cgview mount`, real v1 cgroups on this hybrid host, and reads from processes
+//! inside them and inside simulated containers (new mount + pid namespaces with bind mounts, as a runtime
+//! makes them). Needs root and /dev/fuse.
+
+mod mounted_support;
+
+use mounted_support::*;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+fn render(pid_expr: &str, path: &str) -> String {
+    render_with("", pid_expr, path)
+}
+
+fn render_with(options: &str, pid_expr: &str, path: &str) -> String {
+    format!("{BIN} {options} render --pid {pid_expr} {path}")
+}
+
+#[test]
+fn meminfo_memory_limit_is_mem_total_through_mount_and_render() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("mem", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+
+    let mnt = daemon.path("proc/meminfo");
+    let out = sections(&cgroup.run(&format!(
+        "echo ==mount==; cat {}; echo ==render==; {}",
+        mnt.display(),
+        render("$$", "proc/meminfo")
+    )));
+    let (mounted, rendered) = (&out["mount"], &out["render"]);
+    assert_eq!(meminfo_kb(mounted, "MemTotal"), 524_288);
+    assert!(meminfo_kb(mounted, "MemFree") <= 524_288);
+    assert!(meminfo_kb(mounted, "MemAvailable") <= 524_288);
+    assert_eq!(meminfo_kb(rendered, "MemTotal"), 524_288);
+    assert_eq!(meminfo_names(mounted), meminfo_names(rendered));
+    let host = fs::read_to_string("/proc/meminfo").unwrap();
+    assert_eq!(meminfo_names(mounted), meminfo_names(&host));
+}
+
+#[test]
+fn meminfo_parent_limit_lower_than_child_wins() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let parent = TestCgroup::new("memparent", &["memory"]);
+    parent.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    let child = parent.child("ctr");
+    child.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+
+    let text = child.run(&format!("cat {}", daemon.path("proc/meminfo").display()));
+    assert_eq!(meminfo_kb(&text, "MemTotal"), 262_144);
+}
+
+/// (quota_us, cpuset) -> expected processor ids, for a 2-CPU host.
+/// `render_options` are the daemon's view options, given to `cgview render` too.
+fn check_cpu_view(
+    daemon: &Daemon,
+    render_options: &str,
+    quota_us: Option<u64>,
+    cpuset: Option<&str>,
+    expected: &[u32],
+) {
+    let cgroup = TestCgroup::new("cpu", &["cpu", "cpuset"]);
+    if let Some(quota) = quota_us {
+        cgroup.set("cpu", "cpu.cfs_period_us", "100000");
+        cgroup.set("cpu", "cpu.cfs_quota_us", &quota.to_string());
+    }
+    if let Some(cpus) = cpuset {
+        cgroup.set("cpuset", "cpuset.cpus", cpus);
+    }
+    let out = sections(&cgroup.run(&format!(
+        "echo ==cpuinfo==; cat {cpuinfo}; echo ==online==; cat {online}; \
+         echo ==render-cpuinfo==; {r_cpuinfo}; echo ==render-online==; {r_online}",
+        cpuinfo = daemon.path("proc/cpuinfo").display(),
+        online = daemon.path("sys/devices/system/cpu/online").display(),
+        r_cpuinfo = render_with(render_options, "$$", "proc/cpuinfo"),
+        r_online = render_with(render_options, "$$", "sys/devices/system/cpu/online"),
+    )));
+    let label = format!("quota {quota_us:?}, cpuset {cpuset:?}");
+    assert_eq!(cpuinfo_ids(&out["cpuinfo"]), expected, "{label}");
+    let online_expected = match expected {
+        [one] => one.to_string(),
+        [first, .., last] => format!("{first}-{last}"),
+        [] => String::new(),
+    };
+    assert_eq!(out["online"].trim(), online_expected, "{label}");
+    assert_eq!(cpuinfo_ids(&out["render-cpuinfo"]), expected, "{label}");
+    assert_eq!(out["render-online"].trim(), online_expected, "{label}");
+}
+
+#[test]
+fn cpuinfo_and_online_follow_quota_and_cpuset() {
+    require_root_and_fuse();
+    let host_cpus = cpuinfo_ids(&fs::read_to_string("/proc/cpuinfo").unwrap());
+    assert!(host_cpus.len() >= 2, "this test expects at least 2 CPUs");
+    let daemon = Daemon::start(&[], &[]);
+    check_cpu_view(&daemon, "", Some(50_000), None, &[0]);
+    check_cpu_view(&daemon, "", Some(150_000), Some("0-1"), &[0, 1]);
+    check_cpu_view(&daemon, "", Some(150_000), Some("1"), &[1]);
+    check_cpu_view(&daemon, "", None, Some("1"), &[1]);
+}
+
+#[test]
+fn cpuinfo_without_quota_awareness_shows_whole_cpuset() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &["--no-cpu-quota"]);
+    check_cpu_view(
+        &daemon,
+        "--no-cpu-quota",
+        Some(50_000),
+        Some("0-1"),
+        &[0, 1],
+    );
+}
+
+#[test]
+fn uptime_in_new_pid_namespace_is_its_age() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("uptime", &["cpu", "cpuacct"]);
+    let out = cgroup.run(&format!(
+        "unshare -p -f --mount-proc sh -c 'sleep 2; cat {}'",
+        daemon.path("proc/uptime").display()
+    ));
+    let fields: Vec<f64> = out.split_whitespace().map(|f| f.parse().unwrap()).collect();
+    assert_eq!(fields.len(), 2, "{out}");
+    assert!((1.5..15.0).contains(&fields[0]), "container uptime {out}");
+    assert!(fields[0] < host_uptime_secs() - 5.0 || host_uptime_secs() < 20.0);
+    assert!(fields[1] >= 0.0);
+    // Idle can never exceed the visible CPUs' wall time.
+    assert!(fields[1] <= fields[0] * 2.0 + 0.01, "{out}");
+}
+
+#[test]
+fn host_caller_in_root_cgroups_sees_host_files() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let enter_root = ["memory", "cpu", "cpuacct", "cpuset", "blkio"]
+        .iter()
+        .map(|c| format!("echo $$ > {CGROUP_ROOT}/{c}/cgroup.procs"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = sections(&run_sh(&format!(
+        "{enter_root}; echo ==meminfo==; cat {m}; echo ==cpuinfo==; cat {c}; echo ==online==; cat {o}; \
+         echo ==uptime==; cat {u}",
+        m = daemon.path("proc/meminfo").display(),
+        c = daemon.path("proc/cpuinfo").display(),
+        o = daemon.path("sys/devices/system/cpu/online").display(),
+        u = daemon.path("proc/uptime").display(),
+    )));
+    let host_meminfo = fs::read_to_string("/proc/meminfo").unwrap();
+    assert_eq!(
+        meminfo_kb(&out["meminfo"], "MemTotal"),
+        meminfo_kb(&host_meminfo, "MemTotal")
+    );
+    assert_eq!(
+        meminfo_kb(&out["meminfo"], "SwapTotal"),
+        meminfo_kb(&host_meminfo, "SwapTotal")
+    );
+    let host_cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap();
+    assert_eq!(cpuinfo_ids(&out["cpuinfo"]), cpuinfo_ids(&host_cpuinfo));
+    assert_eq!(
+        out["online"],
+        fs::read_to_string("/sys/devices/system/cpu/online").unwrap()
+    );
+    let served_up: f64 = out["uptime"]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((served_up - host_uptime_secs()).abs() < 2.0);
+}
+
+/// The disk (not partition) holding `path`, as `major:minor`.
+fn disk_of(path: &Path) -> String {
+    let dev = fs::metadata(path).unwrap().dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let sys = format!("/sys/dev/block/{major}:{minor}");
+    if Path::new(&sys).join("partition").exists() {
+        let parent = fs::canonicalize(format!("{sys}/..")).unwrap();
+        fs::read_to_string(parent.join("dev"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    } else {
+        format!("{major}:{minor}")
+    }
+}
+
+fn diskstats_line<'a>(text: &'a str, device: &str) -> Option<Vec<&'a str>> {
+    let (major, minor) = device.split_once(':').unwrap();
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == major && f[1] == minor)
+}
+
+#[test]
+fn diskstats_shows_own_direct_writes_only() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let work = tempfile::Builder::new()
+        .prefix("cgview-io-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let device = disk_of(work.path());
+    let writer = TestCgroup::new("io", &["blkio"]);
+    let bystander = TestCgroup::new("io-idle", &["blkio"]);
+    // On cgroup v1 (observed on 6.18 with mq-deadline) blkio statistics only count I/O in cgroups that
+    // have a throttle rule on the device; a rule far above the disk's speed counts without limiting.
+    for cgroup in [&writer, &bystander] {
+        cgroup.set(
+            "blkio",
+            "blkio.throttle.write_bps_device",
+            &format!("{device} 1099511627776"),
+        );
+    }
+    let file = work.path().join("data");
+    let text = writer.run(&format!(
+        "dd if=/dev/zero of={} bs=1M count=8 oflag=direct conv=fsync 2>/dev/null; cat {}",
+        file.display(),
+        daemon.path("proc/diskstats").display()
+    ));
+    let line = diskstats_line(&text, &device)
+        .unwrap_or_else(|| panic!("no line for {device} in the writer's diskstats:\n{text}"));
+    let sectors_written: u64 = line[3 + 6].parse().unwrap();
+    let writes: u64 = line[3 + 4].parse().unwrap();
+    assert!(sectors_written >= 16_384, "{line:?}");
+    assert!(writes >= 1, "{line:?}");
+    let host_columns = diskstats_line(&fs::read_to_string("/proc/diskstats").unwrap(), &device)
+        .unwrap()
+        .len();
+    assert_eq!(line.len(), host_columns);
+
+    let idle = bystander.run(&format!("cat {}", daemon.path("proc/diskstats").display()));
+    if let Some(line) = diskstats_line(&idle, &device) {
+        assert_eq!(
+            line[3 + 6],
+            "0",
+            "another cgroup sees the writer's bytes: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn simulated_container_tools_see_the_limits() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("ctr", &["memory", "cpu", "cpuacct", "cpuset", "blkio"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+    cgroup.set("cpu", "cpu.cfs_period_us", "100000");
+    cgroup.set("cpu", "cpu.cfs_quota_us", "150000");
+    cgroup.set("cpuset", "cpuset.cpus", "0-1");
+    let mnt = daemon.mount_point.display();
+    let inner = format!(
+        "set -e; \
+         for f in meminfo cpuinfo uptime diskstats; do mount --bind {mnt}/proc/$f /proc/$f; done; \
+         mount --bind {mnt}/sys/devices/system/cpu/online /sys/devices/system/cpu/online; \
+         echo ==free==; free -k; \
+         echo ==processors==; grep -c ^processor /proc/cpuinfo; \
+         echo ==online==; cat /sys/devices/system/cpu/online; \
+         echo ==getconf==; getconf _NPROCESSORS_ONLN; \
+         echo ==python==; python3 -c 'import os; print(os.cpu_count())'; \
+         echo ==uptime==; cat /proc/uptime"
+    );
+    let out = sections(&cgroup.run(&format!("unshare -m -p -f --mount-proc sh -c \"{inner}\"")));
+    let mem_line = out["free"].lines().find(|l| l.starts_with("Mem:")).unwrap();
+    let total: u64 = mem_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(total, 524_288, "{}", out["free"]);
+    assert_eq!(out["processors"].trim(), "2");
+    assert_eq!(out["online"].trim(), "0-1");
+    // glibc's sysconf(_SC_NPROCESSORS_ONLN) parses /sys/devices/system/cpu/online.
+    assert_eq!(out["getconf"].trim(), "2");
+    assert_eq!(out["python"].trim(), "2");
+    let up: f64 = out["uptime"]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(up < 10.0, "container uptime {up}");
+}
+
+#[test]
+fn simulated_container_half_cpu_sees_one_cpu_through_glibc() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("ctr-half", &["cpu"]);
+    cgroup.set("cpu", "cpu.cfs_period_us", "100000");
+    cgroup.set("cpu", "cpu.cfs_quota_us", "50000");
+    let inner = format!(
+        "mount --bind {}/sys/devices/system/cpu/online /sys/devices/system/cpu/online && \
+         getconf _NPROCESSORS_ONLN && nproc",
+        daemon.mount_point.display()
+    );
+    let out = cgroup.run(&format!("unshare -m -p -f --mount-proc sh -c \"{inner}\""));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "getconf reads the served online list");
+    // nproc asks sched_getaffinity(2): a quota is invisible to it, which no file system can change.
+    assert_eq!(
+        lines[1],
+        std::thread::available_parallelism()
+            .unwrap()
+            .get()
+            .to_string()
+    );
+}
+
+#[test]
+fn daemon_in_private_cgroup_namespace_resolves_callers() {
+    require_root_and_fuse();
+    let cgroup = TestCgroup::new("cgns", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+    for args in [&[][..], &["--keep-cgroup-namespace"][..]] {
+        let daemon = Daemon::start(&["unshare", "-C"], args);
+        let text = cgroup.run(&format!("cat {}", daemon.path("proc/meminfo").display()));
+        assert_eq!(
+            meminfo_kb(&text, "MemTotal"),
+            524_288,
+            "daemon args {args:?}: {}",
+            daemon.log_text()
+        );
+    }
+}
+
+#[test]
+fn mount_stops_cleanly_on_sigterm_and_sigint() {
+    require_root_and_fuse();
+    for signal in ["TERM", "INT"] {
+        let mut daemon = Daemon::start(&[], &[]);
+        let mount_point = daemon.mount_point.clone();
+        assert!(is_mounted(&mount_point));
+        let status = daemon.stop_with(signal);
+        assert!(
+            status.success(),
+            "SIG{signal}: {status}\n{}",
+            daemon.log_text()
+        );
+        assert!(!is_mounted(&mount_point), "SIG{signal} left a mount");
+    }
+}
+
+#[test]
+fn mount_rejects_regular_file_and_non_root() {
+    require_root_and_fuse();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    fs::write(&file, "x").unwrap();
+    let output = Command::new(BIN).arg("mount").arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("regular file"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "mount",
+        ])
+        .arg(dir.path().join("mnt"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("root"), "{stderr}");
+}
+
+#[test]
+fn mount_replaces_dead_mount_and_refuses_live_one() {
+    require_root_and_fuse();
+    let mut first = Daemon::start(&[], &[]);
+    let mount_point = first.mount_point.clone();
+
+    let second = Command::new(BIN)
+        .arg("mount")
+        .arg(&mount_point)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already served"));
+
+    let mut child = first.take_child();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What every container with a bind-mounted file sees until the mount is replaced.
+    let error = fs::read_to_string(mount_point.join("proc/meminfo")).unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN), "{error}");
+
+    let _restarted = RestartedDaemon::start(&mount_point);
+    let text = fs::read_to_string(mount_point.join("proc/meminfo")).unwrap();
+    assert!(text.contains("MemTotal"));
+    drop(first);
+}
+
+/// A daemon started on an existing mount point (the dead-mount test's second daemon).
+struct RestartedDaemon(std::process::Child, std::path::PathBuf);
+
+impl RestartedDaemon {
+    fn start(mount_point: &Path) -> RestartedDaemon {
+        let child = Command::new(BIN)
+            .arg("mount")
+            .arg(mount_point)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let guard = RestartedDaemon(child, mount_point.to_owned());
+        for _ in 0..500 {
+            if fs::read_to_string(mount_point.join("proc/meminfo")).is_ok() {
+                return guard;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the restarted daemon did not serve");
+    }
+}
+
+impl Drop for RestartedDaemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+        if is_mounted(&self.1) {
+            let _ = Command::new("umount").arg("-l").arg(&self.1).status();
+        }
+    }
+}
+
+#[test]
+fn reads_behave_like_procfs() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let meminfo = daemon.path("proc/meminfo");
+    let script = format!(
+        r#"
+import os, errno
+path = "{path}"
+fd = os.open(path, os.O_RDONLY)
+chunks = []
+while True:
+    b = os.read(fd, 1)
+    if not b:
+        break
+    chunks.append(b)
+os.close(fd)
+text = b"".join(chunks).decode()
+for line in text.splitlines():
+    name, value = line.split(":", 1)
+    int(value.split()[0])
+fd = os.open(path, os.O_RDONLY)
+assert len(os.pread(fd, 100, 10)) > 0, "first read at an offset returned EOF"
+assert os.pread(fd, 100, 10_000_000) == b"", "read past the end returned data"
+os.close(fd)
+try:
+    os.open(path, os.O_WRONLY)
+    raise SystemExit("opened for writing")
+except OSError as e:
+    assert e.errno in (errno.EROFS, errno.EACCES), e
+print("ok", len(text.splitlines()))
+"#,
+        path = meminfo.display()
+    );
+    let out = run_sh(&format!("python3 -c '{}'", script.replace('\'', "'\\''")));
+    assert!(out.starts_with("ok "), "{out}");
+
+    let meta = fs::metadata(&meminfo).unwrap();
+    assert!(meta.file_type().is_file() && !meta.file_type().is_fifo());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+    assert!(meta.blksize() >= 8192);
+    let listing: Vec<String> = fs::read_dir(daemon.path("sys/devices/system/cpu"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(listing, vec!["online"]);
+    let mut proc_listing: Vec<String> = fs::read_dir(daemon.path("proc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    proc_listing.sort();
+    assert_eq!(proc_listing, ["cpuinfo", "diskstats", "meminfo", "uptime"]);
+}
+
+#[test]
+fn daemon_survives_many_short_lived_readers() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("churn", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+    let mnt = daemon.mount_point.display().to_string();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let script = format!(
+                "{}; i=0; while [ $i -lt 200 ]; do cat {mnt}/proc/meminfo {mnt}/proc/cpuinfo {mnt}/proc/uptime \
+                 {mnt}/proc/diskstats >/dev/null & i=$((i+1)); done; wait",
+                cgroup.enter_script()
+            );
+            std::thread::spawn(move || run_sh(&script))
+        })
+        .collect();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let text = cgroup.run(&format!("cat {mnt}/proc/meminfo"));
+    assert_eq!(
+        meminfo_kb(&text, "MemTotal"),
+        524_288,
+        "{}",
+        daemon.log_text()
+    );
+}

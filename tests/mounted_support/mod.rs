@@ -1,0 +1,349 @@
+//! Guards for the mounted suite: real cgroups and a real `cgview mount`, removed even when a test panics.
+//!
+//! Tools used (Debian packages): sh, cat, dd, sleep (coreutils, dash), unshare, mount, setpriv
+//! (util-linux), free (procps), getconf (libc-bin), python3. `tests/run.sh` installs them.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cgview");
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub const MIB: u64 = 1 << 20;
+
+/// The mounted suite needs root and /dev/fuse; CI has both, so their absence is a failure, not a skip.
+pub fn require_root_and_fuse() {
+    assert!(
+        nix_is_root(),
+        "the mounted tests create cgroups and FUSE mounts: run them as root (bash tests/run.sh)"
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: modprobe fuse"
+    );
+}
+
+fn nix_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn unique_name(label: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "cgview-test-{}-{label}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A cgroup with the same relative path in several v1 hierarchies.
+pub struct TestCgroup {
+    pub relative: String,
+    pub controllers: Vec<&'static str>,
+}
+
+impl TestCgroup {
+    pub fn new(label: &str, controllers: &[&'static str]) -> TestCgroup {
+        Self::create(unique_name(label), controllers)
+    }
+
+    /// A cgroup below this one, in the same hierarchies.
+    pub fn child(&self, name: &str) -> TestCgroup {
+        Self::create(format!("{}/{name}", self.relative), &self.controllers)
+    }
+
+    fn create(relative: String, controllers: &[&'static str]) -> TestCgroup {
+        let cgroup = TestCgroup {
+            relative,
+            controllers: controllers.to_vec(),
+        };
+        for controller in controllers {
+            let dir = cgroup.dir(controller);
+            fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            if *controller == "cpuset" {
+                // A v1 cpuset accepts no task until it has CPUs and memory nodes.
+                let parent = dir.parent().unwrap();
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let value = fs::read_to_string(parent.join(file)).unwrap();
+                    fs::write(dir.join(file), value.trim()).unwrap();
+                }
+            }
+        }
+        cgroup
+    }
+
+    pub fn dir(&self, controller: &str) -> PathBuf {
+        Path::new(CGROUP_ROOT).join(controller).join(&self.relative)
+    }
+
+    pub fn set(&self, controller: &str, file: &str, value: &str) {
+        let path = self.dir(controller).join(file);
+        fs::write(&path, value)
+            .unwrap_or_else(|e| panic!("write {value:?} to {}: {e}", path.display()));
+    }
+
+    /// Shell commands that move the running shell (`$$`) into this cgroup in every hierarchy.
+    pub fn enter_script(&self) -> String {
+        self.controllers
+            .iter()
+            .map(|c| format!("echo $$ > {}/cgroup.procs", self.dir(c).display()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Runs `script` with `sh` inside this cgroup and returns its standard output; fails on non-zero exit.
+    pub fn run(&self, script: &str) -> String {
+        run_sh(&format!("{}; {script}", self.enter_script()))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for controller in &self.controllers {
+            let dir = self.dir(controller);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                if procs.trim().is_empty() {
+                    break;
+                }
+                for pid in procs.split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+                if Instant::now() > deadline {
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+            // Children were dropped first (they are declared later); retry while the kernel reaps tasks.
+            for _ in 0..100 {
+                if fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Runs `sh -c script`; panics with its output when it fails.
+pub fn run_sh(script: &str) -> String {
+    let output = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    expect_success(script, &output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+pub fn expect_success(what: &str, output: &Output) {
+    assert!(
+        output.status.success(),
+        "{what}\nexit: {}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running `cgview mount` on its own temporary mount point.
+pub struct Daemon {
+    child: Option<Child>,
+    pub mount_point: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `cgview [prefix...] mount <mnt> [args...]`, possibly behind a wrapper such as `unshare -C`.
+    pub fn start(wrapper: &[&str], args: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("cgview-mnt-")
+            .tempdir()
+            .unwrap();
+        let mount_point = dir.path().join("mnt");
+        let log = dir.path().join("daemon.log");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        command
+            .arg("mount")
+            .arg(&mount_point)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let child = command.spawn().unwrap();
+        let mut daemon = Daemon {
+            child: Some(child),
+            mount_point,
+            log,
+            _dir: dir,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let probe = self.path("proc/meminfo");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if fs::read_to_string(&probe).is_ok_and(|t| t.contains("MemTotal")) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "cgview mount exited with {status} before serving:\n{}",
+                    self.log_text()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "cgview mount did not serve within 10 s:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.mount_point.join(relative)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Sends `signal` and waits for the daemon to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon already stopped");
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "cgview did not exit within 10 s of SIG{signal}:\n{}",
+                    self.log_text()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Takes the child without stopping it, for tests that kill it themselves.
+    pub fn take_child(&mut self) -> Child {
+        self.child.take().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if is_mounted(&self.mount_point) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mount_point)
+                .status();
+        }
+    }
+}
+
+/// Whether anything is mounted at `path` in this mount namespace.
+pub fn is_mounted(path: &Path) -> bool {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let wanted = path.to_string_lossy().replace(' ', "\\040");
+    mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
+/// The value of a meminfo field, in kB.
+pub fn meminfo_kb(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// Field names of a meminfo text, in order.
+pub fn meminfo_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split(':').next().unwrap().to_owned())
+        .collect()
+}
+
+/// `processor : N` ids of a cpuinfo text.
+pub fn cpuinfo_ids(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter(|l| l.starts_with("processor"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse().ok())
+        .collect()
+}
+
+/// Splits a script's output at lines `==name==` into sections.
+pub fn sections(output: &str) -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in output.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if let Some(name) = trimmed
+            .strip_prefix("==")
+            .and_then(|s| s.strip_suffix("=="))
+        {
+            current = Some(name.to_owned());
+            map.insert(name.to_owned(), String::new());
+        } else if let Some(name) = &current {
+            map.get_mut(name).unwrap().push_str(line);
+        }
+    }
+    map
+}
+
+pub fn host_uptime_secs() -> f64 {
+    fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
