@@ -1,0 +1,10 @@
+#![no_main]
+//! Fuzzes diskstats parsing: no input may panic.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = cgview::parse::diskstats::parse_diskstats(text);
+    }
+});

@@ -1,0 +1,11 @@
+#![no_main]
+//! Fuzzes limit parsing: no input may panic.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = cgview::parse::limit::parse_limit(text);
+        let _ = cgview::parse::limit::parse_counter(text);
+    }
+});
