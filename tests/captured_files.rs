@@ -1,0 +1,198 @@
+//! Parsers and renderers on files captured from a real machine (see each fixture directory's README).
+
+use cgview::host::layout::{CgroupLayout, Controller, LayoutKind};
+use cgview::model::io::DeviceIo;
+use cgview::model::memory::{MemoryStat, MemoryState, Swap};
+use cgview::parse::blkio::parse_blkio;
+use cgview::parse::cgroup_membership::parse_cgroup_membership;
+use cgview::parse::cpu_quota::{parse_cfs, parse_cpu_max};
+use cgview::parse::cpuinfo::parse_cpuinfo_blocks;
+use cgview::parse::cpuset::{parse_cpu_list, CpuSet};
+use cgview::parse::diskstats::{parse_diskstats, DeviceId};
+use cgview::parse::flat_keyed::parse_flat_keyed;
+use cgview::parse::io_stat::parse_io_stat;
+use cgview::parse::limit::{parse_counter, parse_limit};
+use cgview::parse::meminfo::meminfo_value;
+use cgview::parse::mountinfo::parse_mountinfo;
+use cgview::render::cpuinfo::render_cpuinfo;
+use cgview::render::meminfo::render_meminfo;
+use std::path::Path;
+
+macro_rules! hybrid {
+    ($name:literal) => {
+        include_str!(concat!("fixtures/linux-6.18-x86_64-hybrid/", $name))
+    };
+}
+macro_rules! v2 {
+    ($name:literal) => {
+        include_str!(concat!("fixtures/v2-hand-written/", $name))
+    };
+}
+
+fn names(text: &str) -> Vec<&str> {
+    text.lines().map(|l| l.split(':').next().unwrap()).collect()
+}
+
+#[test]
+fn captured_mountinfo_is_hybrid_with_v1_controllers() {
+    let mounts = parse_mountinfo(hybrid!("mountinfo")).unwrap();
+    let layout = CgroupLayout::from_mounts(&mounts, Path::new("/sys/fs/cgroup"), |_| String::new());
+    assert_eq!(layout.kind(), Some(LayoutKind::Hybrid));
+    for controller in Controller::ALL {
+        let mount = layout.mount_for(controller).unwrap();
+        assert!(
+            mount.mount_point.starts_with("/sys/fs/cgroup"),
+            "{controller}"
+        );
+    }
+    assert_eq!(
+        layout.mount_for(Controller::Io).unwrap().mount_point,
+        Path::new("/sys/fs/cgroup/blkio")
+    );
+}
+
+#[test]
+fn captured_self_cgroup_has_one_line_per_hierarchy() {
+    let lines = parse_cgroup_membership(hybrid!("self-cgroup")).unwrap();
+    assert!(lines.iter().any(|l| l.is_unified()));
+    assert!(lines.iter().any(|l| l.controllers == ["memory"]));
+}
+
+#[test]
+fn captured_meminfo_renders_every_line_in_order() {
+    let memory = MemoryState {
+        limit_bytes: Some(512 << 20),
+        usage_bytes: 100 << 20,
+        stat: MemoryStat::default(),
+        swap: Swap::NotAccounted,
+    };
+    let host = hybrid!("meminfo");
+    let out = render_meminfo(host, &memory).unwrap();
+    assert_eq!(names(&out), names(host));
+    assert_eq!(meminfo_value(&out, "MemTotal"), Some(524_288));
+    assert_eq!(
+        meminfo_value(&out, "HugePages_Total"),
+        meminfo_value(host, "HugePages_Total")
+    );
+}
+
+fn check_cpuinfo_subset(host: &str, visible: &[u32]) {
+    let blocks = parse_cpuinfo_blocks(host);
+    let total = blocks.iter().filter(|b| b.cpu.is_some()).count();
+    assert!(total > visible.len());
+    let out = render_cpuinfo(host, &CpuSet::from_ids(visible.to_vec()));
+    let kept: Vec<u32> = parse_cpuinfo_blocks(&out)
+        .iter()
+        .filter_map(|b| b.cpu)
+        .collect();
+    assert_eq!(kept, visible);
+    // Each kept block is the host's, byte for byte.
+    for block in parse_cpuinfo_blocks(&out) {
+        assert!(host.contains(block.text));
+    }
+}
+
+#[test]
+fn captured_x86_cpuinfo_keeps_visible_blocks() {
+    check_cpuinfo_subset(hybrid!("cpuinfo"), &[1]);
+}
+
+#[test]
+fn hand_written_aarch64_cpuinfo_keeps_visible_blocks() {
+    let host = include_str!("fixtures/aarch64/cpuinfo");
+    check_cpuinfo_subset(host, &[2, 5]);
+    let out = render_cpuinfo(host, &CpuSet::from_ids(vec![2, 5]));
+    assert!(out.starts_with("processor\t: 2\nBogoMIPS"));
+    assert_eq!(out.matches("CPU part\t: 0xd0c").count(), 2);
+}
+
+#[test]
+fn captured_diskstats_has_seventeen_counters() {
+    let lines = parse_diskstats(hybrid!("diskstats")).unwrap();
+    let vda = lines
+        .iter()
+        .find(|l| {
+            l.device
+                == DeviceId {
+                    major: 254,
+                    minor: 0,
+                }
+        })
+        .unwrap();
+    assert_eq!(vda.name, "vda");
+    assert!(lines.iter().all(|l| l.counter_count == 17));
+}
+
+#[test]
+fn captured_v1_memory_files() {
+    let stat = MemoryStat::from_v1(&parse_flat_keyed(hybrid!("cgroup-memory-memory.stat")));
+    let root = MemoryStat::from_v1(&parse_flat_keyed(hybrid!("memory.stat")));
+    assert!(root.cache > 0);
+    assert!(stat.mapped.is_some());
+    assert_eq!(stat.slab, None, "v1 memory.stat has no slab fields");
+    assert_eq!(
+        parse_limit(hybrid!("cgroup-memory-memory.limit_in_bytes")).unwrap(),
+        Some(512 << 20)
+    );
+    assert_eq!(
+        parse_limit(hybrid!("cgroup-memory-memory.memsw.limit_in_bytes")).unwrap(),
+        None
+    );
+    let usage = parse_counter(hybrid!("cgroup-memory-memory.usage_in_bytes")).unwrap();
+    let memsw = parse_counter(hybrid!("cgroup-memory-memory.memsw.usage_in_bytes")).unwrap();
+    assert!(memsw >= usage);
+}
+
+#[test]
+fn captured_v1_cpu_files() {
+    let quota = parse_cfs(
+        hybrid!("cgroup-cpu-cpu.cfs_quota_us"),
+        hybrid!("cgroup-cpu-cpu.cfs_period_us"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(quota.cpus(), 1.5);
+    assert_eq!(
+        parse_cpu_list(hybrid!("cgroup-cpuset-cpuset.effective_cpus"))
+            .unwrap()
+            .ids(),
+        &[1]
+    );
+    assert!(parse_counter(hybrid!("cgroup-cpuacct-cpuacct.usage")).unwrap() > 0);
+}
+
+#[test]
+fn captured_v1_blkio_files_give_the_direct_write() {
+    let bytes = parse_blkio(hybrid!(
+        "cgroup-blkio-blkio.throttle.io_service_bytes_recursive"
+    ));
+    let serviced = parse_blkio(hybrid!("cgroup-blkio-blkio.throttle.io_serviced_recursive"));
+    let (device, written) = bytes[0];
+    assert_eq!(
+        device,
+        DeviceId {
+            major: 254,
+            minor: 0
+        }
+    );
+    assert_eq!(written.write, 4 << 20);
+    let io = DeviceIo::from_blkio(written, serviced[0].1, None, None, None);
+    assert_eq!(io.counters[6], 8192, "sectors written");
+}
+
+#[test]
+fn hand_written_v2_files() {
+    let stat = MemoryStat::from_v2(&parse_flat_keyed(v2!("memory.stat")));
+    assert_eq!(stat.mapped, Some(20 << 20));
+    assert_eq!(stat.cache, 50 << 20);
+    assert_eq!(stat.anon_pages(), 100 << 20);
+    assert_eq!(stat.slab, Some(4 << 20));
+    assert_eq!(parse_cpu_max(v2!("cpu.max")).unwrap().unwrap().cpus(), 1.5);
+    assert_eq!(
+        parse_flat_keyed(v2!("cpu.stat")).get("usage_usec"),
+        Some(3_500_000)
+    );
+    let io = parse_io_stat(v2!("io.stat"));
+    assert_eq!(io.len(), 2);
+    assert_eq!(DeviceIo::from_io_stat(&io[0].1).counters[6], 16_384);
+}
