@@ -8,6 +8,7 @@ use crate::host::resolve::{Anchor, CgroupDir, Container, Resolver};
 use crate::model::cpu::visible_cpus;
 use crate::parse::cpuset::{parse_cpu_list, CpuSet};
 use crate::parse::uptime::parse_uptime;
+use crate::parse::ParseError;
 use crate::render::cpu_list::render_cpu_list;
 use crate::render::cpuinfo::render_cpuinfo;
 use crate::render::diskstats::render_diskstats;
@@ -123,15 +124,11 @@ impl View {
         let container = self.resolver.resolve(tid).map_err(|e| self.failure(e))?;
         match file {
             ServedFile::Meminfo => {
-                let Some(dir) = non_root(require(container.cgroups.memory.as_ref(), "memory")?)
-                else {
+                let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
                     return Ok(None);
                 };
                 let memory = read_memory(dir).map_err(|e| self.failure(e))?;
-                render_meminfo(host, &memory)
-                    .wrap_path(&ServedFile::Meminfo.host_path(self.resolver.paths()))
-                    .map(Some)
-                    .map_err(|e| self.failure(e))
+                self.rendered(file, render_meminfo(host, &memory))
             }
             ServedFile::Cpuinfo => Ok(self
                 .restricted_cpus(&container)?
@@ -141,17 +138,24 @@ impl View {
                 .map(|visible| render_cpu_list(&visible))),
             ServedFile::Uptime => self.uptime(&container, host),
             ServedFile::Diskstats => {
-                let Some(dir) = non_root(require(container.cgroups.io.as_ref(), "blkio/io")?)
-                else {
+                let Some(dir) = container_dir(container.cgroups.io.as_ref(), "blkio/io")? else {
                     return Ok(None);
                 };
                 let io = read_io(dir).map_err(|e| self.failure(e))?;
-                render_diskstats(host, &io)
-                    .wrap_path(&ServedFile::Diskstats.host_path(self.resolver.paths()))
-                    .map(Some)
-                    .map_err(|e| self.failure(e))
+                self.rendered(file, render_diskstats(host, &io))
             }
         }
+    }
+
+    /// A renderer's result; a parse error there concerns the host file.
+    fn rendered(
+        &self,
+        file: ServedFile,
+        text: Result<String, ParseError>,
+    ) -> Result<Option<String>, Failure> {
+        text.wrap_path(&file.host_path(self.resolver.paths()))
+            .map(Some)
+            .map_err(|e| self.failure(e))
     }
 
     /// The host's online CPUs.
@@ -225,11 +229,17 @@ fn host_rendered(host: String, source: Source) -> Rendered {
     }
 }
 
-fn require<'a>(dir: Option<&'a CgroupDir>, controller: &str) -> Result<&'a CgroupDir, Failure> {
-    dir.ok_or_else(|| Failure {
+/// The container's cgroup for a controller the file needs: an error when there is none, `None` for the
+/// root cgroup (whose view is the host's).
+fn container_dir<'a>(
+    dir: Option<&'a CgroupDir>,
+    controller: &str,
+) -> Result<Option<&'a CgroupDir>, Failure> {
+    let dir = dir.ok_or_else(|| Failure {
         cause: FallbackCause::MissingController,
         detail: format!("the caller's {controller} cgroup is not visible to cgview"),
-    })
+    })?;
+    Ok(non_root(dir))
 }
 
 /// `None` for the root cgroup, whose view is the host's.

@@ -31,7 +31,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test (unit, fixture-tree, captured files, mounted)"
-cargo test --all-targets
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+cargo test --all-targets 2>&1 | tee "$test_log"
+passed=$(awk '/^test result:/ {sum += $4} END {print sum + 0}' "$test_log")
+failed=$(awk '/^test result:/ {sum += $6} END {print sum + 0}' "$test_log")
 if [ -d benches ] && ls benches/*.rs >/dev/null 2>&1; then
   echo "== cargo bench --no-run"
   cargo bench --no-run
@@ -39,3 +43,4 @@ fi
 echo "== fuzz smoke run"
 bash fuzz/run-smoke.sh
 echo "== all checks passed"
+echo "cargo test: $passed passed, $failed failed"
