@@ -1,7 +1,7 @@
 //! The `cgview` command line.
 
 use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve};
-use cgview::host::layout::CgroupLayout;
+use cgview::host::layout::{CgroupLayout, Controller};
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
 use cgview::served::ServedFile;
@@ -128,6 +128,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 join_host_cgroup_namespace(&paths);
             }
             let view = build_view(paths, options)?;
+            report_layout(view.resolver().layout());
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             serve(Arc::new(Tree::new(Arc::new(view))), &mountpoint, threads)
@@ -151,6 +152,20 @@ fn run(cli: Cli) -> Result<(), String> {
             std::io::stdout()
                 .write_all(&rendered.bytes)
                 .map_err(|e| format!("cannot write to standard output: {e}"))
+        }
+    }
+}
+
+/// Says at start what cgview found, so a host it cannot fully virtualize is visible in the first lines.
+fn report_layout(layout: &CgroupLayout) {
+    if let Some(kind) = layout.kind() {
+        tracing::info!("cgroup layout: {kind}; {}", layout.describe());
+    }
+    for controller in Controller::ALL {
+        if layout.mount_for(controller).is_none() {
+            tracing::warn!(
+                "no {controller} controller is mounted: files that need it are served from the host"
+            );
         }
     }
 }
