@@ -1,0 +1,198 @@
+//! cgview on a pure cgroup v2 kernel: boots Debian's kernel under QEMU (TCG) with an initramfs holding
+//! busybox, cgview, fuse.ko and `tests/vm/guest-init.sh`, which builds a Kubernetes-shaped hierarchy,
+//! starts two daemons in private cgroup namespaces and prints what processes read. The assertions are here.
+//!
+//! Run alone: `cargo test --test v2_vm -- --nocapture` (as root; installs qemu-system-x86,
+//! linux-image-amd64, busybox-static and cpio when missing).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cgview");
+
+/// `CHECK <name> <value>` lines of the guest's console; a value's lines are joined by `|`.
+fn guest_report() -> HashMap<String, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("console.log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/boot.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(BIN)
+        .arg(&console)
+        .status()
+        .expect("cannot run tests/vm/boot.sh");
+    let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+    assert!(
+        status.success(),
+        "the v2 VM did not run to the end ({status}); console:\n{text}"
+    );
+    let report: HashMap<String, Vec<String>> = text
+        .lines()
+        // The console may put terminal escapes before a line.
+        .filter_map(|line| {
+            line.trim_end_matches('\r')
+                .split_once("CHECK ")
+                .map(|(_, rest)| rest)
+        })
+        .map(|rest| {
+            let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
+            let parts = value
+                .split('|')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            (name.to_owned(), parts)
+        })
+        .collect();
+    assert!(
+        report.contains_key("done"),
+        "the guest did not finish its checks; console:\n{text}"
+    );
+    report
+}
+
+fn value<'a>(report: &'a HashMap<String, Vec<String>>, name: &str) -> &'a [String] {
+    report
+        .get(name)
+        .unwrap_or_else(|| panic!("the guest reported no {name}"))
+}
+
+/// The number in a meminfo line (`MemTotal:  524288 kB`) or a bare number.
+fn kb(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {line:?}"))
+}
+
+fn first_kb(report: &HashMap<String, Vec<String>>, name: &str) -> u64 {
+    kb(value(report, name)
+        .first()
+        .unwrap_or_else(|| panic!("{name} is empty")))
+}
+
+#[test]
+fn pure_cgroup_v2_vm_end_to_end() {
+    let r = guest_report();
+    for controller in ["memory", "cpu", "cpuset", "io", "pids"] {
+        assert!(value(&r, "layout")[0]
+            .split_whitespace()
+            .any(|c| c == controller));
+    }
+    for log in ["log/tmp/cgview.log", "log/tmp/cgview-ns.log"] {
+        let text = value(&r, log).join("\n");
+        assert!(text.contains("cgroup layout: cgroup v2"), "{log}: {text}");
+        assert!(
+            !text.contains("serving the host file"),
+            "{log} shows fallbacks: {text}"
+        );
+        assert!(!text.contains("ERROR"), "{log}: {text}");
+    }
+
+    // Both daemons run in a private cgroup namespace; one joins the host's at start, the other keeps its
+    // own and resolves through the mount root. Both resolve every caller below.
+    let init_ns = &value(&r, "cgroupns.init")[0];
+    let joining = &value(&r, "cgroupns.joining-daemon")[0];
+    let keeping = &value(&r, "cgroupns.keeping-daemon")[0];
+    assert!(
+        joining.starts_with(init_ns.as_str()),
+        "{joining} vs {init_ns}"
+    );
+    assert!(
+        !keeping.starts_with(init_ns.as_str()),
+        "{keeping} vs {init_ns}"
+    );
+
+    // meminfo: container 512 MiB under a 256 MiB pod, then the container alone, then no limit.
+    let host_mem = first_kb(&r, "host-memtotal");
+    for name in [
+        "mem.pod-lower.mount",
+        "mem.pod-lower.mount-ns",
+        "mem.pod-lower.container",
+    ] {
+        assert_eq!(first_kb(&r, name), 262_144, "{name}");
+    }
+    assert_eq!(first_kb(&r, "mem.container.mount"), 524_288);
+    let cat = value(&r, "mem.container.container-cat");
+    assert_eq!(kb(&cat[0]), 524_288);
+    assert!(kb(&cat[1]) <= 524_288);
+    // busybox free asks sysinfo(2): it shows the machine, whatever a file system serves.
+    assert_eq!(first_kb(&r, "mem.container.busybox-free"), host_mem);
+    assert_eq!(first_kb(&r, "mem.unlimited.mount"), host_mem);
+
+    // swap: container limit, lower pod limit, no limit, and no swap device at all.
+    let swap = value(&r, "swap.limited.mount");
+    assert_eq!(kb(&swap[0]), 32_768);
+    assert!(kb(&swap[1]) <= 32_768);
+    assert_eq!(first_kb(&r, "swap.pod-lower.mount"), 16_384);
+    assert_eq!(
+        first_kb(&r, "swap.unlimited.mount"),
+        first_kb(&r, "host-swaptotal")
+    );
+    assert_eq!(first_kb(&r, "swap.none.mount"), 0);
+
+    // CPUs on a 2-CPU guest: count | ids | online.
+    let expect_cpus = |name: &str, ids: &str, online: &str| {
+        let v = value(&r, name);
+        assert_eq!(
+            v[0],
+            ids.split_whitespace().count().to_string(),
+            "{name}: {v:?}"
+        );
+        assert_eq!(v[1], ids, "{name}: {v:?}");
+        assert_eq!(v[2], online, "{name}: {v:?}");
+    };
+    expect_cpus("cpu.half.mount", "0", "0");
+    expect_cpus("cpu.one-and-half.mount", "0 1", "0-1");
+    expect_cpus("cpu.pod-lower.mount", "0", "0");
+    expect_cpus("cpu.cpuset-narrower.mount", "1", "1");
+    // In a simulated container: cpuinfo count, online, and nproc (sched_getaffinity: sees the cpuset but
+    // never a quota).
+    assert_eq!(value(&r, "cpu.half.container"), ["1", "0", "2"]);
+    assert_eq!(value(&r, "cpu.cpuset-narrower.container"), ["1", "1", "1"]);
+    assert_eq!(value(&r, "cpu.cpuset-narrower.mount-ns"), ["1"]);
+    assert_eq!(value(&r, "render.cpu-online"), ["1"]);
+
+    // uptime: a pid namespace started 2 s before reading, several seconds after boot.
+    let host_up: f64 = value(&r, "host-uptime")[0]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fields = |name: &str| -> Vec<f64> {
+        value(&r, name)[0]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect()
+    };
+    let pidns = fields("uptime.new-pidns");
+    assert!((1.5..6.0).contains(&pidns[0]), "{pidns:?}");
+    assert!(pidns[0] < host_up - 1.0, "{pidns:?} vs host {host_up}");
+    assert!(
+        pidns[1] <= pidns[0] * 2.0 + 0.01,
+        "idle above 2 CPUs' wall time: {pidns:?}"
+    );
+    let container_up = fields("uptime.container");
+    assert!((0.5..5.0).contains(&container_up[0]), "{container_up:?}");
+
+    // diskstats: the writer's 4 MiB of O_DIRECT writes, from io.stat; another cgroup sees nothing.
+    let device = &value(&r, "disk.device")[0];
+    let (major, minor) = device.split_once(':').unwrap();
+    for name in ["disk.writer.mount", "disk.writer.container"] {
+        let line: Vec<&str> = value(&r, name)[0].split_whitespace().collect();
+        assert_eq!((line[0], line[1], line[2]), (major, minor, "vda"), "{name}");
+        assert!(line[3 + 4].parse::<u64>().unwrap() >= 4, "{name}: {line:?}");
+        assert_eq!(line[3 + 6], "8192", "{name}: sectors written {line:?}");
+        assert_eq!(
+            line.len().to_string(),
+            value(&r, "disk.host-columns")[0],
+            "{name}"
+        );
+    }
+    assert!(
+        value(&r, "disk.other.mount").is_empty(),
+        "{:?}",
+        value(&r, "disk.other.mount")
+    );
+}

@@ -1,0 +1,125 @@
+#!/bin/busybox sh
+# /init of the pure cgroup v2 test VM. It only sets things up and prints what it reads, one
+# `CHECK <name> <value>` line each (newlines in a value become '|'); the host asserts (tests/v2_vm.rs).
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+for module in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk fuse; do
+  insmod /modules/$module.ko || echo "CHECK error insmod-$module"
+done
+for i in $(seq 50); do [ -b /dev/vdb ] && [ -e /dev/fuse ] && break; sleep 0.1; done
+
+echo
+check() { echo "CHECK $1 $(echo "$2" | tr '\n' '|')"; }
+# inside CGROUP COMMAND: runs COMMAND in a shell that first moves itself into CGROUP.
+inside() { sh -c "echo \$\$ > $1/cgroup.procs && $2"; }
+# container CGROUP COMMAND: like a runtime, a new mount + pid namespace with cgview's files bound over
+# /proc and /sys, then COMMAND.
+container() {
+  inside "$1" "unshare -m -p -f sh -c 'for f in meminfo cpuinfo uptime diskstats; do mount --bind $MNT/proc/\$f /proc/\$f; done; \
+    mount --bind $MNT/sys/devices/system/cpu/online /sys/devices/system/cpu/online; $2'"
+}
+field() { grep "^$1:" | awk '{print $2}'; }
+
+CONTROLLERS="+memory +cpu +cpuset +io +pids"
+R=/sys/fs/cgroup
+echo "$CONTROLLERS" > $R/cgroup.subtree_control
+K=$R/kubepods.slice
+B=$K/kubepods-burstable.slice
+P=$B/kubepods-burstable-pod5f3e9c1a_7d2b_4c1e_9a0f_2b8c6d4e1f00.slice
+C=$P/cri-containerd-9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c.scope
+O=$R/other.slice/other.scope
+S=$R/system.slice/cgview.service
+mkdir -p $C $O $S
+for d in $K $B $P $R/other.slice $R/system.slice; do echo "$CONTROLLERS" > $d/cgroup.subtree_control; done
+check layout "$(cat $R/cgroup.controllers)"
+
+# Two daemons, each in a private cgroup namespace as in a pod: one joins the host's namespace at start,
+# the other resolves paths through the mount's root.
+mkdir -p /mnt/cgview /mnt/cgview-ns
+inside $S "exec unshare-util --cgroup /cgview --log info mount /mnt/cgview >/tmp/cgview.log 2>&1" &
+inside $S "exec unshare-util --cgroup /cgview --log info mount --keep-cgroup-namespace /mnt/cgview-ns >/tmp/cgview-ns.log 2>&1" &
+for i in $(seq 100); do
+  [ -r /mnt/cgview/proc/meminfo ] && [ -r /mnt/cgview-ns/proc/meminfo ] && break
+  sleep 0.2
+done
+# The pid whose command line contains $1.
+pid_of() { for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null | grep -q -- "$1" && basename $p; done; }
+JOINING=$(pid_of 'mount /mnt/cgview ')
+KEEPING=$(pid_of 'mount --keep-cgroup-namespace')
+check cgroupns.init "$(readlink /proc/1/ns/cgroup)"
+check cgroupns.joining-daemon "$(readlink /proc/$JOINING/ns/cgroup) $(cat /proc/$JOINING/comm)"
+check cgroupns.keeping-daemon "$(readlink /proc/$KEEPING/ns/cgroup) $(cat /proc/$KEEPING/comm)"
+MNT=/mnt/cgview
+check host-memtotal "$(field MemTotal </proc/meminfo)"
+
+# ---- meminfo ----
+echo 536870912 > $C/memory.max
+echo 268435456 > $P/memory.max
+check mem.pod-lower.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
+check mem.pod-lower.mount-ns "$(inside $C "grep ^MemTotal: /mnt/cgview-ns/proc/meminfo")"
+check mem.pod-lower.container "$(container $C 'grep ^MemTotal: /proc/meminfo')"
+echo max > $P/memory.max
+check mem.container.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
+check mem.container.container-cat "$(container $C 'cat /proc/meminfo | grep -E "^(MemTotal|MemFree):"')"
+# busybox free asks sysinfo(2), which no file system can change.
+check mem.container.busybox-free "$(container $C 'free -k | grep Mem: ')"
+echo max > $C/memory.max
+check mem.unlimited.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
+
+# ---- swap ----
+mkswap /dev/vdb >/dev/null && swapon /dev/vdb
+check host-swaptotal "$(field SwapTotal </proc/meminfo)"
+echo 536870912 > $C/memory.max
+echo 33554432 > $C/memory.swap.max
+check swap.limited.mount "$(inside $C "grep -E '^Swap(Total|Free):' $MNT/proc/meminfo")"
+echo 16777216 > $P/memory.swap.max
+check swap.pod-lower.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
+echo max > $P/memory.swap.max
+echo max > $C/memory.swap.max
+check swap.unlimited.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
+swapoff /dev/vdb
+check swap.none.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
+
+# ---- CPUs ----
+# count | ids | online list
+cpus() { inside $C "grep -c ^processor $MNT/proc/cpuinfo; grep ^processor $MNT/proc/cpuinfo | awk '{print \$3}' | tr '\n' ' '; echo; cat $MNT/sys/devices/system/cpu/online"; }
+echo "50000 100000" > $C/cpu.max
+check cpu.half.mount "$(cpus)"
+check cpu.half.container "$(container $C 'grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; nproc')"
+echo "150000 100000" > $C/cpu.max
+check cpu.one-and-half.mount "$(cpus)"
+echo "50000 100000" > $P/cpu.max
+check cpu.pod-lower.mount "$(cpus)"
+echo "max 100000" > $P/cpu.max
+echo "200000 100000" > $C/cpu.max
+echo 1 > $C/cpuset.cpus
+check cpu.cpuset-narrower.mount "$(cpus)"
+check cpu.cpuset-narrower.container "$(container $C 'grep ^processor /proc/cpuinfo | wc -l; cat /sys/devices/system/cpu/online; nproc')"
+check cpu.cpuset-narrower.mount-ns "$(inside $C "cat /mnt/cgview-ns/sys/devices/system/cpu/online")"
+
+# ---- uptime ----
+sleep 3
+check host-uptime "$(cat /proc/uptime)"
+check uptime.new-pidns "$(inside $C "unshare -p -f sh -c 'sleep 2; cat $MNT/proc/uptime'")"
+check uptime.container "$(container $C 'sleep 1; cat /proc/uptime')"
+
+# ---- diskstats ----
+check disk.device "$(cat /sys/block/vda/dev)"
+inside $C "dd if=/dev/zero of=/dev/vda bs=1M count=4 oflag=direct 2>/dev/null"
+check disk.writer.iostat "$(cat $C/io.stat)"
+check disk.writer.mount "$(inside $C "grep ' vda ' $MNT/proc/diskstats")"
+check disk.writer.container "$(container $C 'grep " vda " /proc/diskstats')"
+check disk.other.mount "$(inside $O "grep ' vda ' $MNT/proc/diskstats")"
+check disk.host-columns "$(grep ' vda ' /proc/diskstats | wc -w)"
+
+# ---- render agrees with the mount ----
+check render.cpu-online "$(inside $C "/cgview render sys/devices/system/cpu/online")"
+
+for log in /tmp/cgview.log /tmp/cgview-ns.log; do check "log$log" "$(cat $log)"; done
+check done ok
+poweroff -f
