@@ -30,7 +30,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo test (unit, fixture-tree, captured files, mounted)"
+echo "== cargo test (unit, captured files, fixture trees, mounted, pure cgroup v2 VM)"
 test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT
 cargo test --all-targets 2>&1 | tee "$test_log"

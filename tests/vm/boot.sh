@@ -25,6 +25,7 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 [ -n "$(kernel_version)" ] || missing+=(linux-image-amd64)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
 command -v cpio >/dev/null || missing+=(cpio)
+command -v xz >/dev/null || missing+=(xz-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "vm: installing ${missing[*]}" >&2
   apt-get update -qq
