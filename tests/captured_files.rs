@@ -196,3 +196,108 @@ fn hand_written_v2_files() {
     assert_eq!(io.len(), 2);
     assert_eq!(DeviceIo::from_io_stat(&io[0].1).counters[6], 16_384);
 }
+
+macro_rules! v2_captured {
+    ($name:literal) => {
+        include_str!(concat!("fixtures/linux-6.1-x86_64-v2/", $name))
+    };
+}
+
+#[test]
+fn captured_v2_layout_and_membership() {
+    let mounts = parse_mountinfo(v2_captured!("mountinfo")).unwrap();
+    let controllers = v2_captured!("root-cgroup.controllers");
+    let layout = CgroupLayout::from_mounts(&mounts, Path::new("/sys/fs/cgroup"), |_| {
+        controllers.to_owned()
+    });
+    assert_eq!(layout.kind(), Some(LayoutKind::V2));
+    for controller in Controller::ALL {
+        assert_eq!(
+            layout.mount_for(controller).unwrap().mount_point,
+            Path::new("/sys/fs/cgroup"),
+            "{controller}"
+        );
+    }
+    let lines = parse_cgroup_membership(v2_captured!("self-cgroup")).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].is_unified());
+    assert_eq!(lines[0].path, "/kubepods.slice/pod/ctr");
+}
+
+#[test]
+fn captured_v2_container_files() {
+    assert_eq!(
+        parse_limit(v2_captured!("ctr-memory.max")).unwrap(),
+        Some(512 << 20)
+    );
+    assert_eq!(parse_limit(v2_captured!("pod-memory.max")).unwrap(), None);
+    assert_eq!(
+        parse_limit(v2_captured!("ctr-memory.swap.max")).unwrap(),
+        Some(32 << 20)
+    );
+    assert_eq!(
+        parse_cpu_max(v2_captured!("ctr-cpu.max"))
+            .unwrap()
+            .unwrap()
+            .cpus(),
+        1.5
+    );
+    assert_eq!(
+        parse_cpu_list(v2_captured!("ctr-cpuset.cpus.effective"))
+            .unwrap()
+            .ids(),
+        &[1]
+    );
+    assert!(
+        parse_flat_keyed(v2_captured!("ctr-cpu.stat"))
+            .get("usage_usec")
+            .unwrap()
+            > 0
+    );
+    let io = parse_io_stat(v2_captured!("ctr-io.stat"));
+    let (device, entry) = io
+        .iter()
+        .find(|(d, _)| {
+            *d == DeviceId {
+                major: 254,
+                minor: 0,
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        *device,
+        DeviceId {
+            major: 254,
+            minor: 0
+        }
+    );
+    assert_eq!(DeviceIo::from_io_stat(entry).counters[6], 8192);
+}
+
+#[test]
+fn captured_v2_meminfo_renders_from_captured_cgroup() {
+    let usage = parse_counter(v2_captured!("ctr-memory.current")).unwrap();
+    let memory = MemoryState {
+        limit_bytes: parse_limit(v2_captured!("ctr-memory.max")).unwrap(),
+        usage_bytes: usage,
+        stat: MemoryStat::from_v2(&parse_flat_keyed(v2_captured!("ctr-memory.stat"))),
+        swap: Swap::Accounted {
+            limit_bytes: parse_limit(v2_captured!("ctr-memory.swap.max")).unwrap(),
+            usage_bytes: parse_counter(v2_captured!("ctr-memory.swap.current")).unwrap(),
+            may_swap: true,
+        },
+    };
+    let host = v2_captured!("meminfo");
+    let out = render_meminfo(host, &memory).unwrap();
+    assert_eq!(names(&out), names(host));
+    assert_eq!(meminfo_value(&out, "MemTotal"), Some(524_288));
+    assert_eq!(meminfo_value(&out, "MemFree"), Some(524_288 - usage / 1024));
+    assert_eq!(meminfo_value(&out, "SwapTotal"), Some(32_768));
+    let stat = parse_flat_keyed(v2_captured!("ctr-memory.stat"));
+    assert_eq!(
+        meminfo_value(&out, "Cached"),
+        Some(stat.get("file").unwrap() / 1024)
+    );
+    let disks = parse_diskstats(v2_captured!("diskstats")).unwrap();
+    assert!(disks.iter().all(|l| l.counter_count == 17));
+}
