@@ -63,8 +63,9 @@ fn meminfo_unlimited_values_are_host_total() {
     }
 }
 
-#[test]
-fn meminfo_v1_swap_is_memsw_minus_memory() {
+/// A 512 MiB v1 container using 100 MiB, with a 768 MiB memsw limit, `memsw_usage` and `swappiness`:
+/// its rendered meminfo.
+fn v1_swap_meminfo(memsw_usage: u64, swappiness: &str) -> String {
     let host = hybrid_host();
     v1_memory(&host, "/s", "536870912", 100 * MIB);
     host.cgroup_file("memory", "/s", "memory.memsw.limit_in_bytes", "805306368\n");
@@ -72,29 +73,28 @@ fn meminfo_v1_swap_is_memsw_minus_memory() {
         "memory",
         "/s",
         "memory.memsw.usage_in_bytes",
-        &format!("{}\n", 110 * MIB),
+        &format!("{memsw_usage}\n"),
     );
-    host.cgroup_file("memory", "/s", "memory.swappiness", "60\n");
+    host.cgroup_file(
+        "memory",
+        "/s",
+        "memory.swappiness",
+        &format!("{swappiness}\n"),
+    );
     host.process(&Process::host(503, hybrid_membership("/s")));
-    let (text, _) = render_text(&host.view(), ServedFile::Meminfo, 503);
+    render_text(&host.view(), ServedFile::Meminfo, 503).0
+}
+
+#[test]
+fn meminfo_v1_swap_is_memsw_minus_memory() {
+    let text = v1_swap_meminfo(110 * MIB, "60");
     assert_eq!(meminfo_kb(&text, "SwapTotal"), 262_144);
     assert_eq!(meminfo_kb(&text, "SwapFree"), 262_144 - 10_240);
 }
 
 #[test]
 fn meminfo_v1_swappiness_zero_shows_only_swap_in_use() {
-    let host = hybrid_host();
-    v1_memory(&host, "/s", "536870912", 100 * MIB);
-    host.cgroup_file("memory", "/s", "memory.memsw.limit_in_bytes", "805306368\n");
-    host.cgroup_file(
-        "memory",
-        "/s",
-        "memory.memsw.usage_in_bytes",
-        &format!("{}\n", 104 * MIB),
-    );
-    host.cgroup_file("memory", "/s", "memory.swappiness", "0\n");
-    host.process(&Process::host(504, hybrid_membership("/s")));
-    let (text, _) = render_text(&host.view(), ServedFile::Meminfo, 504);
+    let text = v1_swap_meminfo(104 * MIB, "0");
     assert_eq!(meminfo_kb(&text, "SwapTotal"), 4096);
     assert_eq!(meminfo_kb(&text, "SwapFree"), 0);
 }
