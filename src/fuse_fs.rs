@@ -1,7 +1,7 @@
 //! The FUSE adapter: the only module that imports `fuser`. Each handler turns a [`Tree`] result into
 //! exactly one reply.
 
-use crate::tree::{slice_at, Errno as TreeErrno, Node, NodeKind, Tree};
+use crate::tree::{slice_at, Errno as TreeErrno, NameLifetime, Node, NodeKind, Tree};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
     LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
@@ -34,10 +34,9 @@ impl CgviewFs {
     }
 
     fn attr(&self, node: &Node) -> FileAttr {
-        let (kind, perm, nlink) = match node.kind {
-            NodeKind::Directory => (FileType::Directory, 0o555, 2),
-            NodeKind::File(_) => (FileType::RegularFile, 0o444, 1),
-        };
+        let kind = file_type(node.kind);
+        let nlink = if node.kind.is_directory() { 2 } else { 1 };
+        let perm = node.mode;
         FileAttr {
             ino: INodeNo(node.inode),
             // 0 like procfs: the content depends on who reads it, and readers read to EOF.
@@ -65,9 +64,19 @@ fn errno(e: TreeErrno) -> Errno {
 
 fn file_type(kind: NodeKind) -> FileType {
     match kind {
-        NodeKind::Directory => FileType::Directory,
-        NodeKind::File(_) => FileType::RegularFile,
+        NodeKind::Directory | NodeKind::HostDirectory => FileType::Directory,
+        NodeKind::File(_) | NodeKind::HostFile => FileType::RegularFile,
+        NodeKind::HostSymlink => FileType::Symlink,
     }
+}
+
+/// Runs a handler body that may render or resolve a caller. A bug there must cost one request, not a
+/// worker that never replies (the caller would hang in the kernel).
+fn guarded<T>(what: &str, body: impl FnOnce() -> Result<T, TreeErrno>) -> Result<T, TreeErrno> {
+    std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        tracing::error!("{what} panicked; replying EIO");
+        Err(TreeErrno(libc::EIO))
+    })
 }
 
 /// The caller's thread id as the daemon's pid namespace sees it; 0 means the caller is outside it.
@@ -76,16 +85,32 @@ fn caller(req: &Request) -> Option<u32> {
 }
 
 impl Filesystem for CgviewFs {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.tree.lookup(parent.0, name.as_bytes()) {
-            Ok(node) => reply.entry(&TTL, &self.attr(node), Generation(0)),
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let caller = caller(req);
+        match guarded("lookup", || {
+            self.tree.lookup(parent.0, name.as_bytes(), caller)
+        }) {
+            Ok((node, lifetime)) => {
+                let ttl = match lifetime {
+                    NameLifetime::Stable => TTL,
+                    NameLifetime::PerCaller => Duration::ZERO,
+                };
+                reply.entry(&ttl, &self.attr(&node), Generation(0))
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.tree.node(ino.0) {
-            Ok(node) => reply.attr(&TTL, &self.attr(node)),
+            Ok(node) => reply.attr(&TTL, &self.attr(&node)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.tree.readlink(ino.0) {
+            Ok(target) => reply.data(target.as_os_str().as_bytes()),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -93,14 +118,7 @@ impl Filesystem for CgviewFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let caller = caller(req);
-        // Rendering is the only handler work beyond a table lookup. A bug there must cost one read, not
-        // a worker that never replies (the reader would hang in the kernel).
-        let opened =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.tree.open(ino.0, caller, write)))
-                .unwrap_or_else(|_| {
-                    tracing::error!(inode = ino.0, ?caller, "rendering panicked; replying EIO");
-                    Err(TreeErrno(libc::EIO))
-                });
+        let opened = guarded("open", || self.tree.open(ino.0, caller, write));
         match opened {
             Ok(handle) => reply.opened(
                 FileHandle(handle),
@@ -141,12 +159,10 @@ impl Filesystem for CgviewFs {
         reply.ok();
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.tree.node(ino.0) {
-            Ok(node) if node.kind == NodeKind::Directory => {
-                reply.opened(FileHandle(0), FopenFlags::empty())
-            }
-            Ok(_) => reply.error(Errno::ENOTDIR),
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let caller = caller(req);
+        match guarded("opendir", || self.tree.open_dir(ino.0, caller)) {
+            Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -154,22 +170,39 @@ impl Filesystem for CgviewFs {
     fn readdir(
         &self,
         _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
+        _ino: INodeNo,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.tree.list(ino.0) {
+        let entries = match self.tree.dir_snapshot(fh.0) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(e)),
         };
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (index, (inode, kind, name)) in entries.into_iter().enumerate().skip(skip) {
+        for (index, entry) in entries.iter().enumerate().skip(skip) {
             // The offset handed back is where the next readdir continues.
-            if reply.add(INodeNo(inode), index as u64 + 1, file_type(kind), name) {
+            if reply.add(
+                INodeNo(entry.inode),
+                index as u64 + 1,
+                file_type(entry.kind),
+                &entry.name,
+            ) {
                 break;
             }
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.tree.release_dir(fh.0);
         reply.ok();
     }
 

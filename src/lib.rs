@@ -5,6 +5,7 @@
 //! - I/O: [`host`] (injected roots, cgroup layout, caller resolution, cgroup readers) and [`view`];
 //! - shell: [`fuse_fs`] (the only module that imports `fuser`) and the binary's CLI.
 
+pub mod cpu_ledger;
 pub mod daemon;
 pub mod fallback;
 pub mod fuse_fs;
@@ -13,5 +14,6 @@ pub mod model;
 pub mod parse;
 pub mod render;
 pub mod served;
+pub mod task_tracker;
 pub mod tree;
 pub mod view;

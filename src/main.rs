@@ -5,10 +5,11 @@ use cgview::host::layout::{CgroupLayout, Controller};
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
 use cgview::served::ServedFile;
-use cgview::tree::Tree;
+use cgview::tree::{Errno as TreeErrno, NodeKind, Tree};
 use cgview::view::{error_chain, Source, View, ViewOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -116,6 +117,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let options = ViewOptions {
         quota_aware: !cli.global.no_cpu_quota,
+        ..ViewOptions::default()
     };
     match cli.command {
         Command::Mount {
@@ -135,13 +137,34 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| error_chain(&e))
         }
         Command::Render { pid, path } => {
-            let file = ServedFile::from_tree_path(&path).ok_or_else(|| {
-                let known: Vec<_> = ServedFile::ALL.iter().map(|f| f.tree_path()).collect();
-                format!("{path} is not a served file (served: {})", known.join(", "))
-            })?;
-            let view = build_view(paths, options)?;
+            let view = Arc::new(build_view(paths, options)?);
             let pid = pid.unwrap_or_else(std::process::id);
-            let rendered = view.render(file, Some(pid)).map_err(|e| error_chain(&e))?;
+            let bytes = render_path(&Tree::new(view), &path, pid)?;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| format!("cannot write to standard output: {e}"))
+        }
+    }
+}
+
+/// What `pid` would read at `path` below the mount point: a file's content, a directory's listing (one
+/// name a line) or a symlink's target.
+fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
+    let node = tree.walk(path, Some(pid)).map_err(|e| {
+        let known: Vec<_> = ServedFile::ALL.iter().map(|f| f.tree_path()).collect();
+        format!(
+            "{path}: {} (served: {}, and everything below sys/devices/system/cpu)",
+            std::io::Error::from_raw_os_error(e.0),
+            known.join(", ")
+        )
+    })?;
+    let failed = |e: TreeErrno| format!("{path}: {}", std::io::Error::from_raw_os_error(e.0));
+    match node.kind {
+        NodeKind::File(file) => {
+            let rendered = tree
+                .view()
+                .render(file, Some(pid))
+                .map_err(|e| error_chain(&e))?;
             if let Source::Fallback(cause) = rendered.source {
                 tracing::warn!(
                     pid,
@@ -149,9 +172,30 @@ fn run(cli: Cli) -> Result<(), String> {
                     "could not virtualize; printing the host file"
                 );
             }
-            std::io::stdout()
-                .write_all(&rendered.bytes)
-                .map_err(|e| format!("cannot write to standard output: {e}"))
+            Ok(rendered.bytes)
+        }
+        NodeKind::HostFile => {
+            let handle = tree.open(node.inode, Some(pid), false).map_err(failed)?;
+            let snapshot = tree.snapshot(handle).map_err(failed)?;
+            tree.release(handle);
+            Ok(snapshot.to_vec())
+        }
+        NodeKind::HostSymlink => {
+            let mut target = tree
+                .readlink(node.inode)
+                .map_err(failed)?
+                .into_os_string()
+                .into_vec();
+            target.push(b'\n');
+            Ok(target)
+        }
+        NodeKind::Directory | NodeKind::HostDirectory => {
+            let entries = tree.list(node.inode, Some(pid)).map_err(failed)?;
+            Ok(entries
+                .iter()
+                .filter(|e| e.name != "." && e.name != "..")
+                .flat_map(|e| format!("{}\n", e.name).into_bytes())
+                .collect())
         }
     }
 }

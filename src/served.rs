@@ -7,18 +7,38 @@ use std::path::PathBuf;
 pub enum ServedFile {
     Meminfo,
     Cpuinfo,
+    Stat,
     Uptime,
     Diskstats,
+    Swaps,
+    Loadavg,
+    PressureCpu,
+    PressureMemory,
+    PressureIo,
+    Slabinfo,
     CpuOnline,
+    CpuPresent,
+    CpuPossible,
+    CpuOffline,
 }
 
 impl ServedFile {
-    pub const ALL: [ServedFile; 5] = [
+    pub const ALL: [ServedFile; 15] = [
         ServedFile::Meminfo,
         ServedFile::Cpuinfo,
+        ServedFile::Stat,
         ServedFile::Uptime,
         ServedFile::Diskstats,
+        ServedFile::Swaps,
+        ServedFile::Loadavg,
+        ServedFile::PressureCpu,
+        ServedFile::PressureMemory,
+        ServedFile::PressureIo,
+        ServedFile::Slabinfo,
         ServedFile::CpuOnline,
+        ServedFile::CpuPresent,
+        ServedFile::CpuPossible,
+        ServedFile::CpuOffline,
     ];
 
     /// The path below the mount point (and, with a leading `/`, on the host).
@@ -26,9 +46,49 @@ impl ServedFile {
         match self {
             ServedFile::Meminfo => "proc/meminfo",
             ServedFile::Cpuinfo => "proc/cpuinfo",
+            ServedFile::Stat => "proc/stat",
             ServedFile::Uptime => "proc/uptime",
             ServedFile::Diskstats => "proc/diskstats",
+            ServedFile::Swaps => "proc/swaps",
+            ServedFile::Loadavg => "proc/loadavg",
+            ServedFile::PressureCpu => "proc/pressure/cpu",
+            ServedFile::PressureMemory => "proc/pressure/memory",
+            ServedFile::PressureIo => "proc/pressure/io",
+            ServedFile::Slabinfo => "proc/slabinfo",
             ServedFile::CpuOnline => "sys/devices/system/cpu/online",
+            ServedFile::CpuPresent => "sys/devices/system/cpu/present",
+            ServedFile::CpuPossible => "sys/devices/system/cpu/possible",
+            ServedFile::CpuOffline => "sys/devices/system/cpu/offline",
+        }
+    }
+
+    /// Permission bits. slabinfo describes kernel heap layout, which the kernel shows to root only; so
+    /// does cgview.
+    pub fn mode(self) -> u16 {
+        match self {
+            ServedFile::Slabinfo => 0o400,
+            _ => 0o444,
+        }
+    }
+
+    /// Files the host may lack (no PSI in the kernel, or `psi=0`); the tree leaves them out then.
+    pub fn host_may_lack(self) -> bool {
+        matches!(
+            self,
+            ServedFile::PressureCpu
+                | ServedFile::PressureMemory
+                | ServedFile::PressureIo
+                | ServedFile::Slabinfo
+        )
+    }
+
+    /// The cgroup file a pressure file is read from.
+    pub fn cgroup_pressure_file(self) -> Option<&'static str> {
+        match self {
+            ServedFile::PressureCpu => Some("cpu.pressure"),
+            ServedFile::PressureMemory => Some("memory.pressure"),
+            ServedFile::PressureIo => Some("io.pressure"),
+            _ => None,
         }
     }
 

@@ -1,34 +1,56 @@
 //! Builds the bytes of a served file for a caller: resolve the caller's container, read its cgroups,
 //! render; and, when any step fails, serve the host file and record why (see [`crate::fallback`]).
 
+use crate::cpu_ledger::CpuLedger;
 use crate::fallback::{FallbackCause, FallbackLog};
-use crate::host::cgroup_reader::{read_cpu_limits, read_cpu_usage_ns, read_io, read_memory};
+use crate::host::cgroup_reader::{
+    read_cpu_limits, read_cpu_usage, read_cpu_usage_ns, read_io, read_memory, read_pressure,
+    read_slabinfo,
+};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::resolve::{Anchor, CgroupDir, Container, Resolver};
 use crate::model::cpu::visible_cpus;
+use crate::model::cpu_time::container_cpu_ticks;
+use crate::model::loadavg::{render_loadavg, LoadavgTail};
 use crate::parse::cpuset::{parse_cpu_list, CpuSet};
+use crate::parse::meminfo::meminfo_value;
 use crate::parse::uptime::parse_uptime;
 use crate::parse::ParseError;
 use crate::render::cpu_list::render_cpu_list;
 use crate::render::cpuinfo::render_cpuinfo;
 use crate::render::diskstats::render_diskstats;
 use crate::render::meminfo::render_meminfo;
+use crate::render::stat::{render_stat, CpuLines, ProcsCounts};
+use crate::render::swaps::render_swaps;
 use crate::render::uptime::{container_uptime, render_uptime};
 use crate::served::ServedFile;
+use crate::task_tracker::{TaskTracker, TaskView, TrackRequest, TrackerSettings};
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Behaviour switches of the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewOptions {
     /// Count a CPU quota as fewer visible CPUs (on by default; LXCFS needs `--enable-cfs` for this).
     pub quota_aware: bool,
+    /// The load average sampler's schedule and bounds.
+    pub tracker: TrackerSettings,
 }
 
 impl Default for ViewOptions {
     fn default() -> Self {
-        Self { quota_aware: true }
+        Self {
+            quota_aware: true,
+            tracker: TrackerSettings::default(),
+        }
     }
 }
+
+/// How old the task counts behind `procs_running`/`procs_blocked` may be. vmstat and top read
+/// `/proc/stat` every second or more; counting a container's threads on every read would cost one procfs
+/// read per thread each time.
+const STAT_TASKS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Where the bytes of a rendered file came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +90,8 @@ pub struct View {
     options: ViewOptions,
     fallbacks: FallbackLog,
     clock_ticks_per_sec: u64,
+    cpu_ledger: CpuLedger,
+    tasks: Arc<TaskTracker>,
 }
 
 impl View {
@@ -78,11 +102,14 @@ impl View {
             .and_then(|t| u64::try_from(t).ok())
             .filter(|&t| t > 0)
             .unwrap_or(100);
+        let tasks = TaskTracker::new(resolver.paths().clone(), options.tracker);
         View {
             resolver,
             options,
             fallbacks: FallbackLog::default(),
             clock_ticks_per_sec,
+            cpu_ledger: CpuLedger::default(),
+            tasks,
         }
     }
 
@@ -92,6 +119,11 @@ impl View {
 
     pub fn resolver(&self) -> &Resolver {
         &self.resolver
+    }
+
+    /// The load average sampler.
+    pub fn task_tracker(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// Renders `file` for the caller with thread id `caller` (`None` when the caller is not visible in the
@@ -110,6 +142,24 @@ impl View {
             Err(failure) => {
                 self.fallbacks.record(file, failure.cause, &failure);
                 Ok(host_rendered(host, Source::Fallback(failure.cause)))
+            }
+        }
+    }
+
+    /// The CPUs `tid` is shown; `None` when it sees all of the host's online CPUs, or when they cannot be
+    /// determined (counted as a fallback of `sys/devices/system/cpu/online`).
+    pub fn visible_cpus(&self, tid: u32) -> Option<CpuSet> {
+        let visible = self
+            .resolver
+            .resolve(tid)
+            .map_err(|e| self.failure(e))
+            .and_then(|container| self.restricted_cpus(&container));
+        match visible {
+            Ok(visible) => visible,
+            Err(failure) => {
+                self.fallbacks
+                    .record(ServedFile::CpuOnline, failure.cause, &failure);
+                None
             }
         }
     }
@@ -133,10 +183,52 @@ impl View {
             ServedFile::Cpuinfo => Ok(self
                 .restricted_cpus(&container)?
                 .map(|visible| render_cpuinfo(host, &visible))),
-            ServedFile::CpuOnline => Ok(self
+            ServedFile::CpuOnline | ServedFile::CpuPresent | ServedFile::CpuPossible => Ok(self
                 .restricted_cpus(&container)?
                 .map(|visible| render_cpu_list(&visible))),
+            // Every CPU the container is shown is online.
+            ServedFile::CpuOffline => {
+                Ok(self.restricted_cpus(&container)?.map(|_| "\n".to_owned()))
+            }
             ServedFile::Uptime => self.uptime(&container, host),
+            ServedFile::Stat => self.stat(&container, tid, host),
+            ServedFile::Loadavg => self.loadavg(&container, tid, host),
+            ServedFile::Swaps => {
+                let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+                    return Ok(None);
+                };
+                let memory = read_memory(dir).map_err(|e| self.failure(e))?;
+                let meminfo_path = ServedFile::Meminfo.host_path(self.resolver.paths());
+                let meminfo = read_text(&meminfo_path).map_err(|e| self.failure(e))?;
+                let host_kb = |name| {
+                    meminfo_value(&meminfo, name)
+                        .unwrap_or(0)
+                        .saturating_mul(1024)
+                };
+                let totals = memory.totals(host_kb("MemTotal"), host_kb("SwapTotal"));
+                Ok(Some(render_swaps(host, &totals)))
+            }
+            ServedFile::PressureCpu | ServedFile::PressureMemory | ServedFile::PressureIo => {
+                // No unified hierarchy (a pure v1 host): the kernel keeps no per-cgroup pressure.
+                let Some(dir) = container.cgroups.unified.as_ref().and_then(non_root) else {
+                    return Ok(None);
+                };
+                let name = file.cgroup_pressure_file().unwrap_or("cpu.pressure");
+                match read_pressure(dir, name).map_err(|e| self.failure(e))? {
+                    Some(text) => Ok(Some(text)),
+                    None => Err(Failure {
+                        cause: FallbackCause::MissingController,
+                        detail: format!("{} has no {name}", dir.path().display()),
+                    }),
+                }
+            }
+            ServedFile::Slabinfo => {
+                let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+                    return Ok(None);
+                };
+                // Linux 5.9+ shares slab caches between cgroups: the host's file is then the view.
+                read_slabinfo(dir).map_err(|e| self.failure(e))
+            }
             ServedFile::Diskstats => {
                 let Some(dir) = container_dir(container.cgroups.io.as_ref(), "blkio/io")? else {
                     return Ok(None);
@@ -178,6 +270,108 @@ impl View {
         let limits = read_cpu_limits(cpu, cpuset).map_err(|e| self.failure(e))?;
         let visible = visible_cpus(&host_online, &limits, self.options.quota_aware);
         Ok((visible != host_online).then_some(visible))
+    }
+
+    /// `/proc/stat`: the container's CPU time on its visible CPUs (or the host's lines of those CPUs when
+    /// its CPU time is not accounted apart), and its task counts.
+    fn stat(&self, container: &Container, tid: u32, host: &str) -> Result<Option<String>, Failure> {
+        let accounting = container.cgroups.cpuacct.as_ref().and_then(non_root);
+        let restricted = self.restricted_cpus(container)?;
+        let tasks_dir = tasks_dir(container);
+        if accounting.is_none() && restricted.is_none() && tasks_dir.is_none() {
+            return Ok(None);
+        }
+        let procs = match tasks_dir {
+            Some(dir) => {
+                let tasks = self.task_view(container, dir, tid, STAT_TASKS_MAX_AGE)?;
+                Some(ProcsCounts {
+                    running: tasks.running,
+                    blocked: tasks.blocked,
+                })
+            }
+            None => None,
+        };
+        let visible = match restricted {
+            Some(visible) => visible,
+            None => self.host_online()?,
+        };
+        let usage = match accounting {
+            Some(dir) => read_cpu_usage(dir)
+                .map_err(|e| self.failure(e))?
+                .map(|usage| (dir, usage)),
+            None => None,
+        };
+        let text = match usage {
+            Some((dir, usage)) => {
+                let up_secs = self.container_up_secs(container)?;
+                let ticks =
+                    container_cpu_ticks(&visible, &usage, up_secs, self.clock_ticks_per_sec);
+                let shown = self
+                    .cpu_ledger
+                    .settle(&container_key(container, dir), ticks);
+                render_stat(host, CpuLines::Container(&shown), procs)
+            }
+            None => render_stat(host, CpuLines::HostSubset(&visible), procs),
+        };
+        self.rendered(ServedFile::Stat, text)
+    }
+
+    /// `/proc/loadavg` from the sampler's per-container averages.
+    fn loadavg(
+        &self,
+        container: &Container,
+        tid: u32,
+        host: &str,
+    ) -> Result<Option<String>, Failure> {
+        let Some(dir) = tasks_dir(container) else {
+            return Ok(None);
+        };
+        let max_age = self.options.tracker.interval;
+        let tasks = self.task_view(container, dir, tid, max_age)?;
+        let host_last_pid = host
+            .split_ascii_whitespace()
+            .nth(4)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let tail = LoadavgTail {
+            running: tasks.running,
+            total: tasks.total,
+            last_pid: tasks.last_pid.map_or(host_last_pid, u64::from),
+        };
+        Ok(Some(render_loadavg(&tasks.loads, &tail)))
+    }
+
+    fn task_view(
+        &self,
+        container: &Container,
+        dir: &CgroupDir,
+        tid: u32,
+        max_age: Duration,
+    ) -> Result<TaskView, Failure> {
+        self.tasks
+            .view(TrackRequest {
+                key: &container_key(container, dir),
+                dir,
+                in_own_namespace: matches!(container.anchor, Anchor::NamespaceInit { .. }),
+                reader: tid,
+                max_age,
+            })
+            .map_err(|e| self.failure(e))
+    }
+
+    /// Seconds since the container's anchor started (the host's uptime for host-namespace callers).
+    fn container_up_secs(&self, container: &Container) -> Result<f64, Failure> {
+        let path = ServedFile::Uptime.host_path(self.resolver.paths());
+        let text = read_text(&path).map_err(|e| self.failure(e))?;
+        let (host_up_secs, _) = parse_uptime(&text)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))?;
+        Ok(match container.anchor {
+            Anchor::HostNamespace => host_up_secs,
+            Anchor::NamespaceInit { start_ticks, .. } => {
+                (host_up_secs - start_ticks as f64 / self.clock_ticks_per_sec as f64).max(0.0)
+            }
+        })
     }
 
     fn uptime(&self, container: &Container, host: &str) -> Result<Option<String>, Failure> {
@@ -240,6 +434,32 @@ fn container_dir<'a>(
         detail: format!("the caller's {controller} cgroup is not visible to cgview"),
     })?;
     Ok(non_root(dir))
+}
+
+/// The cgroup whose subtree holds the container's threads: any controller's will do, as long as it is the
+/// container's own and not the host's root.
+fn tasks_dir(container: &Container) -> Option<&CgroupDir> {
+    let cgroups = &container.cgroups;
+    [
+        &cgroups.cpuacct,
+        &cgroups.cpu,
+        &cgroups.memory,
+        &cgroups.unified,
+        &cgroups.cpuset,
+        &cgroups.io,
+    ]
+    .into_iter()
+    .find_map(|dir| dir.as_ref().and_then(non_root))
+}
+
+/// Identifies a container across reads: its cgroup, and its anchor's start, so that a new container
+/// reusing a cgroup path (a restarted pod) starts with fresh counters.
+fn container_key(container: &Container, dir: &CgroupDir) -> String {
+    let start = match container.anchor {
+        Anchor::HostNamespace => 0,
+        Anchor::NamespaceInit { start_ticks, .. } => start_ticks,
+    };
+    format!("{}@{start}", dir.path().display())
 }
 
 /// `None` for the root cgroup, whose view is the host's.

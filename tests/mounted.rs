@@ -475,17 +475,35 @@ print("ok", len(text.splitlines()))
     assert!(meta.file_type().is_file() && !meta.file_type().is_fifo());
     assert_eq!(meta.permissions().mode() & 0o777, 0o444);
     assert!(meta.blksize() >= 8192);
-    let listing: Vec<String> = fs::read_dir(daemon.path("sys/devices/system/cpu"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(listing, vec!["online"]);
-    let mut proc_listing: Vec<String> = fs::read_dir(daemon.path("proc"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    proc_listing.sort();
-    assert_eq!(proc_listing, ["cpuinfo", "diskstats", "meminfo", "uptime"]);
+    let sorted_listing = |dir: &Path| {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    // This test process sees all CPUs: the mirrored directory lists exactly the host's entries.
+    assert_eq!(
+        sorted_listing(&daemon.path("sys/devices/system/cpu")),
+        sorted_listing(Path::new("/sys/devices/system/cpu"))
+    );
+    assert_eq!(
+        sorted_listing(&daemon.path("proc")),
+        [
+            "cpuinfo",
+            "diskstats",
+            "loadavg",
+            "meminfo",
+            "pressure",
+            "slabinfo",
+            "stat",
+            "swaps",
+            "uptime"
+        ]
+    );
+    let slabinfo = fs::metadata(daemon.path("proc/slabinfo")).unwrap();
+    assert_eq!(slabinfo.permissions().mode() & 0o777, 0o400);
 }
 
 #[test]

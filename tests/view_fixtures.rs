@@ -201,7 +201,10 @@ fn cpuinfo_cpuset_smaller_than_quota_is_the_cpuset() {
 #[test]
 fn cpuinfo_quota_ignored_when_not_quota_aware() {
     let host = v1_cpu_host("/c", "50000", "4-7");
-    let view = host.view_with(ViewOptions { quota_aware: false });
+    let view = host.view_with(ViewOptions {
+        quota_aware: false,
+        ..ViewOptions::default()
+    });
     let (online, _) = render_text(&view, ServedFile::CpuOnline, 600);
     assert_eq!(online, "4-7\n");
 }

@@ -4,10 +4,12 @@ use super::error::{read_optional_text, read_text, ReadError, WrapPath};
 use super::layout::CgroupVersion;
 use super::resolve::CgroupDir;
 use crate::model::cpu::CpuLimits;
+use crate::model::cpu_time::CpuUsage;
 use crate::model::io::{ContainerIo, DeviceIo};
 use crate::model::memory::{MemoryStat, MemoryState, Swap};
 use crate::parse::blkio::{parse_blkio, BlkioReadWrite};
 use crate::parse::cpu_quota::{effective_quota_cpus, parse_cfs, parse_cpu_max, CpuQuota};
+use crate::parse::cpuacct::{parse_usage_all, parse_usage_percpu, PerCpuUsage};
 use crate::parse::cpuset::{parse_cpu_list, CpuSet};
 use crate::parse::diskstats::DeviceId;
 use crate::parse::flat_keyed::parse_flat_keyed;
@@ -25,6 +27,12 @@ mod v1 {
     pub const CFS_QUOTA: &str = "cpu.cfs_quota_us";
     pub const CFS_PERIOD: &str = "cpu.cfs_period_us";
     pub const CPUACCT_USAGE: &str = "cpuacct.usage";
+    /// Per CPU, split into user and system (Linux 4.7+).
+    pub const CPUACCT_USAGE_ALL: &str = "cpuacct.usage_all";
+    pub const CPUACCT_USAGE_PERCPU: &str = "cpuacct.usage_percpu";
+    /// User and system time in clock ticks; only their ratio is used.
+    pub const CPUACCT_STAT: &str = "cpuacct.stat";
+    pub const MEMORY_KMEM_SLABINFO: &str = "memory.kmem.slabinfo";
     pub const CPUSET_EFFECTIVE: &str = "cpuset.effective_cpus";
     pub const CPUSET_CONFIGURED: &str = "cpuset.cpus";
     /// `_recursive` variants include the container's sub-cgroups; older kernels only have the plain ones.
@@ -215,6 +223,109 @@ pub fn read_cpu_usage_ns(dir: &CgroupDir) -> Result<Option<u64>, ReadError> {
                 .and_then(|text| parse_flat_keyed(&text).get("usage_usec"))
                 .map(|usec| usec.saturating_mul(1000)))
         }
+    }
+}
+
+/// The container's CPU time split into user and system, per CPU where the kernel provides it; `None`
+/// when the kernel does not account it.
+pub fn read_cpu_usage(dir: &CgroupDir) -> Result<Option<CpuUsage>, ReadError> {
+    match dir.version {
+        CgroupVersion::V1 => read_cpu_usage_v1(dir),
+        CgroupVersion::V2 => {
+            let path = dir.file(v2::CPU_STAT);
+            let Some(text) = read_optional_text(&path)? else {
+                return Ok(None);
+            };
+            let stat = parse_flat_keyed(&text);
+            let usec = |key| stat.get(key).map(|v: u64| v.saturating_mul(1000));
+            Ok(
+                match (usec("user_usec"), usec("system_usec"), usec("usage_usec")) {
+                    (Some(user_ns), Some(system_ns), _) => Some(CpuUsage {
+                        user_ns,
+                        system_ns,
+                        per_cpu: None,
+                    }),
+                    (_, _, Some(usage_ns)) => Some(CpuUsage {
+                        user_ns: usage_ns,
+                        system_ns: 0,
+                        per_cpu: None,
+                    }),
+                    _ => None,
+                },
+            )
+        }
+    }
+}
+
+fn read_cpu_usage_v1(dir: &CgroupDir) -> Result<Option<CpuUsage>, ReadError> {
+    let all_path = dir.file(v1::CPUACCT_USAGE_ALL);
+    if let Some(text) = read_optional_text(&all_path)? {
+        let per_cpu = parse_usage_all(&text).wrap_path(&all_path)?;
+        return Ok(Some(usage_from_per_cpu(per_cpu)));
+    }
+    // Kernels before 4.7: per-CPU totals, split by the cgroup-wide user/system ratio.
+    let percpu_path = dir.file(v1::CPUACCT_USAGE_PERCPU);
+    let Some(text) = read_optional_text(&percpu_path)? else {
+        return Ok(None);
+    };
+    let totals = parse_usage_percpu(&text).wrap_path(&percpu_path)?;
+    let ratio = read_optional_text(&dir.file(v1::CPUACCT_STAT))?
+        .map(|text| parse_flat_keyed(&text))
+        .and_then(|stat| {
+            let user = stat.get("user")?;
+            let system = stat.get("system")?;
+            let sum = user.checked_add(system).filter(|&s| s > 0)?;
+            Some(user as f64 / sum as f64)
+        })
+        .unwrap_or(1.0);
+    let per_cpu = totals
+        .into_iter()
+        .enumerate()
+        .map(|(cpu, total)| {
+            let user_ns = (total as f64 * ratio) as u64;
+            PerCpuUsage {
+                cpu: u32::try_from(cpu).unwrap_or(u32::MAX),
+                user_ns,
+                system_ns: total.saturating_sub(user_ns),
+            }
+        })
+        .collect();
+    Ok(Some(usage_from_per_cpu(per_cpu)))
+}
+
+fn usage_from_per_cpu(per_cpu: Vec<PerCpuUsage>) -> CpuUsage {
+    let (user_ns, system_ns) = per_cpu.iter().fold((0u64, 0u64), |(user, system), u| {
+        (
+            user.saturating_add(u.user_ns),
+            system.saturating_add(u.system_ns),
+        )
+    });
+    CpuUsage {
+        user_ns,
+        system_ns,
+        per_cpu: Some(per_cpu),
+    }
+}
+
+/// The container's own slab caches (v1 `memory.kmem.slabinfo`); `None` when the kernel has none for the
+/// cgroup (v2, or Linux 5.9+ where the file exists but is empty because slab caches are shared).
+pub fn read_slabinfo(dir: &CgroupDir) -> Result<Option<String>, ReadError> {
+    if dir.version != CgroupVersion::V1 {
+        return Ok(None);
+    }
+    Ok(read_optional_text(&dir.file(v1::MEMORY_KMEM_SLABINFO))?
+        .filter(|text| text.starts_with("slabinfo - version")))
+}
+
+/// The container's pressure (PSI) file `name` (`cpu.pressure`, ...) from its unified-hierarchy cgroup;
+/// `None` when the kernel does not provide it.
+pub fn read_pressure(dir: &CgroupDir, name: &str) -> Result<Option<String>, ReadError> {
+    match read_optional_text(&dir.file(name)) {
+        // Disabled PSI (`psi=0`, or cgroup.pressure set to 0) makes the file fail with EOPNOTSUPP.
+        Err(ReadError::Io { source, .. }) if source.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            Ok(None)
+        }
+        other => other,
     }
 }
 

@@ -6,3 +6,4 @@ pub mod error;
 pub mod layout;
 pub mod paths;
 pub mod resolve;
+pub mod tasks;

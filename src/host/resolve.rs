@@ -55,6 +55,9 @@ pub struct ContainerCgroups {
     pub cpuacct: Option<CgroupDir>,
     pub cpuset: Option<CgroupDir>,
     pub io: Option<CgroupDir>,
+    /// The cgroup in the unified (v2) hierarchy, whichever controllers it has: pressure (PSI) files live
+    /// there, also on hybrid hosts.
+    pub unified: Option<CgroupDir>,
 }
 
 impl ContainerCgroups {
@@ -167,25 +170,33 @@ impl Resolver {
     fn map_cgroups(&self, own: &[Membership], init: Option<&[Membership]>) -> ContainerCgroups {
         let mut cgroups = ContainerCgroups::default();
         for controller in Controller::ALL {
-            let Some(mount) = self.layout.mount_for(controller) else {
-                continue;
-            };
-            let Some(own_path) = membership_in(&self.layout, own, mount) else {
-                continue;
-            };
-            let container_path = init
-                .and_then(|init| membership_in(&self.layout, init, mount))
-                .map(strip_init_scope)
-                .filter(|init_path| is_ancestor_or_self(init_path, own_path))
-                .unwrap_or(own_path);
-            *cgroups.slot(controller) =
-                relative_to_mount(container_path, &mount.root).map(|relative| CgroupDir {
-                    version: mount.version,
-                    mount_point: mount.mount_point.clone(),
-                    relative,
-                });
+            if let Some(mount) = self.layout.mount_for(controller) {
+                *cgroups.slot(controller) = self.container_dir(mount, own, init);
+            }
+        }
+        if let Some(unified) = &self.layout.unified {
+            cgroups.unified = self.container_dir(unified, own, init);
         }
         cgroups
+    }
+
+    fn container_dir(
+        &self,
+        mount: &CgroupMount,
+        own: &[Membership],
+        init: Option<&[Membership]>,
+    ) -> Option<CgroupDir> {
+        let own_path = membership_in(&self.layout, own, mount)?;
+        let container_path = init
+            .and_then(|init| membership_in(&self.layout, init, mount))
+            .map(strip_init_scope)
+            .filter(|init_path| is_ancestor_or_self(init_path, own_path))
+            .unwrap_or(own_path);
+        relative_to_mount(container_path, &mount.root).map(|relative| CgroupDir {
+            version: mount.version,
+            mount_point: mount.mount_point.clone(),
+            relative,
+        })
     }
 
     /// Finds pid 1 of the namespace `namespace` that `tid` lives in, by walking up the caller's ancestry:

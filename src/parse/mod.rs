@@ -4,6 +4,7 @@
 pub mod blkio;
 pub mod cgroup_membership;
 pub mod cpu_quota;
+pub mod cpuacct;
 pub mod cpuinfo;
 pub mod cpuset;
 pub mod diskstats;

@@ -6,4 +6,6 @@ pub mod cpu_list;
 pub mod cpuinfo;
 pub mod diskstats;
 pub mod meminfo;
+pub mod stat;
+pub mod swaps;
 pub mod uptime;

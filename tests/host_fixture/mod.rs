@@ -57,6 +57,29 @@ pub const HOST_DISKSTATS: &str = "   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
   8       1 sda1 50 0 400 5 100 0 800 10 0 15 15 0 0 0 0 0 0\n \
 254       0 vda 4673 2668 828906 1152 382 3225 250048 195 0 1116 1468 3023 24 37568 120 5 0\n";
 
+pub const HOST_STAT: &str = "cpu  4000 10 2000 90000 300 0 50 0 0 0\n\
+cpu0 1000 5 500 22500 75 0 10 0 0 0\n\
+cpu1 1000 5 500 22500 75 0 10 0 0 0\n\
+cpu2 1000 0 500 22500 75 0 15 0 0 0\n\
+cpu3 1000 0 500 22500 75 0 15 0 0 0\n\
+intr 5000 1 2 3\n\
+ctxt 90000\n\
+btime 1700000000\n\
+processes 4242\n\
+procs_running 7\n\
+procs_blocked 2\n\
+softirq 800 1 2 3\n";
+
+pub const HOST_LOADAVG: &str = "3.10 2.20 1.30 7/812 98765\n";
+
+pub const HOST_SWAPS: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+/dev/vda2                               partition\t2097148\t\t1024\t\t-2\n";
+
+pub const HOST_PRESSURE: &str =
+    "some avg10=9.99 avg60=9.99 avg300=9.99 total=999999\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+
+pub const HOST_SLABINFO: &str = "slabinfo - version: 2.1\n# name <active_objs>\nhost_cache 1 1 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n";
+
 /// An x86_64-style cpuinfo with `cpus` processors.
 pub fn x86_cpuinfo(cpus: u32) -> String {
     (0..cpus)
@@ -125,6 +148,14 @@ impl HostFixture {
         fixture.host_file("cpuinfo", &x86_cpuinfo(4));
         fixture.host_file("uptime", HOST_UPTIME);
         fixture.host_file("diskstats", HOST_DISKSTATS);
+        fixture.host_file("stat", HOST_STAT);
+        fixture.host_file("loadavg", HOST_LOADAVG);
+        fixture.host_file("swaps", HOST_SWAPS);
+        fixture.host_file("slabinfo", HOST_SLABINFO);
+        fs::create_dir_all(fixture.paths.proc_root.join("pressure")).unwrap();
+        for name in ["cpu", "memory", "io"] {
+            fixture.host_file(&format!("pressure/{name}"), HOST_PRESSURE);
+        }
         fixture.online_cpus("0-3");
         fixture.write_mountinfo();
         fixture
@@ -138,6 +169,31 @@ impl HostFixture {
         let dir = self.paths.sys_root.join("devices/system/cpu");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("online"), format!("{list}\n")).unwrap();
+    }
+
+    /// A host `sys/devices/system/cpu` with `cpuN` directories (each with `topology/core_id` and a
+    /// `subsystem` symlink), the CPU lists, and a few other entries, like the real one.
+    pub fn cpu_tree(&self, online: &str, ids: &[u32]) {
+        let dir = self.paths.sys_root.join("devices/system/cpu");
+        fs::create_dir_all(dir.join("cpufreq")).unwrap();
+        fs::create_dir_all(dir.join("vulnerabilities")).unwrap();
+        fs::write(dir.join("vulnerabilities/meltdown"), "Not affected\n").unwrap();
+        fs::write(dir.join("kernel_max"), "8191\n").unwrap();
+        for (name, text) in [
+            ("online", online.to_owned()),
+            ("present", online.to_owned()),
+            ("possible", "0-7".to_owned()),
+            ("offline", "4-7".to_owned()),
+        ] {
+            fs::write(dir.join(name), format!("{text}\n")).unwrap();
+        }
+        for id in ids {
+            let cpu = dir.join(format!("cpu{id}"));
+            fs::create_dir_all(cpu.join("topology")).unwrap();
+            fs::write(cpu.join("topology/core_id"), format!("{id}\n")).unwrap();
+            let _ = fs::remove_file(cpu.join("subsystem"));
+            symlink("../../../../bus/cpu", cpu.join("subsystem")).unwrap();
+        }
     }
 
     fn write_mountinfo(&self) {

@@ -1,0 +1,187 @@
+//! The mirrored `sys/devices/system/cpu` directory and the tree around it, on fixture trees (no root).
+
+mod host_fixture;
+
+use cgview::served::ServedFile;
+use cgview::tree::{NameLifetime, NodeKind, Tree};
+use host_fixture::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+const CPU_DIR: &str = "sys/devices/system/cpu";
+
+/// A host with CPUs 0-3, a container (pid 600) restricted to CPUs 1 and 3, and a host process (601).
+fn tree() -> (HostFixture, Tree) {
+    let host = hybrid_host();
+    host.cpu_tree("0-3", &[0, 1, 2, 3]);
+    host.cgroup_file("cpuset", "/c", "cpuset.effective_cpus", "1,3\n");
+    host.process(&Process::host(600, hybrid_membership("/c")));
+    host.process(&Process::host(601, hybrid_membership("/")));
+    let tree = Tree::new(Arc::new(host.view()));
+    (host, tree)
+}
+
+fn names(tree: &Tree, path: &str, caller: u32) -> Vec<String> {
+    let node = tree.walk(path, Some(caller)).unwrap();
+    tree.list(node.inode, Some(caller))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n != "." && n != "..")
+        .collect()
+}
+
+fn read(tree: &Tree, path: &str, caller: u32) -> String {
+    let node = tree.walk(path, Some(caller)).unwrap();
+    let handle = tree.open(node.inode, Some(caller), false).unwrap();
+    let bytes = tree.snapshot(handle).unwrap().to_vec();
+    tree.release(handle);
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn listing_has_only_visible_cpus_and_passes_everything_else() {
+    let (_host, tree) = tree();
+    assert_eq!(
+        names(&tree, CPU_DIR, 600),
+        [
+            "online",
+            "present",
+            "possible",
+            "offline",
+            "cpu1",
+            "cpu3",
+            "cpufreq",
+            "kernel_max",
+            "vulnerabilities"
+        ]
+    );
+    let host_view = names(&tree, CPU_DIR, 601);
+    for cpu in ["cpu0", "cpu1", "cpu2", "cpu3"] {
+        assert!(host_view.iter().any(|n| n == cpu), "{host_view:?}");
+    }
+    // Each name once: the host's own online/present/... are replaced, not listed twice.
+    let mut sorted = host_view.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), host_view.len());
+}
+
+#[test]
+fn hidden_cpus_do_not_resolve_and_visible_ones_must_be_asked_again() {
+    let (_host, tree) = tree();
+    let cpu_dir = tree.walk(CPU_DIR, Some(600)).unwrap();
+    assert_eq!(
+        tree.lookup(cpu_dir.inode, b"cpu2", Some(600))
+            .unwrap_err()
+            .0,
+        libc::ENOENT
+    );
+    assert!(tree
+        .walk(&format!("{CPU_DIR}/cpu0/topology/core_id"), Some(600))
+        .is_err());
+    let (node, lifetime) = tree.lookup(cpu_dir.inode, b"cpu2", Some(601)).unwrap();
+    assert_eq!(node.kind, NodeKind::HostDirectory);
+    // The kernel caches names for everyone; a per-caller name must not be cached.
+    assert_eq!(lifetime, NameLifetime::PerCaller);
+    let (_, lifetime) = tree.lookup(cpu_dir.inode, b"cpufreq", Some(600)).unwrap();
+    assert_eq!(lifetime, NameLifetime::Stable);
+    for bad in [&b"cpu9"[..], b"..", b"nope"] {
+        assert!(tree.lookup(cpu_dir.inode, bad, Some(601)).is_err());
+    }
+}
+
+#[test]
+fn contents_symlinks_and_lists_pass_through_or_are_rendered() {
+    let (_host, tree) = tree();
+    assert_eq!(
+        read(&tree, &format!("{CPU_DIR}/cpu3/topology/core_id"), 600),
+        "3\n"
+    );
+    assert_eq!(read(&tree, &format!("{CPU_DIR}/kernel_max"), 600), "8191\n");
+    assert_eq!(
+        read(&tree, &format!("{CPU_DIR}/vulnerabilities/meltdown"), 600),
+        "Not affected\n"
+    );
+    assert_eq!(read(&tree, &format!("{CPU_DIR}/online"), 600), "1,3\n");
+    assert_eq!(read(&tree, &format!("{CPU_DIR}/possible"), 600), "1,3\n");
+    assert_eq!(read(&tree, &format!("{CPU_DIR}/offline"), 600), "\n");
+    assert_eq!(read(&tree, &format!("{CPU_DIR}/possible"), 601), "0-7\n");
+    let link = tree
+        .walk(&format!("{CPU_DIR}/cpu1/subsystem"), Some(600))
+        .unwrap();
+    assert_eq!(link.kind, NodeKind::HostSymlink);
+    assert_eq!(
+        tree.readlink(link.inode).unwrap(),
+        std::path::Path::new("../../../../bus/cpu")
+    );
+    assert_eq!(
+        names(&tree, &format!("{CPU_DIR}/cpu1"), 600),
+        ["subsystem", "topology"]
+    );
+}
+
+#[test]
+fn modes_drop_write_bits_and_keep_root_only_files_root_only() {
+    let (host, tree) = tree();
+    let dir = host.paths.sys_root.join("devices/system/cpu/cpu1");
+    fs::write(dir.join("secret"), "1\n").unwrap();
+    fs::set_permissions(dir.join("secret"), fs::Permissions::from_mode(0o400)).unwrap();
+    fs::write(dir.join("tunable"), "1\n").unwrap();
+    fs::set_permissions(dir.join("tunable"), fs::Permissions::from_mode(0o644)).unwrap();
+    let mode = |name: &str| {
+        tree.walk(&format!("{CPU_DIR}/cpu1/{name}"), Some(600))
+            .unwrap()
+            .mode
+    };
+    assert_eq!(mode("secret"), 0o400);
+    assert_eq!(mode("tunable"), 0o444);
+    assert_eq!(mode("topology"), 0o555);
+    let tunable = tree
+        .walk(&format!("{CPU_DIR}/cpu1/tunable"), Some(600))
+        .unwrap();
+    assert_eq!(
+        tree.open(tunable.inode, Some(600), true).unwrap_err().0,
+        libc::EROFS
+    );
+    assert_eq!(tree.walk("proc/slabinfo", None).unwrap().mode, 0o400);
+    assert_eq!(tree.walk("proc/meminfo", None).unwrap().mode, 0o444);
+}
+
+#[test]
+fn inodes_are_stable_and_directory_listings_agree_with_lookups() {
+    let (_host, tree) = tree();
+    let first = tree
+        .walk(&format!("{CPU_DIR}/cpu1/topology"), Some(600))
+        .unwrap();
+    let again = tree
+        .walk(&format!("{CPU_DIR}/cpu1/topology"), Some(601))
+        .unwrap();
+    assert_eq!(first.inode, again.inode);
+    let cpu1 = tree.walk(&format!("{CPU_DIR}/cpu1"), Some(600)).unwrap();
+    let listed = tree.list(cpu1.inode, Some(600)).unwrap();
+    let topology = listed.iter().find(|e| e.name == "topology").unwrap();
+    assert_eq!(topology.inode, first.inode);
+    let dotdot = listed.iter().find(|e| e.name == "..").unwrap();
+    let cpu_dir = tree.walk(CPU_DIR, Some(600)).unwrap();
+    assert_eq!(dotdot.inode, cpu_dir.inode);
+}
+
+#[test]
+fn files_the_host_lacks_are_left_out() {
+    let host = hybrid_host();
+    host.cpu_tree("0-3", &[0, 1, 2, 3]);
+    fs::remove_file(host.paths.proc_root.join("pressure/io")).unwrap();
+    host.process(&Process::host(601, hybrid_membership("/")));
+    let tree = Tree::new(Arc::new(host.view()));
+    assert!(tree.walk("proc/pressure/io", Some(601)).is_err());
+    assert!(tree.walk("proc/pressure/cpu", Some(601)).is_ok());
+    assert_eq!(names(&tree, "proc/pressure", 601), ["cpu", "memory"]);
+    // Every other served file is in the tree.
+    for file in ServedFile::ALL {
+        if file != ServedFile::PressureIo {
+            assert!(tree.walk(file.tree_path(), Some(601)).is_ok(), "{file:?}");
+        }
+    }
+}
