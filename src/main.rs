@@ -174,7 +174,7 @@ fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
             }
             Ok(rendered.bytes)
         }
-        NodeKind::HostFile => {
+        NodeKind::HostFile | NodeKind::BlockStat => {
             let handle = tree.open(node.inode, Some(pid), false).map_err(failed)?;
             let snapshot = tree.snapshot(handle).map_err(failed)?;
             tree.release(handle);

@@ -1,11 +1,16 @@
 //! The mounted tree as a plain type: inodes, directory listings and per-open snapshots. The FUSE adapter
 //! ([`crate::fuse_fs`]) only translates between this and the kernel protocol, so tests call this directly.
 //!
-//! Most of the tree is a constant table. `sys/devices/system/cpu` is the exception: it mirrors the host's
-//! directory (files, directories and symlinks, to any depth) with the four CPU lists replaced by served
-//! files and `cpuN` listed only for the caller's visible CPUs.
+//! Most of the tree is a constant table. Two directories mirror the host's instead, to any depth:
+//! - `sys/devices/system/cpu`, with the four CPU lists replaced by served files and `cpuN` listed only for
+//!   the caller's visible CPUs;
+//! - `sys/block`, whose entries (symlinks on the host) are directories here, so that each device's and
+//!   partition's `stat` can be the caller's own I/O (sysstat's `iostat` reads these, not
+//!   `/proc/diskstats`). Symlinks inside point to absolute `/sys/...` paths, which resolve in a
+//!   container's `/sys` wherever this directory is mounted.
 
 use crate::parse::cpuset::CpuSet;
+use crate::parse::diskstats::DeviceId;
 use crate::served::ServedFile;
 use crate::view::{Rendered, View};
 use parking_lot::Mutex;
@@ -19,8 +24,10 @@ use std::sync::Arc;
 
 pub type Inode = u64;
 pub const ROOT_INODE: Inode = 1;
-/// `sys/devices/system/cpu`, the mirrored directory.
+/// `sys/devices/system/cpu`, a mirrored directory.
 const CPU_DIR_INODE: Inode = 6;
+/// `sys/block`, a mirrored directory.
+const BLOCK_DIR_INODE: Inode = 8;
 /// Mirrored entries get inodes from here up, in the order they are first looked up.
 const FIRST_MIRROR_INODE: Inode = 1000;
 /// Largest host file passed through (sysfs attributes are at most a page; this is generous).
@@ -34,6 +41,8 @@ pub enum NodeKind {
     HostDirectory,
     HostFile,
     HostSymlink,
+    /// The `stat` file of a block device or partition below `sys/block`: the caller's I/O on it.
+    BlockStat,
 }
 
 impl NodeKind {
@@ -94,7 +103,7 @@ const fn file(inode: Inode, parent: Inode, name: &'static str, served: ServedFil
 }
 
 /// Names never change, so this part of the tree is a constant.
-const NODES: [StaticNode; 22] = [
+const NODES: [StaticNode; 23] = [
     dir(ROOT_INODE, ROOT_INODE, ""),
     dir(2, ROOT_INODE, "proc"),
     dir(3, ROOT_INODE, "sys"),
@@ -102,6 +111,7 @@ const NODES: [StaticNode; 22] = [
     dir(5, 4, "system"),
     dir(CPU_DIR_INODE, 5, "cpu"),
     dir(7, 2, "pressure"),
+    dir(BLOCK_DIR_INODE, 3, "block"),
     file(10, 2, "cpuinfo", ServedFile::Cpuinfo),
     file(11, 2, "diskstats", ServedFile::Diskstats),
     file(12, 2, "meminfo", ServedFile::Meminfo),
@@ -132,30 +142,56 @@ impl Errno {
 /// An open file's snapshot: every read of one open sees one consistent text.
 pub type Snapshot = Arc<[u8]>;
 
-/// Mirrored host entries, numbered on first sight. Bounded by the size of the host's cpu directory.
+/// Which host directory a mirrored entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MirrorRoot {
+    Cpu,
+    Block,
+}
+
+impl MirrorRoot {
+    fn of_static_dir(inode: Inode) -> Option<MirrorRoot> {
+        match inode {
+            CPU_DIR_INODE => Some(MirrorRoot::Cpu),
+            BLOCK_DIR_INODE => Some(MirrorRoot::Block),
+            _ => None,
+        }
+    }
+
+    fn static_inode(self) -> Inode {
+        match self {
+            MirrorRoot::Cpu => CPU_DIR_INODE,
+            MirrorRoot::Block => BLOCK_DIR_INODE,
+        }
+    }
+}
+
+/// A mirrored entry: its root and its path relative to that root.
+type MirrorKey = (MirrorRoot, PathBuf);
+
+/// Mirrored host entries, numbered on first sight. Bounded by the size of the host's directories.
 #[derive(Debug, Default)]
 struct Mirror {
-    by_path: HashMap<PathBuf, Inode>,
-    /// Index `inode - FIRST_MIRROR_INODE`: the path relative to the host's cpu directory.
-    paths: Vec<PathBuf>,
+    by_path: HashMap<MirrorKey, Inode>,
+    /// Index `inode - FIRST_MIRROR_INODE`.
+    keys: Vec<MirrorKey>,
 }
 
 impl Mirror {
-    fn inode_for(&mut self, relative: &Path) -> Inode {
-        if let Some(&inode) = self.by_path.get(relative) {
+    fn inode_for(&mut self, root: MirrorRoot, relative: &Path) -> Inode {
+        let key = (root, relative.to_owned());
+        if let Some(&inode) = self.by_path.get(&key) {
             return inode;
         }
-        let inode = FIRST_MIRROR_INODE + self.paths.len() as Inode;
-        self.paths.push(relative.to_owned());
-        self.by_path.insert(relative.to_owned(), inode);
+        let inode = FIRST_MIRROR_INODE + self.keys.len() as Inode;
+        self.keys.push(key.clone());
+        self.by_path.insert(key, inode);
         inode
     }
 
-    fn path_of(&self, inode: Inode) -> Option<&Path> {
+    fn key_of(&self, inode: Inode) -> Option<&MirrorKey> {
         let index = inode.checked_sub(FIRST_MIRROR_INODE)?;
-        self.paths
-            .get(usize::try_from(index).ok()?)
-            .map(PathBuf::as_path)
+        self.keys.get(usize::try_from(index).ok()?)
     }
 }
 
@@ -166,6 +202,9 @@ pub struct Tree {
     /// Served files whose host file is missing (no PSI in this kernel): left out of the tree.
     absent: Vec<ServedFile>,
     host_cpu_dir: PathBuf,
+    host_block_dir: PathBuf,
+    /// The host's `/sys`, to turn mirrored symlinks into absolute `/sys/...` targets.
+    host_sys_root: PathBuf,
     mirror: Mutex<Mirror>,
     open_files: Mutex<HashMap<u64, Snapshot>>,
     open_dirs: Mutex<HashMap<u64, Arc<[DirEntry]>>>,
@@ -180,10 +219,14 @@ impl Tree {
             .filter(|f| f.host_may_lack() && !f.host_path(paths).exists())
             .collect();
         let host_cpu_dir = paths.sys_file("devices/system/cpu");
+        let host_block_dir = paths.sys_file("block");
+        let host_sys_root = paths.sys_root.clone();
         Tree {
             view,
             absent,
             host_cpu_dir,
+            host_block_dir,
+            host_sys_root,
             mirror: Mutex::new(Mirror::default()),
             open_files: Mutex::new(HashMap::new()),
             open_dirs: Mutex::new(HashMap::new()),
@@ -210,29 +253,57 @@ impl Tree {
         if let Some(node) = self.static_node(inode) {
             return Ok(static_to_node(node));
         }
-        let relative = self.mirrored_path(inode)?;
-        let metadata = std::fs::symlink_metadata(self.host_cpu_dir.join(&relative))
-            .map_err(|e| Errno::from_io(&e))?;
-        mirrored_node(inode, &metadata)
+        let key = self.mirrored_key(inode)?;
+        self.mirrored_node(inode, &key)
     }
 
-    fn mirrored_path(&self, inode: Inode) -> Result<PathBuf, Errno> {
+    fn mirrored_key(&self, inode: Inode) -> Result<MirrorKey, Errno> {
         self.mirror
             .lock()
-            .path_of(inode)
-            .map(Path::to_owned)
+            .key_of(inode)
+            .cloned()
             .ok_or(Errno(libc::ENOENT))
     }
 
-    /// The host path behind a directory that mirrors the host (`None` for the purely static ones).
-    fn mirrored_dir(&self, inode: Inode) -> Result<Option<PathBuf>, Errno> {
-        if inode == CPU_DIR_INODE {
-            return Ok(Some(PathBuf::new()));
+    fn host_path(&self, (root, relative): &MirrorKey) -> PathBuf {
+        match root {
+            MirrorRoot::Cpu => self.host_cpu_dir.join(relative),
+            MirrorRoot::Block => self.host_block_dir.join(relative),
+        }
+    }
+
+    /// The node of a mirrored entry, from the host's metadata now.
+    fn mirrored_node(&self, inode: Inode, key: &MirrorKey) -> Result<Node, Errno> {
+        let path = self.host_path(key);
+        let (root, relative) = key;
+        // The host's sys/block entries are symlinks to device directories; here they are the directories.
+        let follow = *root == MirrorRoot::Block && relative.components().count() == 1;
+        let metadata = if follow {
+            std::fs::metadata(&path)
+        } else {
+            std::fs::symlink_metadata(&path)
+        }
+        .map_err(|e| Errno::from_io(&e))?;
+        let node = mirrored_node(inode, &metadata)?;
+        if *root == MirrorRoot::Block && is_block_stat(&path) && node.kind == NodeKind::HostFile {
+            return Ok(Node {
+                kind: NodeKind::BlockStat,
+                mode: 0o444,
+                ..node
+            });
+        }
+        Ok(node)
+    }
+
+    /// The mirrored directory behind an inode (`None` for the purely static ones).
+    fn mirrored_dir(&self, inode: Inode) -> Result<Option<MirrorKey>, Errno> {
+        if let Some(root) = MirrorRoot::of_static_dir(inode) {
+            return Ok(Some((root, PathBuf::new())));
         }
         if self.static_node(inode).is_some() {
             return Ok(None);
         }
-        self.mirrored_path(inode).map(Some)
+        self.mirrored_key(inode).map(Some)
     }
 
     /// Looks `name` up in directory `parent` for `caller`.
@@ -255,7 +326,7 @@ impl Tree {
                 None => Err(Errno(libc::ENOENT)),
             };
         }
-        let Some(parent_relative) = self.mirrored_dir(parent)? else {
+        let Some((root, parent_relative)) = self.mirrored_dir(parent)? else {
             return Err(Errno(libc::ENOENT));
         };
         let name = std::str::from_utf8(name).map_err(|_| Errno(libc::ENOENT))?;
@@ -271,11 +342,11 @@ impl Tree {
                 }
             }
         }
-        let relative = parent_relative.join(name);
-        let metadata = std::fs::symlink_metadata(self.host_cpu_dir.join(&relative))
-            .map_err(|e| Errno::from_io(&e))?;
-        let inode = self.mirror.lock().inode_for(&relative);
-        Ok((mirrored_node(inode, &metadata)?, lifetime))
+        let key = (root, parent_relative.join(name));
+        // Check the host before numbering: names that do not exist get no inode.
+        std::fs::symlink_metadata(self.host_path(&key)).map_err(|e| Errno::from_io(&e))?;
+        let inode = self.mirror.lock().inode_for(root, &key.1);
+        Ok((self.mirrored_node(inode, &key)?, lifetime))
     }
 
     /// The caller's visible CPUs; `None` when it sees all of the host's.
@@ -292,10 +363,10 @@ impl Tree {
         let parent = match NODES.iter().find(|n| n.inode == inode) {
             Some(n) => n.parent,
             None => {
-                let relative = self.mirrored_path(inode)?;
+                let (root, relative) = self.mirrored_key(inode)?;
                 match relative.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    Some(parent) => self.mirror.lock().inode_for(parent),
-                    None => CPU_DIR_INODE,
+                    Some(parent) => self.mirror.lock().inode_for(root, parent),
+                    None => root.static_inode(),
                 }
             }
         };
@@ -322,11 +393,11 @@ impl Tree {
                     name: n.name.to_owned(),
                 }),
         );
-        if let Some(relative) = self.mirrored_dir(inode)? {
+        if let Some(key) = self.mirrored_dir(inode)? {
             let visible = (inode == CPU_DIR_INODE)
                 .then(|| self.visible_cpus(caller))
                 .flatten();
-            entries.extend(self.list_host(inode, &relative, visible.as_ref())?);
+            entries.extend(self.list_host(inode, &key, visible.as_ref())?);
         }
         Ok(entries)
     }
@@ -334,10 +405,12 @@ impl Tree {
     fn list_host(
         &self,
         inode: Inode,
-        relative: &Path,
+        key: &MirrorKey,
         visible: Option<&CpuSet>,
     ) -> Result<Vec<DirEntry>, Errno> {
-        let host_dir = self.host_cpu_dir.join(relative);
+        let (root, relative) = key;
+        let host_dir = self.host_path(key);
+        let is_device_dir = *root == MirrorRoot::Block && host_dir.join("dev").is_file();
         let read_dir = std::fs::read_dir(&host_dir).map_err(|e| Errno::from_io(&e))?;
         let mut names: Vec<(String, std::fs::FileType)> = read_dir
             .filter_map(Result::ok)
@@ -357,27 +430,43 @@ impl Tree {
                             .is_none_or(|id| visible.is_none_or(|v| v.contains(id))))
             })
             .map(|(name, file_type)| {
-                let kind = if file_type.is_dir() {
+                let kind = if file_type.is_dir() || inode == BLOCK_DIR_INODE {
                     NodeKind::HostDirectory
                 } else if file_type.is_symlink() {
                     NodeKind::HostSymlink
+                } else if is_device_dir && name == "stat" {
+                    NodeKind::BlockStat
                 } else {
                     NodeKind::HostFile
                 };
-                let inode = mirror.inode_for(&relative.join(&name));
+                let inode = mirror.inode_for(*root, &relative.join(&name));
                 DirEntry { inode, kind, name }
             })
             .collect())
     }
 
-    /// The target of a mirrored symlink, verbatim: relative targets resolve inside the container's `/sys`
-    /// just as on the host.
+    /// The target of a mirrored symlink. Below `sys/devices/system/cpu`, verbatim: the directory is
+    /// mounted where it is on the host, so relative targets resolve in the container's `/sys` as on the
+    /// host. Below `sys/block`, made absolute (`/sys/devices/...`): there a relative target would be
+    /// resolved from the device directory's new place.
     pub fn readlink(&self, inode: Inode) -> Result<PathBuf, Errno> {
         if self.static_node(inode).is_some() {
             return Err(Errno(libc::EINVAL));
         }
-        let relative = self.mirrored_path(inode)?;
-        std::fs::read_link(self.host_cpu_dir.join(relative)).map_err(|e| Errno::from_io(&e))
+        let key = self.mirrored_key(inode)?;
+        let path = self.host_path(&key);
+        let target = std::fs::read_link(&path).map_err(|e| Errno::from_io(&e))?;
+        if key.0 == MirrorRoot::Cpu || target.is_absolute() {
+            return Ok(target);
+        }
+        let Some(real_dir) = path.parent().and_then(|d| std::fs::canonicalize(d).ok()) else {
+            return Ok(target);
+        };
+        let sys_root = std::fs::canonicalize(&self.host_sys_root).unwrap_or_default();
+        match lexical_join(&real_dir, &target).strip_prefix(&sys_root) {
+            Ok(inside) => Ok(Path::new("/sys").join(inside)),
+            Err(_) => Ok(target),
+        }
     }
 
     /// Opens a file for a caller: renders it now and keeps the snapshot until [`Tree::release`].
@@ -391,6 +480,7 @@ impl Tree {
         }
         let bytes = match node.kind {
             NodeKind::File(served) => self.render(served, caller)?,
+            NodeKind::BlockStat => self.render_block_stat(inode, caller)?,
             _ => self.read_host(inode)?,
         };
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
@@ -410,10 +500,30 @@ impl Tree {
         Ok(bytes)
     }
 
+    fn render_block_stat(&self, inode: Inode, caller: Option<u32>) -> Result<Vec<u8>, Errno> {
+        let path = self.host_path(&self.mirrored_key(inode)?);
+        let device = path
+            .parent()
+            .and_then(|dir| std::fs::read_to_string(dir.join("dev")).ok())
+            .and_then(|dev| parse_device_id(&dev))
+            .ok_or(Errno(libc::EIO))?;
+        let Rendered { bytes, .. } =
+            self.view
+                .render_block_stat(&path, device, caller)
+                .map_err(|error| {
+                    tracing::error!(
+                        "cannot serve {}: {}",
+                        path.display(),
+                        crate::view::error_chain(&error)
+                    );
+                    Errno(libc::EIO)
+                })?;
+        Ok(bytes)
+    }
+
     fn read_host(&self, inode: Inode) -> Result<Vec<u8>, Errno> {
-        let relative = self.mirrored_path(inode)?;
-        let file = std::fs::File::open(self.host_cpu_dir.join(relative))
-            .map_err(|e| Errno::from_io(&e))?;
+        let path = self.host_path(&self.mirrored_key(inode)?);
+        let file = std::fs::File::open(path).map_err(|e| Errno::from_io(&e))?;
         let mut bytes = Vec::new();
         file.take(MAX_PASSTHROUGH_BYTES)
             .read_to_end(&mut bytes)
@@ -501,6 +611,36 @@ fn mirrored_node(inode: Inode, metadata: &Metadata) -> Result<Node, Errno> {
     Ok(Node { inode, kind, mode })
 }
 
+/// A block device's or partition's `stat`: a file named `stat` next to a `dev` file.
+fn is_block_stat(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "stat")
+        && path.parent().is_some_and(|dir| dir.join("dev").is_file())
+}
+
+/// `254:0` from a sysfs `dev` file.
+fn parse_device_id(text: &str) -> Option<DeviceId> {
+    let (major, minor) = text.trim().split_once(':')?;
+    Some(DeviceId {
+        major: major.parse().ok()?,
+        minor: minor.parse().ok()?,
+    })
+}
+
+/// `base` joined with a relative `target`, `..` resolved without touching the file system.
+fn lexical_join(base: &Path, target: &Path) -> PathBuf {
+    let mut joined = base.to_path_buf();
+    for part in target.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                joined.pop();
+            }
+            std::path::Component::Normal(name) => joined.push(name),
+            _ => {}
+        }
+    }
+    joined
+}
+
 /// The id of a `cpuN` directory name.
 fn cpu_entry_id(name: &str) -> Option<u32> {
     let digits = name.strip_prefix("cpu")?;
@@ -568,13 +708,36 @@ mod tests {
     }
 
     #[test]
-    fn mirror_numbers_paths_once() {
+    fn mirror_numbers_paths_once_per_root() {
         let mut mirror = Mirror::default();
-        let a = mirror.inode_for(Path::new("cpu0"));
-        let b = mirror.inode_for(Path::new("cpu0/topology"));
-        assert_eq!(mirror.inode_for(Path::new("cpu0")), a);
-        assert_ne!(a, b);
-        assert_eq!(mirror.path_of(b), Some(Path::new("cpu0/topology")));
-        assert_eq!(mirror.path_of(5), None);
+        let a = mirror.inode_for(MirrorRoot::Cpu, Path::new("cpu0"));
+        let b = mirror.inode_for(MirrorRoot::Cpu, Path::new("cpu0/topology"));
+        let c = mirror.inode_for(MirrorRoot::Block, Path::new("cpu0"));
+        assert_eq!(mirror.inode_for(MirrorRoot::Cpu, Path::new("cpu0")), a);
+        assert!(a != b && a != c && b != c);
+        assert_eq!(
+            mirror.key_of(b),
+            Some(&(MirrorRoot::Cpu, PathBuf::from("cpu0/topology")))
+        );
+        assert_eq!(mirror.key_of(5), None);
+    }
+
+    #[test]
+    fn lexical_join_resolves_parents() {
+        assert_eq!(
+            lexical_join(
+                Path::new("/sys/devices/pci/virtio1/block/vda"),
+                Path::new("../../../virtio1")
+            ),
+            Path::new("/sys/devices/pci/virtio1")
+        );
+        assert_eq!(
+            parse_device_id("254:16\n"),
+            Some(DeviceId {
+                major: 254,
+                minor: 16
+            })
+        );
+        assert_eq!(parse_device_id("254"), None);
     }
 }

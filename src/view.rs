@@ -13,9 +13,11 @@ use crate::model::cpu::visible_cpus;
 use crate::model::cpu_time::container_cpu_ticks;
 use crate::model::loadavg::{render_loadavg, LoadavgTail};
 use crate::parse::cpuset::{parse_cpu_list, CpuSet};
+use crate::parse::diskstats::DeviceId;
 use crate::parse::meminfo::meminfo_value;
 use crate::parse::uptime::parse_uptime;
 use crate::parse::ParseError;
+use crate::render::block_stat::render_block_stat;
 use crate::render::cpu_list::render_cpu_list;
 use crate::render::cpuinfo::render_cpuinfo;
 use crate::render::diskstats::render_diskstats;
@@ -141,6 +143,44 @@ impl View {
             Ok(None) => Ok(host_rendered(host, Source::Host)),
             Err(failure) => {
                 self.fallbacks.record(file, failure.cause, &failure);
+                Ok(host_rendered(host, Source::Fallback(failure.cause)))
+            }
+        }
+    }
+
+    /// A block device's or partition's sysfs `stat` (`host_stat`, of device `device`) for the caller: its
+    /// container's I/O there. Fallbacks count under `/proc/diskstats`, which has the same source.
+    pub fn render_block_stat(
+        &self,
+        host_stat: &std::path::Path,
+        device: DeviceId,
+        caller: Option<u32>,
+    ) -> Result<Rendered, ReadError> {
+        let host = read_text(host_stat)?;
+        let Some(tid) = caller else {
+            return Ok(host_rendered(host, Source::Host));
+        };
+        let virtualized = self
+            .resolver
+            .resolve(tid)
+            .map_err(|e| self.failure(e))
+            .and_then(|container| {
+                let Some(dir) = container_dir(container.cgroups.io.as_ref(), "blkio/io")? else {
+                    return Ok(None);
+                };
+                let io = read_io(dir).map_err(|e| self.failure(e))?;
+                let device_io = io.iter().find(|(id, _)| *id == device).map(|(_, io)| io);
+                Ok(Some(render_block_stat(&host, device_io)))
+            });
+        match virtualized {
+            Ok(Some(text)) => Ok(Rendered {
+                bytes: text.into_bytes(),
+                source: Source::Container,
+            }),
+            Ok(None) => Ok(host_rendered(host, Source::Host)),
+            Err(failure) => {
+                self.fallbacks
+                    .record(ServedFile::Diskstats, failure.cause, &failure);
                 Ok(host_rendered(host, Source::Fallback(failure.cause)))
             }
         }

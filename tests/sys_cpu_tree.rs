@@ -185,3 +185,52 @@ fn files_the_host_lacks_are_left_out() {
         }
     }
 }
+
+#[test]
+fn block_devices_are_directories_whose_stat_is_the_callers_io() {
+    let host = v2_host();
+    let sys = &host.paths.sys_root;
+    let vda = sys.join("devices/pci0/virtio1/block/vda");
+    fs::create_dir_all(vda.join("vda1")).unwrap();
+    fs::create_dir_all(sys.join("block")).unwrap();
+    let host_stat = "      10        0       80        5        0        0        0        0        0        5        5        0        0        0        0        0        0\n";
+    fs::write(vda.join("dev"), "254:0\n").unwrap();
+    fs::write(vda.join("stat"), host_stat).unwrap();
+    fs::write(vda.join("size"), "2048\n").unwrap();
+    fs::write(vda.join("vda1/dev"), "254:1\n").unwrap();
+    fs::write(vda.join("vda1/stat"), host_stat).unwrap();
+    std::os::unix::fs::symlink("../../../virtio1", vda.join("device")).unwrap();
+    std::os::unix::fs::symlink("../devices/pci0/virtio1/block/vda", sys.join("block/vda")).unwrap();
+    host.cgroup_file(
+        "",
+        "/ctr",
+        "io.stat",
+        "254:0 rbytes=0 wbytes=4096 rios=0 wios=1 dbytes=0 dios=0\n",
+    );
+    host.process(&Process::host(600, "0::/ctr\n".into()));
+    host.process(&Process::host(601, "0::/\n".into()));
+    let tree = Tree::new(Arc::new(host.view()));
+
+    let device = tree.walk("sys/block/vda", Some(600)).unwrap();
+    assert_eq!(device.kind, NodeKind::HostDirectory);
+    assert_eq!(names(&tree, "sys/block", 600), ["vda"]);
+    assert_eq!(
+        names(&tree, "sys/block/vda", 600),
+        ["dev", "device", "size", "stat", "vda1"]
+    );
+    let stat = read(&tree, "sys/block/vda/stat", 600);
+    let fields: Vec<&str> = stat.split_whitespace().collect();
+    assert_eq!(fields.len(), 17);
+    assert_eq!((fields[0], fields[4], fields[6]), ("0", "1", "8"));
+    // No I/O on the partition: zeros. The host sees the host's counters.
+    assert!(read(&tree, "sys/block/vda/vda1/stat", 600)
+        .split_whitespace()
+        .all(|f| f == "0"));
+    assert_eq!(read(&tree, "sys/block/vda/stat", 601), host_stat);
+    assert_eq!(read(&tree, "sys/block/vda/size", 600), "2048\n");
+    let link = tree.walk("sys/block/vda/device", Some(600)).unwrap();
+    assert_eq!(
+        tree.readlink(link.inode).unwrap(),
+        std::path::Path::new("/sys/devices/pci0/virtio1")
+    );
+}

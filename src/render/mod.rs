@@ -2,6 +2,7 @@
 //! container reads. They return `Err` only when the host text itself cannot be understood; the caller then
 //! serves the host file unchanged.
 
+pub mod block_stat;
 pub mod cpu_list;
 pub mod cpuinfo;
 pub mod diskstats;
