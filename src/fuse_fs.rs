@@ -130,7 +130,7 @@ impl Filesystem for CgviewFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -139,7 +139,8 @@ impl Filesystem for CgviewFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.tree.snapshot(fh.0) {
+        let reader = caller(req);
+        match guarded("read", || self.tree.read(fh.0, offset, reader)) {
             Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
             Err(e) => reply.error(errno(e)),
         }

@@ -176,7 +176,7 @@ fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
         }
         NodeKind::HostFile | NodeKind::BlockStat => {
             let handle = tree.open(node.inode, Some(pid), false).map_err(failed)?;
-            let snapshot = tree.snapshot(handle).map_err(failed)?;
+            let snapshot = tree.read(handle, 0, Some(pid)).map_err(failed)?;
             tree.release(handle);
             Ok(snapshot.to_vec())
         }

@@ -142,6 +142,15 @@ impl Errno {
 /// An open file's snapshot: every read of one open sees one consistent text.
 pub type Snapshot = Arc<[u8]>;
 
+#[derive(Debug)]
+/// An open file: what it was opened on and the content its reads are cut from.
+struct OpenFile {
+    inode: Inode,
+    content: Snapshot,
+    /// Whether a read has been served since the content was made; a later read from offset 0 remakes it.
+    read: bool,
+}
+
 /// Which host directory a mirrored entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum MirrorRoot {
@@ -206,7 +215,7 @@ pub struct Tree {
     /// The host's `/sys`, to turn mirrored symlinks into absolute `/sys/...` targets.
     host_sys_root: PathBuf,
     mirror: Mutex<Mirror>,
-    open_files: Mutex<HashMap<u64, Snapshot>>,
+    open_files: Mutex<HashMap<u64, OpenFile>>,
     open_dirs: Mutex<HashMap<u64, Arc<[DirEntry]>>>,
     next_handle: AtomicU64,
 }
@@ -478,14 +487,27 @@ impl Tree {
         if write {
             return Err(Errno(libc::EROFS));
         }
+        let content = self.content(&node, caller)?;
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.open_files.lock().insert(
+            handle,
+            OpenFile {
+                inode,
+                content,
+                read: false,
+            },
+        );
+        Ok(handle)
+    }
+
+    /// What `node` shows `caller` now.
+    fn content(&self, node: &Node, caller: Option<u32>) -> Result<Snapshot, Errno> {
         let bytes = match node.kind {
             NodeKind::File(served) => self.render(served, caller)?,
-            NodeKind::BlockStat => self.render_block_stat(inode, caller)?,
-            _ => self.read_host(inode)?,
+            NodeKind::BlockStat => self.render_block_stat(node.inode, caller)?,
+            _ => self.read_host(node.inode)?,
         };
-        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.open_files.lock().insert(handle, bytes.into());
-        Ok(handle)
+        Ok(bytes.into())
     }
 
     fn render(&self, served: ServedFile, caller: Option<u32>) -> Result<Vec<u8>, Errno> {
@@ -531,13 +553,28 @@ impl Tree {
         Ok(bytes)
     }
 
-    /// The snapshot of an open file; slice it with [`slice_at`].
-    pub fn snapshot(&self, handle: u64) -> Result<Snapshot, Errno> {
-        self.open_files
-            .lock()
-            .get(&handle)
-            .cloned()
-            .ok_or(Errno(libc::EBADF))
+    /// The content a read of an open file at `offset` is cut from (slice it with [`slice_at`]).
+    ///
+    /// The first read gets what was rendered at open. A later read from offset 0 renders afresh for
+    /// `reader`, as procfs does after `lseek(fd, 0, SEEK_SET)`: procps (`top`, `vmstat`, `free -s`) keeps
+    /// `/proc/stat` and `/proc/meminfo` open and rereads them that way, and would otherwise see a frozen
+    /// file. Reads at other offsets continue the current content, so a file read in pieces is consistent.
+    pub fn read(&self, handle: u64, offset: u64, reader: Option<u32>) -> Result<Snapshot, Errno> {
+        let inode = {
+            let mut files = self.open_files.lock();
+            let file = files.get_mut(&handle).ok_or(Errno(libc::EBADF))?;
+            if offset != 0 || !file.read {
+                file.read = true;
+                return Ok(file.content.clone());
+            }
+            file.inode
+        };
+        // Rendered without the lock held: other handles' reads do not wait for this one.
+        let content = self.content(&self.node(inode)?, reader)?;
+        if let Some(file) = self.open_files.lock().get_mut(&handle) {
+            file.content = content.clone();
+        }
+        Ok(content)
     }
 
     pub fn release(&self, handle: u64) {

@@ -346,9 +346,10 @@ impl View {
                 let up_secs = self.container_up_secs(container)?;
                 let ticks =
                     container_cpu_ticks(&visible, &usage, up_secs, self.clock_ticks_per_sec);
+                let up_ticks = (up_secs * self.clock_ticks_per_sec as f64) as u64;
                 let shown = self
                     .cpu_ledger
-                    .settle(&container_key(container, dir), ticks);
+                    .settle(&container_key(container, dir), up_ticks, ticks);
                 render_stat(host, CpuLines::Container(&shown), procs)
             }
             None => render_stat(host, CpuLines::HostSubset(&visible), procs),

@@ -175,23 +175,6 @@ fn host_caller_in_root_cgroups_sees_host_files() {
     assert!((served_up - host_uptime_secs()).abs() < 2.0);
 }
 
-/// The disk (not partition) holding `path`, as `major:minor`.
-fn disk_of(path: &Path) -> String {
-    let dev = fs::metadata(path).unwrap().dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let sys = format!("/sys/dev/block/{major}:{minor}");
-    if Path::new(&sys).join("partition").exists() {
-        let parent = fs::canonicalize(format!("{sys}/..")).unwrap();
-        fs::read_to_string(parent.join("dev"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    } else {
-        format!("{major}:{minor}")
-    }
-}
-
 fn diskstats_line<'a>(text: &'a str, device: &str) -> Option<Vec<&'a str>> {
     let (major, minor) = device.split_once(':').unwrap();
     text.lines()
@@ -532,5 +515,42 @@ fn daemon_survives_many_short_lived_readers() {
         524_288,
         "{}",
         daemon.log_text()
+    );
+}
+
+/// procps keeps `/proc/meminfo` and `/proc/stat` open and rereads them after `lseek(fd, 0)`; procfs
+/// renders afresh then, and so must cgview, or `top` and `free -s` show a frozen file.
+#[test]
+fn reread_from_offset_zero_renders_afresh() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("reread", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+    let script = format!(
+        r#"
+import os
+fd = os.open("{meminfo}", os.O_RDONLY)
+first = os.read(fd, 65536).decode()
+with open("{limit}", "w") as f:
+    f.write(str(256 << 20))
+# A read that continues the first one comes from the same content.
+assert os.read(fd, 65536) == b"", "the first content did not end"
+os.lseek(fd, 0, os.SEEK_SET)
+second = os.read(fd, 65536).decode()
+print("first", first.splitlines()[0])
+print("second", second.splitlines()[0])
+"#,
+        meminfo = daemon.path("proc/meminfo").display(),
+        limit = cgroup.dir("memory").join("memory.limit_in_bytes").display()
+    );
+    let out = cgroup.run(&format!("python3 -c '{}'", script.replace('\'', "'\\''")));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "first MemTotal:         524288 kB",
+            "second MemTotal:         262144 kB"
+        ],
+        "{out}"
     );
 }

@@ -13,13 +13,15 @@ if [ ! -e /dev/fuse ]; then
   exit 1
 fi
 
-# Debian packages the tests shell out to: free (procps), unshare/setpriv/mount (util-linux),
-# getconf (libc-bin), python3.
+# Debian packages the tests shell out to: free, top, uptime, vmstat (procps), unshare/setpriv/mount
+# (util-linux), getconf (libc-bin), python3, node (nodejs), iostat and mpstat (sysstat).
 missing=()
-command -v free >/dev/null || missing+=(procps)
+for tool in free top uptime vmstat; do command -v $tool >/dev/null || { missing+=(procps); break; }; done
 command -v unshare >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
 command -v getconf >/dev/null || missing+=(libc-bin)
 command -v python3 >/dev/null || missing+=(python3)
+command -v node >/dev/null || missing+=(nodejs)
+command -v iostat >/dev/null && command -v mpstat >/dev/null || missing+=(sysstat)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
@@ -30,7 +32,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo test (unit, captured files, fixture trees, mounted, pure cgroup v2 VM)"
+echo "== cargo test (unit, captured files, fixture trees, mounted, real tools, pure cgroup v2 VM)"
 test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT
 cargo test --all-targets 2>&1 | tee "$test_log"

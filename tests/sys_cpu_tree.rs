@@ -35,7 +35,7 @@ fn names(tree: &Tree, path: &str, caller: u32) -> Vec<String> {
 fn read(tree: &Tree, path: &str, caller: u32) -> String {
     let node = tree.walk(path, Some(caller)).unwrap();
     let handle = tree.open(node.inode, Some(caller), false).unwrap();
-    let bytes = tree.snapshot(handle).unwrap().to_vec();
+    let bytes = tree.read(handle, 0, Some(caller)).unwrap().to_vec();
     tree.release(handle);
     String::from_utf8(bytes).unwrap()
 }

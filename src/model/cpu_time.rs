@@ -96,6 +96,27 @@ pub fn container_cpu_ticks(
         .collect()
 }
 
+/// What one CPU shows next, given what it showed last (`last`, when the container's clock read `last_up`
+/// ticks) and a fresh reading (`now`, at `up` ticks, with idle computed as up time minus usage).
+///
+/// Usage never goes backwards. Idle grows by the wall time that passed minus the usage that grew, so a
+/// container whose cgroup is older than its clock (a pid namespace made after the cgroup, a long-lived pod
+/// cgroup) still shows its current utilisation rather than an idle stuck at 0; and it is never less than
+/// the fresh reading's, which recovers growth lost when usage is accounted late.
+pub fn advance(last: CpuTicks, last_up: u64, now: CpuTicks, up: u64) -> CpuTicks {
+    let user = last.user.max(now.user);
+    let system = last.system.max(now.system);
+    let used_growth = user
+        .saturating_add(system)
+        .saturating_sub(last.user.saturating_add(last.system));
+    let idle_growth = up.saturating_sub(last_up).saturating_sub(used_growth);
+    CpuTicks {
+        user,
+        system,
+        idle: last.idle.saturating_add(idle_growth).max(now.idle),
+    }
+}
+
 /// CPU `index`'s part of `total` spread over `count` CPUs; the remainder goes to the first CPUs.
 fn share(total: u64, count: u64, index: u64) -> u64 {
     total / count + u64::from(index < total % count)
@@ -224,5 +245,20 @@ mod tests {
                 idle: 10
             }
         );
+    }
+
+    #[test]
+    fn advance_grows_idle_by_wall_time_minus_usage_growth() {
+        let t = |user, system, idle| CpuTicks { user, system, idle };
+        // The cgroup used 250 ticks before a clock that reads 100: idle starts at 0 but then moves.
+        let first = t(240, 10, 0);
+        let next = advance(first, 100, t(290, 10, 0), 200);
+        assert_eq!(next, t(290, 10, 50));
+        // Usage grew faster than the clock (time used on hidden CPUs): idle stays, never shrinks.
+        assert_eq!(advance(next, 200, t(500, 20, 0), 250), t(500, 20, 50));
+        // A fresh reading with more idle (late accounting caught up) wins.
+        assert_eq!(advance(t(10, 0, 50), 100, t(10, 0, 90), 110), t(10, 0, 90));
+        // Dips in a fresh reading never show.
+        assert_eq!(advance(t(10, 5, 50), 100, t(8, 4, 0), 90), t(10, 5, 50));
     }
 }

@@ -1,12 +1,14 @@
 //! Guards for the mounted suite: real cgroups and a real `cgview mount`, removed even when a test panics.
 //!
-//! Tools used (Debian packages): sh, cat, dd, sleep (coreutils, dash), unshare, mount, setpriv
-//! (util-linux), free (procps), getconf (libc-bin), python3. `tests/run.sh` installs them.
+//! Tools used (Debian packages): sh, cat, dd, sleep, ls (coreutils, dash), unshare, mount, setpriv
+//! (util-linux), free, top, uptime, vmstat (procps), getconf (libc-bin), python3, node (nodejs),
+//! iostat, mpstat (sysstat). `tests/run.sh` installs them.
 
 #![allow(dead_code)]
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -346,4 +348,73 @@ pub fn host_uptime_secs() -> f64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The disk (not partition) holding `path`, as `major:minor`.
+pub fn disk_of(path: &Path) -> String {
+    let dev = fs::metadata(path).unwrap().dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let sys = format!("/sys/dev/block/{major}:{minor}");
+    if Path::new(&sys).join("partition").exists() {
+        let parent = fs::canonicalize(format!("{sys}/..")).unwrap();
+        fs::read_to_string(parent.join("dev"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    } else {
+        format!("{major}:{minor}")
+    }
+}
+
+/// The kernel name (`vda`, `nvme0n1`) of a block device given as `major:minor`.
+pub fn block_device_name(device: &str) -> String {
+    let link = fs::canonicalize(format!("/sys/dev/block/{device}")).unwrap();
+    link.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Files and directories a simulated container gets from the mount, as a runtime would bind them: every
+/// served `/proc` file, the whole `/sys/devices/system/cpu` and `/sys/block`.
+pub const CONTAINER_BINDS: &[&str] = &[
+    "proc/meminfo",
+    "proc/cpuinfo",
+    "proc/stat",
+    "proc/uptime",
+    "proc/diskstats",
+    "proc/swaps",
+    "proc/loadavg",
+    "proc/slabinfo",
+    "proc/pressure/cpu",
+    "proc/pressure/memory",
+    "proc/pressure/io",
+    "sys/devices/system/cpu",
+    "sys/block",
+];
+
+/// Runs `script` with `sh` in a simulated container (design.md section 5): inside `cgroup`, in new mount and
+/// pid namespaces with a fresh `/proc`, and with [`CONTAINER_BINDS`] bind-mounted from `daemon`'s mount
+/// (those the host has). Returns standard output; fails on a non-zero exit.
+pub fn run_in_container(cgroup: &TestCgroup, daemon: &Daemon, script: &str) -> String {
+    let mut setup = String::from("set -e\n");
+    for path in CONTAINER_BINDS {
+        let source = daemon.path(path);
+        let target = Path::new("/").join(path);
+        if source.exists() && target.exists() {
+            setup.push_str(&format!(
+                "mount --bind {} {}\n",
+                source.display(),
+                target.display()
+            ));
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("cgview-ctr-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("init.sh");
+    fs::write(&file, format!("{setup}set +e\n{script}\n")).unwrap();
+    cgroup.run(&format!(
+        "unshare --mount --pid --fork --mount-proc sh {}",
+        file.display()
+    ))
 }
