@@ -153,6 +153,18 @@ fn pure_cgroup_v2_vm_end_to_end() {
     assert_eq!(value(&r, "cpu.cpuset-narrower.mount-ns"), ["1"]);
     assert_eq!(value(&r, "render.cpu-online"), ["1"]);
 
+    // swaps: the header and the container's virtual swap (the 32 MiB swap.max), in kB.
+    let swaps = value(&r, "swaps.limited.mount");
+    assert!(swaps[0].starts_with("Filename"), "{swaps:?}");
+    let virtual_swap: Vec<&str> = swaps[1].split_whitespace().collect();
+    assert_eq!(
+        &virtual_swap[..3],
+        ["none", "virtual", "32768"],
+        "{swaps:?}"
+    );
+
+    check_stat_and_friends(&r);
+
     // uptime: a pid namespace started 2 s before reading, several seconds after boot.
     let host_up: f64 = value(&r, "host-uptime")[0]
         .split_whitespace()
@@ -190,9 +202,105 @@ fn pure_cgroup_v2_vm_end_to_end() {
             "{name}"
         );
     }
+    let host_columns: usize = value(&r, "disk.host-columns")[0].parse().unwrap();
+    let sys_block = |name: &str| -> Vec<String> {
+        value(&r, name)[0]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let writer = sys_block("disk.writer.sys-block");
+    assert_eq!(writer.len(), host_columns - 3, "{writer:?}");
+    assert_eq!(
+        writer[6], "8192",
+        "sectors written in sys/block: {writer:?}"
+    );
+    assert_eq!(sys_block("disk.other.sys-block")[6], "0");
     assert!(
         value(&r, "disk.other.mount").is_empty(),
         "{:?}",
         value(&r, "disk.other.mount")
     );
+}
+
+/// `/proc/stat` on v2 (cpu.stat totals spread over the visible CPUs), loadavg, pressure, slabinfo and the
+/// cpu directory, with a 1.5-CPU quota on the 2-CPU guest and then a half-CPU one.
+fn check_stat_and_friends(r: &HashMap<String, Vec<String>>) {
+    let columns: usize = value(r, "stat.host-cpu-columns")[0].parse().unwrap();
+    let cpu_lines = |name: &str| -> Vec<(String, Vec<u64>)> {
+        value(r, name)
+            .iter()
+            .filter(|l| l.starts_with("cpu"))
+            .map(|l| {
+                let mut fields = l.split_whitespace();
+                let label = fields.next().unwrap().to_owned();
+                (label, fields.map(|f| f.parse().unwrap()).collect())
+            })
+            .collect()
+    };
+    let (first, busy, after) = (
+        cpu_lines("stat.first"),
+        cpu_lines("stat.busy"),
+        cpu_lines("stat.after"),
+    );
+    for lines in [&first, &busy, &after] {
+        let labels: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["cpu", "cpu0", "cpu1"], "{lines:?}");
+        assert!(
+            lines.iter().all(|(_, v)| v.len() == columns - 1),
+            "{lines:?}"
+        );
+    }
+    // 2 s of a busy loop at 100 ticks/s (the guest is emulated: accept a quarter of it).
+    let used = |line: &[u64]| line[0] + line[2];
+    let grown = used(&busy[0].1) - used(&first[0].1);
+    assert!(grown >= 50, "busy loop grew user+system by {grown} ticks");
+    for ((label, earlier), (_, later)) in first.iter().zip(&busy).chain(busy.iter().zip(&after)) {
+        assert!(
+            earlier.iter().zip(later).all(|(a, b)| a <= b),
+            "{label} went backwards: {earlier:?} then {later:?}"
+        );
+    }
+    let running: u64 = value(r, "stat.busy")
+        .iter()
+        .find_map(|l| l.strip_prefix("procs_running "))
+        .expect("procs_running")
+        .parse()
+        .unwrap();
+    assert!(running >= 1, "the busy loop runs");
+    let btime: Vec<&str> = value(r, "stat.btime")[0].split_whitespace().collect();
+    assert_eq!(btime.len(), 4, "{btime:?}");
+    assert_eq!(btime[1], btime[3], "btime stays the host's");
+
+    let loads = |name: &str| -> Vec<String> {
+        value(r, name)[0]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // Tracked since the stat reads, when nothing ran: the average climbs as the kernel's does (0.08 after
+    // one 5-second sample of one running task), and the loop and the reader are running.
+    let busy_load = loads("loadavg.busy");
+    assert!(
+        busy_load[0].parse::<f64>().unwrap() >= 0.05,
+        "one busy loop: {busy_load:?}"
+    );
+    let running: u64 = busy_load[3].split_once('/').unwrap().0.parse().unwrap();
+    assert!(running >= 2, "{busy_load:?}");
+    assert_eq!(
+        &loads("loadavg.other")[..3],
+        ["0.00", "0.00", "0.00"],
+        "a cgroup with nothing running"
+    );
+
+    for resource in ["cpu", "memory", "io"] {
+        let pressure = value(r, &format!("pressure.{resource}"));
+        assert!(pressure[0].starts_with("some avg10="), "{pressure:?}");
+        assert!(pressure[1].starts_with("full avg10="), "{pressure:?}");
+    }
+    assert!(value(r, "slabinfo.head")[0].starts_with("slabinfo - version"));
+
+    assert_eq!(value(r, "stat.half"), ["cpu", "cpu0"]);
+    assert_eq!(value(r, "cpudir.half"), ["cpu0", "0", "0"]);
+    assert_eq!(value(r, "cpudir.half.container"), ["cpu0", "0"]);
 }

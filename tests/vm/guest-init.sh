@@ -21,7 +21,7 @@ inside() { sh -c "echo \$\$ > $1/cgroup.procs && $2"; }
 # /proc and /sys, then COMMAND.
 container() {
   inside "$1" "unshare -m -p -f sh -c 'for f in meminfo cpuinfo uptime diskstats; do mount --bind $MNT/proc/\$f /proc/\$f; done; \
-    mount --bind $MNT/sys/devices/system/cpu/online /sys/devices/system/cpu/online; $2'"
+    mount --bind $MNT/sys/devices/system/cpu /sys/devices/system/cpu; $2'"
 }
 field() { grep "^$1:" | awk '{print $2}'; }
 
@@ -77,6 +77,7 @@ check host-swaptotal "$(field SwapTotal </proc/meminfo)"
 echo 536870912 > $C/memory.max
 echo 33554432 > $C/memory.swap.max
 check swap.limited.mount "$(inside $C "grep -E '^Swap(Total|Free):' $MNT/proc/meminfo")"
+check swaps.limited.mount "$(inside $C "cat $MNT/proc/swaps")"
 echo 16777216 > $P/memory.swap.max
 check swap.pod-lower.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
 echo max > $P/memory.swap.max
@@ -102,6 +103,32 @@ check cpu.cpuset-narrower.mount "$(cpus)"
 check cpu.cpuset-narrower.container "$(container $C 'grep ^processor /proc/cpuinfo | wc -l; cat /sys/devices/system/cpu/online; nproc')"
 check cpu.cpuset-narrower.mount-ns "$(inside $C "cat /mnt/cgview-ns/sys/devices/system/cpu/online")"
 
+# ---- stat, loadavg, pressure, the cpu directory ----
+# busy CGROUP SECONDS COMMAND: a busy loop in CGROUP for SECONDS, then COMMAND in CGROUP, then the loop ends.
+busy() { inside $1 "true; sh -c 'while :; do :; done' & L=\$!; sleep $2; $3; kill \$L"; }
+echo 0-1 > $C/cpuset.cpus
+echo "150000 100000" > $C/cpu.max
+check stat.host-cpu-columns "$(grep '^cpu ' /proc/stat | wc -w)"
+check stat.first "$(inside $C "grep -E '^(cpu|procs_)' $MNT/proc/stat")"
+check stat.busy "$(busy $C 2 "grep -E '^(cpu|procs_)' $MNT/proc/stat")"
+check stat.after "$(inside $C "grep -E '^cpu' $MNT/proc/stat")"
+check stat.btime "$(inside $C "grep ^btime $MNT/proc/stat") $(grep ^btime /proc/stat)"
+# The stat reads above started tracking C with nothing running; a loop for longer than the sampler's
+# 5-second interval must then raise the 1-minute average.
+check loadavg.busy "$(busy $C 6 "cat $MNT/proc/loadavg")"
+check loadavg.other "$(inside $O "cat $MNT/proc/loadavg")"
+check pressure.cpu "$(inside $C "cat $MNT/proc/pressure/cpu")"
+check pressure.memory "$(inside $C "cat $MNT/proc/pressure/memory")"
+check pressure.io "$(inside $C "cat $MNT/proc/pressure/io")"
+check slabinfo.head "$(inside $C "head -n 1 $MNT/proc/slabinfo")"
+echo "50000 100000" > $C/cpu.max
+check stat.half "$(inside $C "grep ^cpu $MNT/proc/stat | cut -d' ' -f1")"
+check cpudir.half "$(inside $C "ls $MNT/sys/devices/system/cpu | grep -E '^cpu[0-9]+\$'; cat $MNT/sys/devices/system/cpu/possible $MNT/sys/devices/system/cpu/present")"
+check cpudir.half.container "$(container $C "ls /sys/devices/system/cpu | grep -E ^cpu[0-9]+\$; cat /sys/devices/system/cpu/cpu0/topology/core_id")"
+# Back to the cpuset-narrower state the render check at the end expects.
+echo "200000 100000" > $C/cpu.max
+echo 1 > $C/cpuset.cpus
+
 # ---- uptime ----
 sleep 3
 check host-uptime "$(cat /proc/uptime)"
@@ -115,6 +142,8 @@ check disk.writer.iostat "$(cat $C/io.stat)"
 check disk.writer.mount "$(inside $C "grep ' vda ' $MNT/proc/diskstats")"
 check disk.writer.container "$(container $C 'grep " vda " /proc/diskstats')"
 check disk.other.mount "$(inside $O "grep ' vda ' $MNT/proc/diskstats")"
+check disk.writer.sys-block "$(inside $C "cat $MNT/sys/block/vda/stat")"
+check disk.other.sys-block "$(inside $O "cat $MNT/sys/block/vda/stat")"
 check disk.host-columns "$(grep ' vda ' /proc/diskstats | wc -w)"
 
 # ---- render agrees with the mount ----
