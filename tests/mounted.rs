@@ -175,13 +175,6 @@ fn host_caller_in_root_cgroups_sees_host_files() {
     assert!((served_up - host_uptime_secs()).abs() < 2.0);
 }
 
-fn diskstats_line<'a>(text: &'a str, device: &str) -> Option<Vec<&'a str>> {
-    let (major, minor) = device.split_once(':').unwrap();
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[0] == major && f[1] == minor)
-}
-
 #[test]
 fn diskstats_shows_own_direct_writes_only() {
     require_root_and_fuse();

@@ -495,11 +495,7 @@ fn container_doing_io_sees_its_own_bytes() {
     // Everything the container wrote, and not much more: the host's own traffic is not in it.
     assert!(written_kb < 20_480.0 * 4.0, "iostat: {row:?}");
 
-    let (major, minor) = device.split_once(':').unwrap();
-    let line: Vec<&str> = out["diskstats"]
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 9 && f[0] == major && f[1] == minor)
+    let line = diskstats_line(&out["diskstats"], &device)
         .unwrap_or_else(|| panic!("no {device} in diskstats:\n{}", out["diskstats"]));
     let sectors_written: u64 = line[9].parse().unwrap();
     assert!(sectors_written >= 40_960, "{line:?}");

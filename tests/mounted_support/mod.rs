@@ -418,3 +418,11 @@ pub fn run_in_container(cgroup: &TestCgroup, daemon: &Daemon, script: &str) -> S
         file.display()
     ))
 }
+
+/// The fields of `device`'s (`major:minor`) line in a diskstats text.
+pub fn diskstats_line<'a>(text: &'a str, device: &str) -> Option<Vec<&'a str>> {
+    let (major, minor) = device.split_once(':').unwrap();
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == major && f[1] == minor)
+}
