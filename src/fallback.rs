@@ -65,9 +65,15 @@ pub struct FallbackLog {
 }
 
 impl FallbackLog {
+    /// Counts one more read served the host file for `cause`, without logging: a cached fallback, already
+    /// logged when it was rendered.
+    pub fn count_one(&self, _file: ServedFile, cause: FallbackCause) {
+        self.counts[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records one fallback; logs `detail` unless this (file, cause) was logged within the last minute.
     pub fn record(&self, file: ServedFile, cause: FallbackCause, detail: &dyn fmt::Display) {
-        self.counts[cause.index()].fetch_add(1, Ordering::Relaxed);
+        self.count_one(file, cause);
         let now = Instant::now();
         let due = {
             let mut last = self.last_logged.lock();

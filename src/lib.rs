@@ -5,6 +5,7 @@
 //! - I/O: [`host`] (injected roots, cgroup layout, caller resolution, cgroup readers) and [`view`];
 //! - shell: [`fuse_fs`] (the only module that imports `fuser`) and the binary's CLI.
 
+pub mod cache;
 pub mod cpu_ledger;
 pub mod daemon;
 pub mod fallback;

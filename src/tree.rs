@@ -9,10 +9,11 @@
 //!   `/proc/diskstats`). Symlinks inside point to absolute `/sys/...` paths, which resolve in a
 //!   container's `/sys` wherever this directory is mounted.
 
+use crate::cache::{CacheSettings, ViewCache};
 use crate::parse::cpuset::CpuSet;
 use crate::parse::diskstats::DeviceId;
 use crate::served::ServedFile;
-use crate::view::{Rendered, View};
+use crate::view::View;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -207,7 +208,10 @@ impl Mirror {
 /// The file system state shared by all workers.
 #[derive(Debug)]
 pub struct Tree {
-    view: Arc<View>,
+    cache: ViewCache,
+    /// Host `stat` path and device of each `sys/block` stat file served so far (they never change while
+    /// the device exists).
+    block_devices: Mutex<HashMap<Inode, Arc<(PathBuf, DeviceId)>>>,
     /// Served files whose host file is missing (no PSI in this kernel): left out of the tree.
     absent: Vec<ServedFile>,
     host_cpu_dir: PathBuf,
@@ -222,6 +226,10 @@ pub struct Tree {
 
 impl Tree {
     pub fn new(view: Arc<View>) -> Tree {
+        Tree::with_cache(view, CacheSettings::default())
+    }
+
+    pub fn with_cache(view: Arc<View>, settings: CacheSettings) -> Tree {
         let paths = view.resolver().paths();
         let absent = ServedFile::ALL
             .into_iter()
@@ -231,7 +239,8 @@ impl Tree {
         let host_block_dir = paths.sys_file("block");
         let host_sys_root = paths.sys_root.clone();
         Tree {
-            view,
+            cache: ViewCache::new(view, settings),
+            block_devices: Mutex::new(HashMap::new()),
             absent,
             host_cpu_dir,
             host_block_dir,
@@ -244,7 +253,11 @@ impl Tree {
     }
 
     pub fn view(&self) -> &View {
-        &self.view
+        self.cache.view()
+    }
+
+    pub fn cache(&self) -> &ViewCache {
+        &self.cache
     }
 
     fn static_node(&self, inode: Inode) -> Option<&'static StaticNode> {
@@ -360,7 +373,7 @@ impl Tree {
 
     /// The caller's visible CPUs; `None` when it sees all of the host's.
     fn visible_cpus(&self, caller: Option<u32>) -> Option<CpuSet> {
-        caller.and_then(|tid| self.view.visible_cpus(tid))
+        self.cache.visible_cpus(caller)
     }
 
     /// The entries of a directory for `caller`, `.` and `..` first.
@@ -502,45 +515,38 @@ impl Tree {
 
     /// What `node` shows `caller` now.
     fn content(&self, node: &Node, caller: Option<u32>) -> Result<Snapshot, Errno> {
-        let bytes = match node.kind {
-            NodeKind::File(served) => self.render(served, caller)?,
-            NodeKind::BlockStat => self.render_block_stat(node.inode, caller)?,
-            _ => self.read_host(node.inode)?,
+        let served = match node.kind {
+            NodeKind::File(served) => self.cache.get(served, caller),
+            NodeKind::BlockStat => {
+                let device = self.block_device(node.inode)?;
+                let (host_stat, device) = &*device;
+                self.cache
+                    .get_block_stat(node.inode, host_stat, *device, caller)
+            }
+            _ => return Ok(self.read_host(node.inode)?.into()),
         };
-        Ok(bytes.into())
+        match served {
+            Ok(cached) => Ok(cached.bytes),
+            Err(error) => {
+                tracing::error!("cannot serve: {}", crate::view::error_chain(&error));
+                Err(Errno(libc::EIO))
+            }
+        }
     }
 
-    fn render(&self, served: ServedFile, caller: Option<u32>) -> Result<Vec<u8>, Errno> {
-        let Rendered { bytes, .. } = self.view.render(served, caller).map_err(|error| {
-            tracing::error!(
-                "cannot serve {}: {}",
-                served.tree_path(),
-                crate::view::error_chain(&error)
-            );
-            Errno(libc::EIO)
-        })?;
-        Ok(bytes)
-    }
-
-    fn render_block_stat(&self, inode: Inode, caller: Option<u32>) -> Result<Vec<u8>, Errno> {
+    fn block_device(&self, inode: Inode) -> Result<Arc<(PathBuf, DeviceId)>, Errno> {
+        if let Some(known) = self.block_devices.lock().get(&inode) {
+            return Ok(known.clone());
+        }
         let path = self.host_path(&self.mirrored_key(inode)?);
         let device = path
             .parent()
             .and_then(|dir| std::fs::read_to_string(dir.join("dev")).ok())
             .and_then(|dev| parse_device_id(&dev))
             .ok_or(Errno(libc::EIO))?;
-        let Rendered { bytes, .. } =
-            self.view
-                .render_block_stat(&path, device, caller)
-                .map_err(|error| {
-                    tracing::error!(
-                        "cannot serve {}: {}",
-                        path.display(),
-                        crate::view::error_chain(&error)
-                    );
-                    Errno(libc::EIO)
-                })?;
-        Ok(bytes)
+        let known = Arc::new((path, device));
+        self.block_devices.lock().insert(inode, known.clone());
+        Ok(known)
     }
 
     fn read_host(&self, inode: Inode) -> Result<Vec<u8>, Errno> {

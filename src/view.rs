@@ -8,6 +8,7 @@ use crate::host::cgroup_reader::{
     read_slabinfo,
 };
 use crate::host::error::{read_text, ReadError, WrapPath};
+use crate::host::files::{FileSource, OpenEachTime};
 use crate::host::resolve::{Anchor, CgroupDir, Container, Resolver};
 use crate::model::cpu::visible_cpus;
 use crate::model::cpu_time::container_cpu_ticks;
@@ -129,23 +130,57 @@ impl View {
     }
 
     /// Renders `file` for the caller with thread id `caller` (`None` when the caller is not visible in the
-    /// daemon's pid namespace). Fails only when the host file itself cannot be read.
+    /// daemon's pid namespace), resolving it and opening every file afresh: for one-off renders. Fails
+    /// only when the host file itself cannot be read.
     pub fn render(&self, file: ServedFile, caller: Option<u32>) -> Result<Rendered, ReadError> {
-        let host = read_text(&file.host_path(self.resolver.paths()))?;
         let Some(tid) = caller else {
+            let host = read_text(&file.host_path(self.resolver.paths()))?;
             return Ok(host_rendered(host, Source::Host));
         };
-        match self.virtualize(file, tid, &host) {
+        match self.resolver.resolve(tid) {
+            Ok(container) => self.render_for(file, &container, tid, &OpenEachTime),
+            Err(error) => {
+                let host = read_text(&file.host_path(self.resolver.paths()))?;
+                Ok(self.fell_back(file, host, self.failure(error)))
+            }
+        }
+    }
+
+    /// Renders `file` for `container` (resolved from reader `tid`), reading its cgroup files from `files`.
+    pub fn render_for(
+        &self,
+        file: ServedFile,
+        container: &Container,
+        tid: u32,
+        files: &dyn FileSource,
+    ) -> Result<Rendered, ReadError> {
+        let host = read_text(&file.host_path(self.resolver.paths()))?;
+        match self.virtualize(file, container, tid, &host, files) {
             Ok(Some(text)) => Ok(Rendered {
                 bytes: text.into_bytes(),
                 source: Source::Container,
             }),
             Ok(None) => Ok(host_rendered(host, Source::Host)),
-            Err(failure) => {
-                self.fallbacks.record(file, failure.cause, &failure);
-                Ok(host_rendered(host, Source::Fallback(failure.cause)))
-            }
+            Err(failure) => Ok(self.fell_back(file, host, failure)),
         }
+    }
+
+    /// The host file, with the fallback recorded.
+    fn fell_back(&self, file: ServedFile, host: String, failure: Failure) -> Rendered {
+        self.fallbacks.record(file, failure.cause, &failure);
+        host_rendered(host, Source::Fallback(failure.cause))
+    }
+
+    /// Resolves a caller to its container, or says why it cannot be.
+    pub fn resolve(&self, tid: u32) -> Result<Container, FallbackCause> {
+        self.resolver
+            .resolve(tid)
+            .map_err(|error| self.failure(error).cause)
+    }
+
+    /// Counts one more read served from a cached fallback.
+    pub fn count_fallback(&self, file: ServedFile, cause: FallbackCause) {
+        self.fallbacks.count_one(file, cause);
     }
 
     /// A block device's or partition's sysfs `stat` (`host_stat`, of device `device`) for the caller: its
@@ -156,19 +191,35 @@ impl View {
         device: DeviceId,
         caller: Option<u32>,
     ) -> Result<Rendered, ReadError> {
-        let host = read_text(host_stat)?;
         let Some(tid) = caller else {
-            return Ok(host_rendered(host, Source::Host));
+            return Ok(host_rendered(read_text(host_stat)?, Source::Host));
         };
-        let virtualized = self
-            .resolver
-            .resolve(tid)
-            .map_err(|e| self.failure(e))
-            .and_then(|container| {
-                let Some(dir) = container_dir(container.cgroups.io.as_ref(), "blkio/io")? else {
+        match self.resolver.resolve(tid) {
+            Ok(container) => {
+                self.render_block_stat_for(host_stat, device, &container, &OpenEachTime)
+            }
+            Err(error) => {
+                let host = read_text(host_stat)?;
+                Ok(self.fell_back(ServedFile::Diskstats, host, self.failure(error)))
+            }
+        }
+    }
+
+    /// [`View::render_block_stat`] for a resolved container.
+    pub fn render_block_stat_for(
+        &self,
+        host_stat: &std::path::Path,
+        device: DeviceId,
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Rendered, ReadError> {
+        let host = read_text(host_stat)?;
+        let virtualized =
+            container_dir(container.cgroups.io.as_ref(), "blkio/io").and_then(|dir| {
+                let Some(dir) = dir else {
                     return Ok(None);
                 };
-                let io = read_io(dir).map_err(|e| self.failure(e))?;
+                let io = read_io(files, dir).map_err(|e| self.failure(e))?;
                 let device_io = io.iter().find(|(id, _)| *id == device).map(|(_, io)| io);
                 Ok(Some(render_block_stat(&host, device_io)))
             });
@@ -178,11 +229,7 @@ impl View {
                 source: Source::Container,
             }),
             Ok(None) => Ok(host_rendered(host, Source::Host)),
-            Err(failure) => {
-                self.fallbacks
-                    .record(ServedFile::Diskstats, failure.cause, &failure);
-                Ok(host_rendered(host, Source::Fallback(failure.cause)))
-            }
+            Err(failure) => Ok(self.fell_back(ServedFile::Diskstats, host, failure)),
         }
     }
 
@@ -193,7 +240,7 @@ impl View {
             .resolver
             .resolve(tid)
             .map_err(|e| self.failure(e))
-            .and_then(|container| self.restricted_cpus(&container));
+            .and_then(|container| self.restricted_cpus(&container, &OpenEachTime));
         match visible {
             Ok(visible) => visible,
             Err(failure) => {
@@ -208,36 +255,37 @@ impl View {
     fn virtualize(
         &self,
         file: ServedFile,
+        container: &Container,
         tid: u32,
         host: &str,
+        files: &dyn FileSource,
     ) -> Result<Option<String>, Failure> {
-        let container = self.resolver.resolve(tid).map_err(|e| self.failure(e))?;
         match file {
             ServedFile::Meminfo => {
                 let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
                     return Ok(None);
                 };
-                let memory = read_memory(dir).map_err(|e| self.failure(e))?;
+                let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
                 self.rendered(file, render_meminfo(host, &memory))
             }
             ServedFile::Cpuinfo => Ok(self
-                .restricted_cpus(&container)?
+                .restricted_cpus(container, files)?
                 .map(|visible| render_cpuinfo(host, &visible))),
             ServedFile::CpuOnline | ServedFile::CpuPresent | ServedFile::CpuPossible => Ok(self
-                .restricted_cpus(&container)?
+                .restricted_cpus(container, files)?
                 .map(|visible| render_cpu_list(&visible))),
             // Every CPU the container is shown is online.
-            ServedFile::CpuOffline => {
-                Ok(self.restricted_cpus(&container)?.map(|_| "\n".to_owned()))
-            }
-            ServedFile::Uptime => self.uptime(&container, host),
-            ServedFile::Stat => self.stat(&container, tid, host),
-            ServedFile::Loadavg => self.loadavg(&container, tid, host),
+            ServedFile::CpuOffline => Ok(self
+                .restricted_cpus(container, files)?
+                .map(|_| "\n".to_owned())),
+            ServedFile::Uptime => self.uptime(container, host, files),
+            ServedFile::Stat => self.stat(container, tid, host, files),
+            ServedFile::Loadavg => self.loadavg(container, tid, host),
             ServedFile::Swaps => {
                 let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
                     return Ok(None);
                 };
-                let memory = read_memory(dir).map_err(|e| self.failure(e))?;
+                let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
                 let meminfo_path = ServedFile::Meminfo.host_path(self.resolver.paths());
                 let meminfo = read_text(&meminfo_path).map_err(|e| self.failure(e))?;
                 let host_kb = |name| {
@@ -254,7 +302,7 @@ impl View {
                     return Ok(None);
                 };
                 let name = file.cgroup_pressure_file().unwrap_or("cpu.pressure");
-                match read_pressure(dir, name).map_err(|e| self.failure(e))? {
+                match read_pressure(files, dir, name).map_err(|e| self.failure(e))? {
                     Some(text) => Ok(Some(text)),
                     None => Err(Failure {
                         cause: FallbackCause::MissingController,
@@ -267,13 +315,13 @@ impl View {
                     return Ok(None);
                 };
                 // Linux 5.9+ shares slab caches between cgroups: the host's file is then the view.
-                read_slabinfo(dir).map_err(|e| self.failure(e))
+                read_slabinfo(files, dir).map_err(|e| self.failure(e))
             }
             ServedFile::Diskstats => {
                 let Some(dir) = container_dir(container.cgroups.io.as_ref(), "blkio/io")? else {
                     return Ok(None);
                 };
-                let io = read_io(dir).map_err(|e| self.failure(e))?;
+                let io = read_io(files, dir).map_err(|e| self.failure(e))?;
                 self.rendered(file, render_diskstats(host, &io))
             }
         }
@@ -300,23 +348,33 @@ impl View {
     }
 
     /// The container's visible CPUs; `None` when they are all the host's online CPUs.
-    fn restricted_cpus(&self, container: &Container) -> Result<Option<CpuSet>, Failure> {
+    fn restricted_cpus(
+        &self,
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Option<CpuSet>, Failure> {
         let cpu = container.cgroups.cpu.as_ref().and_then(|d| non_root(d));
         let cpuset = container.cgroups.cpuset.as_ref().and_then(|d| non_root(d));
         if cpu.is_none() && cpuset.is_none() {
             return Ok(None);
         }
         let host_online = self.host_online()?;
-        let limits = read_cpu_limits(cpu, cpuset).map_err(|e| self.failure(e))?;
+        let limits = read_cpu_limits(files, cpu, cpuset).map_err(|e| self.failure(e))?;
         let visible = visible_cpus(&host_online, &limits, self.options.quota_aware);
         Ok((visible != host_online).then_some(visible))
     }
 
     /// `/proc/stat`: the container's CPU time on its visible CPUs (or the host's lines of those CPUs when
     /// its CPU time is not accounted apart), and its task counts.
-    fn stat(&self, container: &Container, tid: u32, host: &str) -> Result<Option<String>, Failure> {
+    fn stat(
+        &self,
+        container: &Container,
+        tid: u32,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, Failure> {
         let accounting = container.cgroups.cpuacct.as_ref().and_then(non_root);
-        let restricted = self.restricted_cpus(container)?;
+        let restricted = self.restricted_cpus(container, files)?;
         let tasks_dir = tasks_dir(container);
         if accounting.is_none() && restricted.is_none() && tasks_dir.is_none() {
             return Ok(None);
@@ -336,7 +394,7 @@ impl View {
             None => self.host_online()?,
         };
         let usage = match accounting {
-            Some(dir) => read_cpu_usage(dir)
+            Some(dir) => read_cpu_usage(files, dir)
                 .map_err(|e| self.failure(e))?
                 .map(|usage| (dir, usage)),
             None => None,
@@ -415,7 +473,12 @@ impl View {
         })
     }
 
-    fn uptime(&self, container: &Container, host: &str) -> Result<Option<String>, Failure> {
+    fn uptime(
+        &self,
+        container: &Container,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, Failure> {
         let Anchor::NamespaceInit { start_ticks, .. } = container.anchor else {
             return Ok(None);
         };
@@ -423,13 +486,13 @@ impl View {
         let (host_up_secs, _) = parse_uptime(host)
             .wrap_path(&host_path)
             .map_err(|e| self.failure(e))?;
-        let visible = match self.restricted_cpus(container)? {
+        let visible = match self.restricted_cpus(container, files)? {
             Some(visible) => visible.len(),
             None => self.host_online()?.len(),
         };
         let cpu_used_secs = match container.cgroups.cpuacct.as_ref().and_then(|d| non_root(d)) {
             Some(dir) => {
-                read_cpu_usage_ns(dir)
+                read_cpu_usage_ns(files, dir)
                     .map_err(|e| self.failure(e))?
                     .unwrap_or(0) as f64
                     / 1e9

@@ -528,6 +528,9 @@ with open("{limit}", "w") as f:
     f.write(str(256 << 20))
 # A read that continues the first one comes from the same content.
 assert os.read(fd, 65536) == b"", "the first content did not end"
+# Past the cache's staleness bound (README, "Caching"): the reread must show the new limit.
+import time
+time.sleep(0.6)
 os.lseek(fd, 0, os.SEEK_SET)
 second = os.read(fd, 65536).decode()
 print("first", first.splitlines()[0])

@@ -1,6 +1,7 @@
 //! Reads a container's limits and usage from its cgroup directories into the version-independent model.
 
-use super::error::{read_optional_text, read_text, ReadError, WrapPath};
+use super::error::{ReadError, WrapPath};
+use super::files::FileSource;
 use super::layout::CgroupVersion;
 use super::resolve::CgroupDir;
 use crate::model::cpu::CpuLimits;
@@ -64,24 +65,26 @@ mod v2 {
 }
 
 /// Memory limit, usage, breakdown and swap of the container whose memory cgroup is `dir`.
-pub fn read_memory(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+pub fn read_memory(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState, ReadError> {
     match dir.version {
-        CgroupVersion::V1 => read_memory_v1(dir),
-        CgroupVersion::V2 => read_memory_v2(dir),
+        CgroupVersion::V1 => read_memory_v1(files, dir),
+        CgroupVersion::V2 => read_memory_v2(files, dir),
     }
 }
 
-fn read_memory_v1(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
-    let limit_bytes = read_limit_chain(dir, v1::MEMORY_LIMIT)?;
-    let usage_bytes = read_counter(&dir.file(v1::MEMORY_USAGE))?;
-    let stat = MemoryStat::from_v1(&parse_flat_keyed(&read_text(&dir.file(v1::MEMORY_STAT))?));
+fn read_memory_v1(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+    let limit_bytes = read_limit_chain(files, dir, v1::MEMORY_LIMIT)?;
+    let usage_bytes = read_counter(files, &dir.file(v1::MEMORY_USAGE))?;
+    let stat = MemoryStat::from_v1(&parse_flat_keyed(
+        &files.read_text(&dir.file(v1::MEMORY_STAT))?,
+    ));
     // Without swap accounting (`swapaccount=0`, or a kernel without it) the memsw files do not exist.
-    let swap = match read_optional_text(&dir.file(v1::MEMSW_USAGE))? {
+    let swap = match files.read_optional_text(&dir.file(v1::MEMSW_USAGE))? {
         None => Swap::NotAccounted,
         Some(memsw_usage) => {
             let memsw_usage = parse_counter(&memsw_usage).wrap_path(&dir.file(v1::MEMSW_USAGE))?;
-            let memsw_limit = read_limit_chain(dir, v1::MEMSW_LIMIT)?;
-            let swappiness = read_optional_text(&dir.file(v1::SWAPPINESS))?;
+            let memsw_limit = read_limit_chain(files, dir, v1::MEMSW_LIMIT)?;
+            let swappiness = files.read_optional_text(&dir.file(v1::SWAPPINESS))?;
             Swap::Accounted {
                 limit_bytes: memsw_limit
                     .map(|memsw| memsw.saturating_sub(limit_bytes.unwrap_or(0))),
@@ -98,14 +101,16 @@ fn read_memory_v1(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
     })
 }
 
-fn read_memory_v2(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
-    let limit_bytes = read_limit_chain(dir, v2::MEMORY_MAX)?;
-    let usage_bytes = read_counter(&dir.file(v2::MEMORY_CURRENT))?;
-    let stat = MemoryStat::from_v2(&parse_flat_keyed(&read_text(&dir.file(v2::MEMORY_STAT))?));
-    let swap = match read_optional_text(&dir.file(v2::SWAP_CURRENT))? {
+fn read_memory_v2(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+    let limit_bytes = read_limit_chain(files, dir, v2::MEMORY_MAX)?;
+    let usage_bytes = read_counter(files, &dir.file(v2::MEMORY_CURRENT))?;
+    let stat = MemoryStat::from_v2(&parse_flat_keyed(
+        &files.read_text(&dir.file(v2::MEMORY_STAT))?,
+    ));
+    let swap = match files.read_optional_text(&dir.file(v2::SWAP_CURRENT))? {
         None => Swap::NotAccounted,
         Some(current) => Swap::Accounted {
-            limit_bytes: read_limit_chain(dir, v2::SWAP_MAX)?,
+            limit_bytes: read_limit_chain(files, dir, v2::SWAP_MAX)?,
             usage_bytes: parse_counter(&current).wrap_path(&dir.file(v2::SWAP_CURRENT))?,
             may_swap: true,
         },
@@ -120,14 +125,18 @@ fn read_memory_v2(dir: &CgroupDir) -> Result<MemoryState, ReadError> {
 
 /// The smallest limit in `file_name` over `dir` and its ancestors. Ancestors without the file (the root
 /// cgroup on v2) do not limit. The container's own file must be readable: if it vanished, so did the cgroup.
-fn read_limit_chain(dir: &CgroupDir, file_name: &str) -> Result<Option<u64>, ReadError> {
+fn read_limit_chain(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+    file_name: &str,
+) -> Result<Option<u64>, ReadError> {
     let mut limits = Vec::new();
     for (depth, cgroup) in dir.chain().enumerate() {
         let path = cgroup.join(file_name);
         let text = if depth == 0 && !dir.is_root() {
-            Some(read_text(&path)?)
+            Some(files.read_text(&path)?)
         } else {
-            read_optional_text(&path)?
+            files.read_optional_text(&path)?
         };
         if let Some(text) = text {
             limits.push(parse_limit(&text).wrap_path(&path)?);
@@ -136,33 +145,37 @@ fn read_limit_chain(dir: &CgroupDir, file_name: &str) -> Result<Option<u64>, Rea
     Ok(effective_limit(limits))
 }
 
-fn read_counter(path: &Path) -> Result<u64, ReadError> {
-    parse_counter(&read_text(path)?).wrap_path(path)
+fn read_counter(files: &dyn FileSource, path: &Path) -> Result<u64, ReadError> {
+    parse_counter(&files.read_text(path)?).wrap_path(path)
 }
 
 /// The container's cpuset and tightest quota. Either controller may be absent (`None`).
 pub fn read_cpu_limits(
+    files: &dyn FileSource,
     cpu: Option<&CgroupDir>,
     cpuset: Option<&CgroupDir>,
 ) -> Result<CpuLimits, ReadError> {
     let quota_cpus = match cpu {
-        Some(dir) => effective_quota_cpus(read_quota_chain(dir)?),
+        Some(dir) => effective_quota_cpus(read_quota_chain(files, dir)?),
         None => None,
     };
     let cpuset = match cpuset {
-        Some(dir) => read_cpuset(dir)?,
+        Some(dir) => read_cpuset(files, dir)?,
         None => None,
     };
     Ok(CpuLimits { cpuset, quota_cpus })
 }
 
-fn read_quota_chain(dir: &CgroupDir) -> Result<Vec<Option<CpuQuota>>, ReadError> {
+fn read_quota_chain(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<Vec<Option<CpuQuota>>, ReadError> {
     let mut quotas = Vec::new();
     for cgroup in dir.chain() {
         let quota = match dir.version {
             CgroupVersion::V2 => {
                 let path = cgroup.join(v2::CPU_MAX);
-                match read_optional_text(&path)? {
+                match files.read_optional_text(&path)? {
                     Some(text) => parse_cpu_max(&text).wrap_path(&path)?,
                     None => None,
                 }
@@ -171,8 +184,8 @@ fn read_quota_chain(dir: &CgroupDir) -> Result<Vec<Option<CpuQuota>>, ReadError>
                 let quota_path = cgroup.join(v1::CFS_QUOTA);
                 let period_path = cgroup.join(v1::CFS_PERIOD);
                 match (
-                    read_optional_text(&quota_path)?,
-                    read_optional_text(&period_path)?,
+                    files.read_optional_text(&quota_path)?,
+                    files.read_optional_text(&period_path)?,
                 ) {
                     (Some(quota), Some(period)) => {
                         parse_cfs(&quota, &period).wrap_path(&quota_path)?
@@ -188,7 +201,7 @@ fn read_quota_chain(dir: &CgroupDir) -> Result<Vec<Option<CpuQuota>>, ReadError>
 
 /// The effective cpuset of the nearest cgroup that has one (on v2 the file exists only where the cpuset
 /// controller is enabled). The effective set is what the kernel applies, so it is preferred.
-fn read_cpuset(dir: &CgroupDir) -> Result<Option<CpuSet>, ReadError> {
+fn read_cpuset(files: &dyn FileSource, dir: &CgroupDir) -> Result<Option<CpuSet>, ReadError> {
     let names: &[&str] = match dir.version {
         CgroupVersion::V1 => &[v1::CPUSET_EFFECTIVE, v1::CPUSET_CONFIGURED],
         CgroupVersion::V2 => &[v2::CPUSET_EFFECTIVE],
@@ -196,7 +209,7 @@ fn read_cpuset(dir: &CgroupDir) -> Result<Option<CpuSet>, ReadError> {
     for cgroup in dir.chain() {
         for name in names {
             let path = cgroup.join(name);
-            if let Some(text) = read_optional_text(&path)? {
+            if let Some(text) = files.read_optional_text(&path)? {
                 let set = parse_cpu_list(&text).wrap_path(&path)?;
                 // An unpopulated v1 cpuset is empty; the tasks in it run on the parent's CPUs.
                 if !set.is_empty() {
@@ -209,17 +222,22 @@ fn read_cpuset(dir: &CgroupDir) -> Result<Option<CpuSet>, ReadError> {
 }
 
 /// Total CPU time the container has used, in nanoseconds; `None` when the kernel does not account it.
-pub fn read_cpu_usage_ns(dir: &CgroupDir) -> Result<Option<u64>, ReadError> {
+pub fn read_cpu_usage_ns(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<Option<u64>, ReadError> {
     match dir.version {
         CgroupVersion::V1 => {
             let path = dir.file(v1::CPUACCT_USAGE);
-            read_optional_text(&path)?
+            files
+                .read_optional_text(&path)?
                 .map(|text| parse_counter(&text).wrap_path(&path))
                 .transpose()
         }
         CgroupVersion::V2 => {
             let path = dir.file(v2::CPU_STAT);
-            Ok(read_optional_text(&path)?
+            Ok(files
+                .read_optional_text(&path)?
                 .and_then(|text| parse_flat_keyed(&text).get("usage_usec"))
                 .map(|usec| usec.saturating_mul(1000)))
         }
@@ -228,12 +246,15 @@ pub fn read_cpu_usage_ns(dir: &CgroupDir) -> Result<Option<u64>, ReadError> {
 
 /// The container's CPU time split into user and system, per CPU where the kernel provides it; `None`
 /// when the kernel does not account it.
-pub fn read_cpu_usage(dir: &CgroupDir) -> Result<Option<CpuUsage>, ReadError> {
+pub fn read_cpu_usage(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<Option<CpuUsage>, ReadError> {
     match dir.version {
-        CgroupVersion::V1 => read_cpu_usage_v1(dir),
+        CgroupVersion::V1 => read_cpu_usage_v1(files, dir),
         CgroupVersion::V2 => {
             let path = dir.file(v2::CPU_STAT);
-            let Some(text) = read_optional_text(&path)? else {
+            let Some(text) = files.read_optional_text(&path)? else {
                 return Ok(None);
             };
             let stat = parse_flat_keyed(&text);
@@ -257,19 +278,23 @@ pub fn read_cpu_usage(dir: &CgroupDir) -> Result<Option<CpuUsage>, ReadError> {
     }
 }
 
-fn read_cpu_usage_v1(dir: &CgroupDir) -> Result<Option<CpuUsage>, ReadError> {
+fn read_cpu_usage_v1(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<Option<CpuUsage>, ReadError> {
     let all_path = dir.file(v1::CPUACCT_USAGE_ALL);
-    if let Some(text) = read_optional_text(&all_path)? {
+    if let Some(text) = files.read_optional_text(&all_path)? {
         let per_cpu = parse_usage_all(&text).wrap_path(&all_path)?;
         return Ok(Some(usage_from_per_cpu(per_cpu)));
     }
     // Kernels before 4.7: per-CPU totals, split by the cgroup-wide user/system ratio.
     let percpu_path = dir.file(v1::CPUACCT_USAGE_PERCPU);
-    let Some(text) = read_optional_text(&percpu_path)? else {
+    let Some(text) = files.read_optional_text(&percpu_path)? else {
         return Ok(None);
     };
     let totals = parse_usage_percpu(&text).wrap_path(&percpu_path)?;
-    let ratio = read_optional_text(&dir.file(v1::CPUACCT_STAT))?
+    let ratio = files
+        .read_optional_text(&dir.file(v1::CPUACCT_STAT))?
         .map(|text| parse_flat_keyed(&text))
         .and_then(|stat| {
             let user = stat.get("user")?;
@@ -309,18 +334,23 @@ fn usage_from_per_cpu(per_cpu: Vec<PerCpuUsage>) -> CpuUsage {
 
 /// The container's own slab caches (v1 `memory.kmem.slabinfo`); `None` when the kernel has none for the
 /// cgroup (v2, or Linux 5.9+ where the file exists but is empty because slab caches are shared).
-pub fn read_slabinfo(dir: &CgroupDir) -> Result<Option<String>, ReadError> {
+pub fn read_slabinfo(files: &dyn FileSource, dir: &CgroupDir) -> Result<Option<String>, ReadError> {
     if dir.version != CgroupVersion::V1 {
         return Ok(None);
     }
-    Ok(read_optional_text(&dir.file(v1::MEMORY_KMEM_SLABINFO))?
+    Ok(files
+        .read_optional_text(&dir.file(v1::MEMORY_KMEM_SLABINFO))?
         .filter(|text| text.starts_with("slabinfo - version")))
 }
 
 /// The container's pressure (PSI) file `name` (`cpu.pressure`, ...) from its unified-hierarchy cgroup;
 /// `None` when the kernel does not provide it.
-pub fn read_pressure(dir: &CgroupDir, name: &str) -> Result<Option<String>, ReadError> {
-    match read_optional_text(&dir.file(name)) {
+pub fn read_pressure(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+    name: &str,
+) -> Result<Option<String>, ReadError> {
+    match files.read_optional_text(&dir.file(name)) {
         // Disabled PSI (`psi=0`, or cgroup.pressure set to 0) makes the file fail with EOPNOTSUPP.
         Err(ReadError::Io { source, .. }) if source.raw_os_error() == Some(libc::EOPNOTSUPP) => {
             Ok(None)
@@ -330,25 +360,25 @@ pub fn read_pressure(dir: &CgroupDir, name: &str) -> Result<Option<String>, Read
 }
 
 /// The container's I/O per device.
-pub fn read_io(dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
+pub fn read_io(files: &dyn FileSource, dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
     match dir.version {
         CgroupVersion::V2 => {
             let path = dir.file(v2::IO_STAT);
-            Ok(parse_io_stat(&read_text(&path)?)
+            Ok(parse_io_stat(&files.read_text(&path)?)
                 .iter()
                 .map(|(device, entry)| (*device, DeviceIo::from_io_stat(entry)))
                 .collect())
         }
-        CgroupVersion::V1 => read_io_v1(dir),
+        CgroupVersion::V1 => read_io_v1(files, dir),
     }
 }
 
-fn read_io_v1(dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
-    let bytes = read_blkio_first(dir, &v1::IO_SERVICE_BYTES)?.unwrap_or_default();
-    let serviced = read_blkio_first(dir, &v1::IO_SERVICED)?.unwrap_or_default();
-    let merged = read_blkio_first(dir, &v1::IO_MERGED)?;
-    let service_time = read_blkio_first(dir, &v1::IO_SERVICE_TIME)?;
-    let wait_time = read_blkio_first(dir, &v1::IO_WAIT_TIME)?;
+fn read_io_v1(files: &dyn FileSource, dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
+    let bytes = read_blkio_first(files, dir, &v1::IO_SERVICE_BYTES)?.unwrap_or_default();
+    let serviced = read_blkio_first(files, dir, &v1::IO_SERVICED)?.unwrap_or_default();
+    let merged = read_blkio_first(files, dir, &v1::IO_MERGED)?;
+    let service_time = read_blkio_first(files, dir, &v1::IO_SERVICE_TIME)?;
+    let wait_time = read_blkio_first(files, dir, &v1::IO_WAIT_TIME)?;
 
     let mut devices: Vec<DeviceId> = bytes.iter().chain(&serviced).map(|(d, _)| *d).collect();
     devices.sort_unstable();
@@ -379,11 +409,12 @@ fn read_io_v1(dir: &CgroupDir) -> Result<ContainerIo, ReadError> {
 
 /// Parses the first of `names` that exists in `dir`.
 fn read_blkio_first(
+    files: &dyn FileSource,
     dir: &CgroupDir,
     names: &[&str],
 ) -> Result<Option<Vec<(DeviceId, BlkioReadWrite)>>, ReadError> {
     for name in names {
-        if let Some(text) = read_optional_text(&dir.file(name))? {
+        if let Some(text) = files.read_optional_text(&dir.file(name))? {
             return Ok(Some(parse_blkio(&text)));
         }
     }

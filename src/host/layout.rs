@@ -54,7 +54,7 @@ impl fmt::Display for Controller {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CgroupVersion {
     V1,
     V2,

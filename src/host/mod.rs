@@ -3,6 +3,7 @@
 pub mod cgroup_path;
 pub mod cgroup_reader;
 pub mod error;
+pub mod files;
 pub mod layout;
 pub mod paths;
 pub mod resolve;

@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// A cgroup directory in one mounted hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CgroupDir {
     pub version: CgroupVersion,
     pub mount_point: PathBuf,
@@ -48,7 +48,7 @@ impl CgroupDir {
 
 /// The container's cgroup for each controller; `None` when the host has no hierarchy for it or the
 /// cgroup is outside what the daemon's cgroup mounts show.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ContainerCgroups {
     pub memory: Option<CgroupDir>,
     pub cpu: Option<CgroupDir>,
@@ -83,7 +83,7 @@ impl ContainerCgroups {
 }
 
 /// Whose start time is the container's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Anchor {
     /// The caller shares the daemon's (the host's) pid namespace: the host's uptime applies.
     HostNamespace,
@@ -91,7 +91,7 @@ pub enum Anchor {
     NamespaceInit { pid: u32, start_ticks: u64 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Container {
     pub cgroups: ContainerCgroups,
     pub anchor: Anchor,

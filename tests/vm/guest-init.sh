@@ -24,6 +24,9 @@ container() {
     mount --bind $MNT/sys/devices/system/cpu /sys/devices/system/cpu; $2'"
 }
 field() { grep "^$1:" | awk '{print $2}'; }
+# limit VALUE FILE: writes a cgroup limit, then waits out cgview's snapshot lifetime (README, "Caching") so
+# the next read shows it.
+limit() { echo "$1" > "$2"; sleep 0.6; }
 
 CONTROLLERS="+memory +cpu +cpuset +io +pids"
 R=/sys/fs/cgroup
@@ -58,47 +61,49 @@ MNT=/mnt/cgview
 check host-memtotal "$(field MemTotal </proc/meminfo)"
 
 # ---- meminfo ----
-echo 536870912 > $C/memory.max
-echo 268435456 > $P/memory.max
+limit 536870912 $C/memory.max
+limit 268435456 $P/memory.max
 check mem.pod-lower.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
 check mem.pod-lower.mount-ns "$(inside $C "grep ^MemTotal: /mnt/cgview-ns/proc/meminfo")"
 check mem.pod-lower.container "$(container $C 'grep ^MemTotal: /proc/meminfo')"
-echo max > $P/memory.max
+limit max $P/memory.max
 check mem.container.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
 check mem.container.container-cat "$(container $C 'cat /proc/meminfo | grep -E "^(MemTotal|MemFree):"')"
 # busybox free asks sysinfo(2), which no file system can change.
 check mem.container.busybox-free "$(container $C 'free -k | grep Mem: ')"
-echo max > $C/memory.max
+limit max $C/memory.max
 check mem.unlimited.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
 
 # ---- swap ----
 mkswap /dev/vdb >/dev/null && swapon /dev/vdb
+sleep 0.6
 check host-swaptotal "$(field SwapTotal </proc/meminfo)"
-echo 536870912 > $C/memory.max
-echo 33554432 > $C/memory.swap.max
+limit 536870912 $C/memory.max
+limit 33554432 $C/memory.swap.max
 check swap.limited.mount "$(inside $C "grep -E '^Swap(Total|Free):' $MNT/proc/meminfo")"
 check swaps.limited.mount "$(inside $C "cat $MNT/proc/swaps")"
-echo 16777216 > $P/memory.swap.max
+limit 16777216 $P/memory.swap.max
 check swap.pod-lower.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
-echo max > $P/memory.swap.max
-echo max > $C/memory.swap.max
+limit max $P/memory.swap.max
+limit max $C/memory.swap.max
 check swap.unlimited.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
 swapoff /dev/vdb
+sleep 0.6
 check swap.none.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
 
 # ---- CPUs ----
 # count | ids | online list
 cpus() { inside $C "grep -c ^processor $MNT/proc/cpuinfo; grep ^processor $MNT/proc/cpuinfo | awk '{print \$3}' | tr '\n' ' '; echo; cat $MNT/sys/devices/system/cpu/online"; }
-echo "50000 100000" > $C/cpu.max
+limit "50000 100000" $C/cpu.max
 check cpu.half.mount "$(cpus)"
 check cpu.half.container "$(container $C 'grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; nproc')"
-echo "150000 100000" > $C/cpu.max
+limit "150000 100000" $C/cpu.max
 check cpu.one-and-half.mount "$(cpus)"
-echo "50000 100000" > $P/cpu.max
+limit "50000 100000" $P/cpu.max
 check cpu.pod-lower.mount "$(cpus)"
-echo "max 100000" > $P/cpu.max
-echo "200000 100000" > $C/cpu.max
-echo 1 > $C/cpuset.cpus
+limit "max 100000" $P/cpu.max
+limit "200000 100000" $C/cpu.max
+limit 1 $C/cpuset.cpus
 check cpu.cpuset-narrower.mount "$(cpus)"
 check cpu.cpuset-narrower.container "$(container $C 'grep ^processor /proc/cpuinfo | wc -l; cat /sys/devices/system/cpu/online; nproc')"
 check cpu.cpuset-narrower.mount-ns "$(inside $C "cat /mnt/cgview-ns/sys/devices/system/cpu/online")"
@@ -106,8 +111,8 @@ check cpu.cpuset-narrower.mount-ns "$(inside $C "cat /mnt/cgview-ns/sys/devices/
 # ---- stat, loadavg, pressure, the cpu directory ----
 # busy CGROUP SECONDS COMMAND: a busy loop in CGROUP for SECONDS, then COMMAND in CGROUP, then the loop ends.
 busy() { inside $1 "true; sh -c 'while :; do :; done' & L=\$!; sleep $2; $3; kill \$L"; }
-echo 0-1 > $C/cpuset.cpus
-echo "150000 100000" > $C/cpu.max
+limit 0-1 $C/cpuset.cpus
+limit "150000 100000" $C/cpu.max
 check stat.host-cpu-columns "$(grep '^cpu ' /proc/stat | wc -w)"
 check stat.first "$(inside $C "grep -E '^(cpu|procs_)' $MNT/proc/stat")"
 check stat.busy "$(busy $C 2 "grep -E '^(cpu|procs_)' $MNT/proc/stat")"
@@ -121,13 +126,13 @@ check pressure.cpu "$(inside $C "cat $MNT/proc/pressure/cpu")"
 check pressure.memory "$(inside $C "cat $MNT/proc/pressure/memory")"
 check pressure.io "$(inside $C "cat $MNT/proc/pressure/io")"
 check slabinfo.head "$(inside $C "head -n 1 $MNT/proc/slabinfo")"
-echo "50000 100000" > $C/cpu.max
+limit "50000 100000" $C/cpu.max
 check stat.half "$(inside $C "grep ^cpu $MNT/proc/stat | cut -d' ' -f1")"
 check cpudir.half "$(inside $C "ls $MNT/sys/devices/system/cpu | grep -E '^cpu[0-9]+\$'; cat $MNT/sys/devices/system/cpu/possible $MNT/sys/devices/system/cpu/present")"
 check cpudir.half.container "$(container $C "ls /sys/devices/system/cpu | grep -E ^cpu[0-9]+\$; cat /sys/devices/system/cpu/cpu0/topology/core_id")"
 # Back to the cpuset-narrower state the render check at the end expects.
-echo "200000 100000" > $C/cpu.max
-echo 1 > $C/cpuset.cpus
+limit "200000 100000" $C/cpu.max
+limit 1 $C/cpuset.cpus
 
 # ---- uptime ----
 sleep 3

@@ -1,0 +1,454 @@
+//! The hot path's caches (design.md section 4): caller thread -> container, kept-open cgroup files per
+//! container, and rendered snapshots per (container, file).
+//!
+//! Staleness is bounded and stated in the README:
+//! - a snapshot is served for [`CacheSettings::snapshot_ttl`] after its render started; a reader that finds it
+//!   older renders it again, while readers arriving during that render get the previous snapshot if it is
+//!   younger than [`CacheSettings::max_stale`] (they never wait behind a render otherwise);
+//! - a caller's container is looked up again after [`CacheSettings::membership_ttl`], so a process moved to
+//!   another cgroup sees its new container's files within that time (plus a snapshot's life);
+//! - a caller thread is checked to be alive on every use, through a descriptor of its `/proc/<tid>/comm`
+//!   opened when it was resolved: once the thread is gone that descriptor fails with `ESRCH` forever, so a
+//!   new thread that reuses the id is resolved afresh and never sees another container's view.
+//!
+//! Every map is bounded; idle callers and containers are dropped by [`ViewCache::sweep`], vanished cgroups
+//! as soon as a render finds them gone.
+
+use crate::fallback::FallbackCause;
+use crate::host::error::ReadError;
+use crate::host::files::KeptOpen;
+use crate::host::resolve::Container;
+use crate::parse::cpuset::{parse_cpu_list, CpuSet};
+use crate::parse::diskstats::DeviceId;
+use crate::served::ServedFile;
+use crate::view::{Rendered, Source, View};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Content as served: shared by every open handle that got it.
+pub type Snapshot = Arc<[u8]>;
+
+/// Bounds and lifetimes of the caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub snapshot_ttl: Duration,
+    pub max_stale: Duration,
+    pub membership_ttl: Duration,
+    /// Callers and containers unused for this long are dropped by a sweep.
+    pub idle_after: Duration,
+    pub max_callers: usize,
+    pub max_containers: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            snapshot_ttl: Duration::from_millis(100),
+            max_stale: Duration::from_millis(500),
+            membership_ttl: Duration::from_secs(1),
+            idle_after: Duration::from_secs(60),
+            max_callers: 16_384,
+            max_containers: 4_096,
+        }
+    }
+}
+
+/// A served file's content and where it came from.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub bytes: Snapshot,
+    pub source: Source,
+    /// When the render that made it started: the content is at least this fresh.
+    rendered_at: Instant,
+}
+
+/// One file's latest snapshot for one container.
+#[derive(Debug, Default)]
+struct Slot {
+    current: Mutex<Option<Cached>>,
+    /// Held by the one reader re-rendering this slot.
+    refresh: Mutex<()>,
+}
+
+impl Slot {
+    fn current(&self) -> Option<Cached> {
+        self.current.lock().clone()
+    }
+
+    /// Drops a snapshot nobody asked for in a while: its memory goes back, the next reader renders.
+    fn forget_older_than(&self, deadline: Instant) {
+        let mut current = self.current.lock();
+        if current.as_ref().is_some_and(|c| c.rendered_at < deadline) {
+            *current = None;
+        }
+    }
+}
+
+/// What the cache knows about one container.
+#[derive(Debug)]
+struct ContainerEntry {
+    container: Container,
+    files: KeptOpen,
+    slots: [Slot; ServedFile::ALL.len()],
+    /// `sys/block/<dev>[/<part>]/stat` snapshots by tree inode.
+    block_stats: Mutex<HashMap<u64, Arc<Slot>>>,
+    last_used: AtomicU64,
+    /// A render found the cgroup gone: callers resolve again.
+    vanished: AtomicBool,
+}
+
+impl ContainerEntry {
+    fn new(container: Container) -> ContainerEntry {
+        ContainerEntry {
+            container,
+            files: KeptOpen::default(),
+            slots: Default::default(),
+            block_stats: Mutex::new(HashMap::new()),
+            last_used: AtomicU64::new(0),
+            vanished: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A caller thread whose container is known.
+#[derive(Debug)]
+struct CallerEntry {
+    /// `/proc/<tid>/comm` of the thread that was resolved; fails once it is gone.
+    alive: Arc<File>,
+    container: Arc<ContainerEntry>,
+    resolved_at: Instant,
+    last_used: AtomicU64,
+}
+
+/// Serves rendered files through the caches. One per mount, shared by every FUSE worker.
+#[derive(Debug)]
+pub struct ViewCache {
+    view: Arc<View>,
+    settings: CacheSettings,
+    epoch: Instant,
+    callers: Mutex<HashMap<u32, CallerEntry>>,
+    containers: Mutex<HashMap<Container, Arc<ContainerEntry>>>,
+    /// Snapshots for callers whose view is the host's because the daemon cannot see them.
+    host: [Slot; ServedFile::ALL.len()],
+    last_sweep: AtomicU64,
+    stats: CacheStats,
+}
+
+/// Counters of cache behaviour, for tests, benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub caller_hits: AtomicU64,
+    pub caller_misses: AtomicU64,
+    pub snapshot_hits: AtomicU64,
+    pub renders: AtomicU64,
+}
+
+impl ViewCache {
+    pub fn new(view: Arc<View>, settings: CacheSettings) -> ViewCache {
+        ViewCache {
+            view,
+            settings,
+            epoch: Instant::now(),
+            callers: Mutex::new(HashMap::new()),
+            containers: Mutex::new(HashMap::new()),
+            host: Default::default(),
+            last_sweep: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Callers and containers currently cached.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.callers.lock().len(), self.containers.lock().len())
+    }
+
+    /// `file` as the caller with thread id `caller` sees it.
+    pub fn get(&self, file: ServedFile, caller: Option<u32>) -> Result<Cached, ReadError> {
+        let Some(tid) = caller else {
+            return self.through_slot(&self.host[file as usize], || self.view.render(file, None));
+        };
+        let entry = match self.container_of(tid) {
+            Ok(entry) => entry,
+            Err(_) => return self.uncached(file, tid),
+        };
+        let cached = self.through_slot(&entry.slots[file as usize], || {
+            self.view
+                .render_for(file, &entry.container, tid, &entry.files)
+        })?;
+        self.after_serving(&entry, &cached);
+        Ok(cached)
+    }
+
+    /// A block device's `stat` (tree inode `inode`, host file `host_stat`, device `device`) for the caller.
+    pub fn get_block_stat(
+        &self,
+        inode: u64,
+        host_stat: &Path,
+        device: DeviceId,
+        caller: Option<u32>,
+    ) -> Result<Cached, ReadError> {
+        let render = |entry: Option<&ContainerEntry>| match entry {
+            Some(entry) => {
+                self.view
+                    .render_block_stat_for(host_stat, device, &entry.container, &entry.files)
+            }
+            None => self.view.render_block_stat(host_stat, device, caller),
+        };
+        let Some(tid) = caller else {
+            return Ok(cached_now(render(None)?));
+        };
+        let entry = match self.container_of(tid) {
+            Ok(entry) => entry,
+            Err(_) => return Ok(cached_now(render(None)?)),
+        };
+        let slot = entry.block_stats.lock().entry(inode).or_default().clone();
+        let cached = self.through_slot(&slot, || render(Some(&entry)))?;
+        self.after_serving(&entry, &cached);
+        Ok(cached)
+    }
+
+    /// The CPUs the caller is shown; `None` when it sees all of the host's online CPUs or when they cannot
+    /// be determined. Served from the cached `online` file, so listings agree with it.
+    pub fn visible_cpus(&self, caller: Option<u32>) -> Option<CpuSet> {
+        let cached = self.get(ServedFile::CpuOnline, caller).ok()?;
+        if cached.source != Source::Container {
+            return None;
+        }
+        parse_cpu_list(std::str::from_utf8(&cached.bytes).ok()?).ok()
+    }
+
+    fn after_serving(&self, entry: &ContainerEntry, cached: &Cached) {
+        if cached.source == Source::Fallback(FallbackCause::CgroupVanished) {
+            self.forget_container(entry);
+        }
+        entry.last_used.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// A caller that cannot be resolved (it exited, its files do not parse) gets what a one-off render
+    /// gives it (the host file, with the fallback recorded), not cached.
+    fn uncached(&self, file: ServedFile, tid: u32) -> Result<Cached, ReadError> {
+        Ok(cached_now(self.view.render(file, Some(tid))?))
+    }
+
+    /// The caller's container entry, from the caller cache when the thread is still the one resolved.
+    fn container_of(&self, tid: u32) -> Result<Arc<ContainerEntry>, FallbackCause> {
+        let now = Instant::now();
+        let known = self.callers.lock().get(&tid).map(|caller| {
+            caller.last_used.store(self.ms(now), Ordering::Relaxed);
+            (
+                caller.alive.clone(),
+                caller.container.clone(),
+                caller.resolved_at,
+            )
+        });
+        if let Some((alive, entry, resolved_at)) = known {
+            let fresh = now.duration_since(resolved_at) < self.settings.membership_ttl;
+            if fresh && !entry.vanished.load(Ordering::Relaxed) && is_alive(&alive) {
+                self.stats.caller_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(entry);
+            }
+        }
+        self.stats.caller_misses.fetch_add(1, Ordering::Relaxed);
+        self.resolve_caller(tid, now)
+    }
+
+    fn resolve_caller(&self, tid: u32, now: Instant) -> Result<Arc<ContainerEntry>, FallbackCause> {
+        self.sweep_if_due(now);
+        // Opened before resolving: if the thread is replaced meanwhile, the check after resolving fails.
+        let alive = File::open(self.view.resolver().paths().pid_file(tid, "comm")).ok();
+        let container = self.view.resolve(tid)?;
+        let entry = self.intern(container);
+        match alive.map(Arc::new) {
+            Some(alive) if is_alive(&alive) => {
+                let mut callers = self.callers.lock();
+                if callers.len() >= self.settings.max_callers && !callers.contains_key(&tid) {
+                    evict_some(&mut callers, |c| c.last_used.load(Ordering::Relaxed));
+                }
+                callers.insert(
+                    tid,
+                    CallerEntry {
+                        alive,
+                        container: entry.clone(),
+                        resolved_at: now,
+                        last_used: AtomicU64::new(self.ms(now)),
+                    },
+                );
+            }
+            // Gone already, or no comm to watch (a fixture tree): serve it, remember nothing.
+            _ => {}
+        }
+        Ok(entry)
+    }
+
+    /// The shared entry of `container`, created when new.
+    fn intern(&self, container: Container) -> Arc<ContainerEntry> {
+        let mut containers = self.containers.lock();
+        if let Some(entry) = containers.get(&container) {
+            if !entry.vanished.load(Ordering::Relaxed) {
+                return entry.clone();
+            }
+        }
+        if containers.len() >= self.settings.max_containers {
+            evict_some(&mut containers, |c| c.last_used.load(Ordering::Relaxed));
+        }
+        let entry = Arc::new(ContainerEntry::new(container.clone()));
+        entry.last_used.store(self.now_ms(), Ordering::Relaxed);
+        containers.insert(container, entry.clone());
+        entry
+    }
+
+    fn forget_container(&self, entry: &ContainerEntry) {
+        entry.vanished.store(true, Ordering::Relaxed);
+        let mut containers = self.containers.lock();
+        if containers
+            .get(&entry.container)
+            .is_some_and(|e| std::ptr::eq(Arc::as_ptr(e), entry))
+        {
+            containers.remove(&entry.container);
+        }
+    }
+
+    /// Serves a slot's snapshot, rendering it when it is missing or too old (see the module docs).
+    fn through_slot(
+        &self,
+        slot: &Slot,
+        render: impl FnOnce() -> Result<Rendered, ReadError>,
+    ) -> Result<Cached, ReadError> {
+        let now = Instant::now();
+        let current = slot.current();
+        if let Some(cached) = &current {
+            if now.duration_since(cached.rendered_at) < self.settings.snapshot_ttl {
+                self.stats.snapshot_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(cached.clone());
+            }
+        }
+        let _refreshing = match slot.refresh.try_lock() {
+            Some(guard) => guard,
+            None => {
+                if let Some(cached) =
+                    current.filter(|c| now.duration_since(c.rendered_at) < self.settings.max_stale)
+                {
+                    self.stats.snapshot_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(cached);
+                }
+                let guard = slot.refresh.lock();
+                // The render we waited for may be the one we need.
+                if let Some(cached) = slot.current() {
+                    if now.saturating_duration_since(cached.rendered_at)
+                        < self.settings.snapshot_ttl
+                    {
+                        return Ok(cached);
+                    }
+                }
+                guard
+            }
+        };
+        let started = Instant::now();
+        let rendered = render()?;
+        self.stats.renders.fetch_add(1, Ordering::Relaxed);
+        let cached = Cached {
+            bytes: rendered.bytes.into(),
+            source: rendered.source,
+            rendered_at: started,
+        };
+        *slot.current.lock() = Some(cached.clone());
+        Ok(cached)
+    }
+
+    fn sweep_if_due(&self, now: Instant) {
+        let now_ms = self.ms(now);
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= 1_000
+            && self
+                .last_sweep
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(now);
+        }
+    }
+
+    /// Drops callers and containers idle for [`CacheSettings::idle_after`] and snapshots nobody read for
+    /// a few lifetimes. Runs at most once a second, on a cache miss.
+    pub fn sweep(&self, now: Instant) {
+        let idle_before = self
+            .ms(now)
+            .saturating_sub(self.settings.idle_after.as_millis() as u64);
+        self.callers
+            .lock()
+            .retain(|_, c| c.last_used.load(Ordering::Relaxed) >= idle_before);
+        let snapshot_deadline = now.checked_sub(self.settings.max_stale * 4).unwrap_or(now);
+        let mut containers = self.containers.lock();
+        containers.retain(|_, c| {
+            // An entry callers still point at stays until they go.
+            Arc::strong_count(c) > 1 || c.last_used.load(Ordering::Relaxed) >= idle_before
+        });
+        for entry in containers.values() {
+            for slot in &entry.slots {
+                slot.forget_older_than(snapshot_deadline);
+            }
+            entry.block_stats.lock().retain(|_, slot| {
+                slot.current()
+                    .is_some_and(|c| c.rendered_at >= snapshot_deadline)
+            });
+        }
+        drop(containers);
+        for slot in &self.host {
+            slot.forget_older_than(snapshot_deadline);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.ms(Instant::now())
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+}
+
+/// A render served directly, not kept.
+fn cached_now(rendered: Rendered) -> Cached {
+    Cached {
+        bytes: rendered.bytes.into(),
+        source: rendered.source,
+        rendered_at: Instant::now(),
+    }
+}
+
+/// Whether the thread behind a `/proc/<tid>/comm` descriptor still exists.
+fn is_alive(comm: &File) -> bool {
+    let mut buf = [0u8; 32];
+    comm.read_at(&mut buf, 0).is_ok()
+}
+
+/// Makes room in a full map: drops the least recently used quarter.
+fn evict_some<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    last_used: impl Fn(&V) -> u64,
+) {
+    let mut ages: Vec<u64> = map.values().map(&last_used).collect();
+    ages.sort_unstable();
+    let Some(&cutoff) = ages.get(ages.len() / 4) else {
+        return;
+    };
+    map.retain(|_, v| last_used(v) > cutoff);
+}
