@@ -65,7 +65,9 @@ fn errno(e: TreeErrno) -> Errno {
 fn file_type(kind: NodeKind) -> FileType {
     match kind {
         NodeKind::Directory | NodeKind::HostDirectory => FileType::Directory,
-        NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat => FileType::RegularFile,
+        NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
+            FileType::RegularFile
+        }
         NodeKind::HostSymlink => FileType::Symlink,
     }
 }

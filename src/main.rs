@@ -72,6 +72,10 @@ enum Command {
         /// daemon's own namespace through the cgroup mounts' roots.
         #[arg(long)]
         keep_cgroup_namespace: bool,
+        /// Also serve MOUNTPOINT/.cgview-floor, a fixed copy of the host's /proc/meminfo opened and read like
+        /// a served file with no work behind it: benchmarks measure the FUSE floor with it.
+        #[arg(long)]
+        diagnostic_floor: bool,
     },
     /// Print what MOUNTPOINT/PATH would show to process PID, without FUSE.
     Render {
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<(), String> {
             mountpoint,
             threads,
             keep_cgroup_namespace,
+            diagnostic_floor,
         } => {
             prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
             if !keep_cgroup_namespace && paths.is_live_system() {
@@ -133,8 +138,14 @@ fn run(cli: Cli) -> Result<(), String> {
             report_layout(view.resolver().layout());
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            serve(Arc::new(Tree::new(Arc::new(view))), &mountpoint, threads)
-                .map_err(|e| error_chain(&e))
+            let mut tree = Tree::new(Arc::new(view));
+            if diagnostic_floor {
+                let meminfo = tree.view().resolver().paths().proc_file("meminfo");
+                let content = std::fs::read(&meminfo)
+                    .map_err(|e| format!("cannot read {}: {e}", meminfo.display()))?;
+                tree = tree.with_floor(content);
+            }
+            serve(Arc::new(tree), &mountpoint, threads).map_err(|e| error_chain(&e))
         }
         Command::Render { pid, path } => {
             let view = Arc::new(build_view(paths, options)?);
@@ -174,7 +185,7 @@ fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
             }
             Ok(rendered.bytes)
         }
-        NodeKind::HostFile | NodeKind::BlockStat => {
+        NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
             let handle = tree.open(node.inode, Some(pid), false).map_err(failed)?;
             let snapshot = tree.read(handle, 0, Some(pid)).map_err(failed)?;
             tree.release(handle);

@@ -31,6 +31,9 @@ const CPU_DIR_INODE: Inode = 6;
 const BLOCK_DIR_INODE: Inode = 8;
 /// Mirrored entries get inodes from here up, in the order they are first looked up.
 const FIRST_MIRROR_INODE: Inode = 1000;
+const FLOOR_INODE: Inode = 999;
+/// The diagnostic file's name in the mount's root; not listed.
+pub const FLOOR_NAME: &str = ".cgview-floor";
 /// Largest host file passed through (sysfs attributes are at most a page; this is generous).
 const MAX_PASSTHROUGH_BYTES: u64 = 1 << 20;
 
@@ -44,6 +47,8 @@ pub enum NodeKind {
     HostSymlink,
     /// The `stat` file of a block device or partition below `sys/block`: the caller's I/O on it.
     BlockStat,
+    /// The diagnostic file that serves a fixed buffer (`--diagnostic-floor`): the cost of FUSE itself.
+    Floor,
 }
 
 impl NodeKind {
@@ -212,6 +217,8 @@ pub struct Tree {
     /// Host `stat` path and device of each `sys/block` stat file served so far (they never change while
     /// the device exists).
     block_devices: Mutex<HashMap<Inode, Arc<(PathBuf, DeviceId)>>>,
+    /// The fixed content of the diagnostic file, when enabled.
+    floor: Option<Snapshot>,
     /// Served files whose host file is missing (no PSI in this kernel): left out of the tree.
     absent: Vec<ServedFile>,
     host_cpu_dir: PathBuf,
@@ -241,6 +248,7 @@ impl Tree {
         Tree {
             cache: ViewCache::new(view, settings),
             block_devices: Mutex::new(HashMap::new()),
+            floor: None,
             absent,
             host_cpu_dir,
             host_block_dir,
@@ -260,6 +268,21 @@ impl Tree {
         &self.cache
     }
 
+    /// Serves `content` at `<mnt>/.cgview-floor`, opened and read exactly like a served file but with no
+    /// work behind it: benchmarks measure the FUSE floor of the machine with it.
+    pub fn with_floor(mut self, content: Vec<u8>) -> Tree {
+        self.floor = Some(content.into());
+        self
+    }
+
+    fn floor_node(&self) -> Option<Node> {
+        self.floor.as_ref().map(|_| Node {
+            inode: FLOOR_INODE,
+            kind: NodeKind::Floor,
+            mode: 0o444,
+        })
+    }
+
     fn static_node(&self, inode: Inode) -> Option<&'static StaticNode> {
         NODES
             .iter()
@@ -274,6 +297,9 @@ impl Tree {
     pub fn node(&self, inode: Inode) -> Result<Node, Errno> {
         if let Some(node) = self.static_node(inode) {
             return Ok(static_to_node(node));
+        }
+        if inode == FLOOR_INODE {
+            return self.floor_node().ok_or(Errno(libc::ENOENT));
         }
         let key = self.mirrored_key(inode)?;
         self.mirrored_node(inode, &key)
@@ -347,6 +373,12 @@ impl Tree {
                 Some(node) => Ok((static_to_node(node), NameLifetime::Stable)),
                 None => Err(Errno(libc::ENOENT)),
             };
+        }
+        if parent == ROOT_INODE && name == FLOOR_NAME.as_bytes() {
+            return self
+                .floor_node()
+                .map(|node| (node, NameLifetime::Stable))
+                .ok_or(Errno(libc::ENOENT));
         }
         let Some((root, parent_relative)) = self.mirrored_dir(parent)? else {
             return Err(Errno(libc::ENOENT));
@@ -523,6 +555,7 @@ impl Tree {
                 self.cache
                     .get_block_stat(node.inode, host_stat, *device, caller)
             }
+            NodeKind::Floor => return self.floor.clone().ok_or(Errno(libc::ENOENT)),
             _ => return Ok(self.read_host(node.inode)?.into()),
         };
         match served {
