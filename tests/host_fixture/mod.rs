@@ -254,6 +254,7 @@ impl HostFixture {
         let _ = fs::remove_file(dir.join("ns/pid"));
         symlink(process.pid_ns, dir.join("ns/pid")).unwrap();
         fs::write(dir.join("cgroup"), &process.cgroup).unwrap();
+        fs::write(dir.join("comm"), "test\n").unwrap();
         let nspid: Vec<String> = process.nspid.iter().map(u32::to_string).collect();
         fs::write(
             dir.join("status"),
