@@ -275,11 +275,14 @@ impl Bench {
             daemon: None,
         }];
         // CGVIEW_BENCH_THREADS sets cgview's FUSE workers (default: its own, the CPU count).
+        // CGVIEW_BENCH_MOUNT_ARGS adds options to `cgview mount` (e.g. `--no-pin-workers`).
         let workers = std::env::var("CGVIEW_BENCH_THREADS").ok();
+        let extra = std::env::var("CGVIEW_BENCH_MOUNT_ARGS").unwrap_or_default();
         let mut args = vec!["mount", "--diagnostic-floor"];
         if let Some(workers) = &workers {
             args.extend(["--threads", workers.as_str()]);
         }
+        args.extend(extra.split_whitespace());
         targets.push(Target {
             name: "cgview",
             daemon: Some(start_daemon("cgview", CGVIEW, &args, work.join("cgview"))),
