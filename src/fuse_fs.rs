@@ -17,6 +17,16 @@ use std::time::{Duration, SystemTime};
 /// (every open is `direct_io`).
 const TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the kernel keeps the attributes of a passed-through host file: its size follows the host's
+/// content, the same for every reader.
+const HOST_FILE_TTL: Duration = Duration::from_secs(1);
+
+// Served files get attributes that expire at once. `sendfile(2)`/`splice(2)` (busybox `cat`, so `cat` in
+// every Alpine image) read through the page cache and stop at the inode's size, and a short read shrinks
+// that size to the last reader's length: another container's longer file would come out truncated. With
+// `default_permissions` every open of an expired inode first asks GETATTR, which sets the size to the
+// opener's own content length. That costs one round trip per open; a correct `cat` is worth it.
+
 /// glibc stdio reads in chunks of `st_blksize`; every chunk is a FUSE round trip.
 const BLOCK_SIZE: u32 = 64 * 1024;
 
@@ -33,14 +43,24 @@ impl CgviewFs {
         }
     }
 
-    fn attr(&self, node: &Node) -> FileAttr {
+    /// A node's attributes for `caller`, and how long the kernel may keep them.
+    fn attr(&self, node: &Node, caller: Option<u32>) -> (FileAttr, Duration) {
+        let size = guarded("size", || Ok(self.tree.size_for(node, caller))).unwrap_or(0);
+        let ttl = match node.kind {
+            NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => TTL,
+            NodeKind::HostFile => HOST_FILE_TTL,
+            NodeKind::File(_) | NodeKind::BlockStat | NodeKind::Floor => Duration::ZERO,
+        };
+        (self.attr_with_size(node, size), ttl)
+    }
+
+    fn attr_with_size(&self, node: &Node, size: u64) -> FileAttr {
         let kind = file_type(node.kind);
         let nlink = if node.kind.is_directory() { 2 } else { 1 };
         let perm = node.mode;
         FileAttr {
             ino: INodeNo(node.inode),
-            // 0 like procfs: the content depends on who reads it, and readers read to EOF.
-            size: 0,
+            size,
             blocks: 0,
             atime: self.mounted_at,
             mtime: self.mounted_at,
@@ -93,19 +113,23 @@ impl Filesystem for CgviewFs {
             self.tree.lookup(parent.0, name.as_bytes(), caller)
         }) {
             Ok((node, lifetime)) => {
+                let (attr, attr_ttl) = self.attr(&node, caller);
                 let ttl = match lifetime {
-                    NameLifetime::Stable => TTL,
+                    NameLifetime::Stable => attr_ttl,
                     NameLifetime::PerCaller => Duration::ZERO,
                 };
-                reply.entry(&ttl, &self.attr(&node), Generation(0))
+                reply.entry(&ttl, &attr, Generation(0))
             }
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.tree.node(ino.0) {
-            Ok(node) => reply.attr(&TTL, &self.attr(&node)),
+            Ok(node) => {
+                let (attr, ttl) = self.attr(&node, caller(req));
+                reply.attr(&ttl, &attr)
+            }
             Err(e) => reply.error(errno(e)),
         }
     }

@@ -545,6 +545,18 @@ impl Tree {
         Ok(handle)
     }
 
+    /// The size to report for `node` to `caller`: the length of what it would read now (0 for
+    /// directories and symlinks). `sendfile(2)` and `splice(2)` (busybox `cat`) read through the page cache
+    /// and stop at the inode's size, so a file reported empty reads as empty there; plain reads ignore it.
+    pub fn size_for(&self, node: &Node, caller: Option<u32>) -> u64 {
+        match node.kind {
+            NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => 0,
+            _ => self
+                .content(node, caller)
+                .map_or(0, |content| content.len() as u64),
+        }
+    }
+
     /// What `node` shows `caller` now.
     fn content(&self, node: &Node, caller: Option<u32>) -> Result<Snapshot, Errno> {
         let served = match node.kind {

@@ -48,6 +48,7 @@ print("never", first); sys.exit(1)
             script.replace('\'', "'\\''")
         ))
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
@@ -63,9 +64,11 @@ print("never", first); sys.exit(1)
     let elapsed = changed.elapsed();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut errors).unwrap();
     assert!(
         status.success(),
-        "the reader never saw {want_kb} kB: {rest}"
+        "the reader never saw {want_kb} kB: {rest}{errors}"
     );
     elapsed
 }

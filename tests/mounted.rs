@@ -550,3 +550,43 @@ print("second", second.splitlines()[0])
         "{out}"
     );
 }
+
+/// busybox `cat` (the `cat` of Alpine images) copies with `sendfile(2)`, which reads through the page cache
+/// and stops at the inode's size: every container must get its own whole file, including after another
+/// container read a shorter one.
+#[test]
+fn sendfile_readers_get_their_own_whole_file() {
+    require_root_and_fuse();
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let daemon = Daemon::start(&[], &[]);
+    let one = TestCgroup::new("sendfile-1cpu", &["cpuset"]);
+    let two = TestCgroup::new("sendfile-2cpu", &["cpuset"]);
+    one.set("cpuset", "cpuset.cpus", "0");
+    two.set("cpuset", "cpuset.cpus", "0-1");
+    let cpuinfo = daemon.path("proc/cpuinfo");
+    let count = |cgroup: &TestCgroup| -> String {
+        cgroup
+            .run(&format!(
+                "busybox cat {} | grep -c ^processor",
+                cpuinfo.display()
+            ))
+            .trim()
+            .to_owned()
+    };
+    for _ in 0..3 {
+        assert_eq!(count(&one), "1");
+        assert_eq!(
+            count(&two),
+            "2",
+            "a shorter file read before truncated this one"
+        );
+    }
+    let uptime = run_sh(&format!(
+        "busybox cat {}",
+        daemon.path("proc/uptime").display()
+    ));
+    assert_eq!(uptime.split_whitespace().count(), 2, "{uptime:?}");
+}
