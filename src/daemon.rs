@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
-/// The source (`fsname`) of cgview mounts in mountinfo. Their type is `fuse`, or `fuse.cgview` when the
-/// mount was made through a helper that passes the subtype to the kernel.
-pub const FS_NAME: &str = "cgview";
+use crate::bind_mounts::is_cgview_mount;
+pub use crate::bind_mounts::FS_NAME;
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -139,10 +138,6 @@ fn is_live_cgview_mount(mount_point: &Path, paths: &HostPaths) -> Result<bool, M
         .any(|m| is_cgview_mount(m) && Path::new(&m.mount_point) == canonical))
 }
 
-fn is_cgview_mount(mount: &crate::parse::mountinfo::MountEntry) -> bool {
-    mount.source == FS_NAME && (mount.fs_type == "fuse" || mount.fs_type == "fuse.cgview")
-}
-
 /// Joins the cgroup namespace of the host's init so `/proc/<pid>/cgroup` shows host paths. Must run
 /// before any thread is started (namespaces are per thread). Failure is not fatal: paths are then
 /// resolved relative to this daemon's namespace through the mounts' roots.
@@ -192,6 +187,7 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
 
+    let tree_paths = tree.view().resolver().paths().clone();
     let mut session =
         Session::new(CgviewFs::new(tree), mount_point, &config).map_err(|source| {
             MountError::Mount {
@@ -213,6 +209,7 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
             source,
         })?;
     tracing::info!(mount_point = %mount_point.display(), threads, "serving");
+    spawn_repair(tree_paths, mount_point.to_owned());
 
     let signal = signals.wait().map_err(MountError::Signals)?;
     if signal == Signal::SIGUSR1 {
@@ -230,4 +227,23 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
         Err(_) => tracing::error!("the session thread panicked"),
     }
     Ok(())
+}
+
+/// Once the mount answers, replaces the dead cgview mounts a previous daemon left in containers.
+fn spawn_repair(paths: HostPaths, mount_point: PathBuf) {
+    let _ = std::thread::Builder::new()
+        .name("cgview-repair".into())
+        .spawn(move || {
+            // statfs, not a file: a file's attributes would be rendered for this daemon as a caller.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while nix::sys::statfs::statfs(&mount_point).is_err()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let (namespaces, mounts, failures) = crate::repair::repair_all(&paths, &mount_point);
+            if namespaces + failures > 0 {
+                tracing::info!(namespaces, mounts, failures, "repair of dead mounts done");
+            }
+        });
 }

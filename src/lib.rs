@@ -5,6 +5,7 @@
 //! - I/O: [`host`] (injected roots, cgroup layout, caller resolution, cgroup readers) and [`view`];
 //! - shell: [`fuse_fs`] (the only module that imports `fuser`) and the binary's CLI.
 
+pub mod bind_mounts;
 pub mod cache;
 pub mod cpu_ledger;
 pub mod daemon;
@@ -14,6 +15,7 @@ pub mod host;
 pub mod model;
 pub mod parse;
 pub mod render;
+pub mod repair;
 pub mod served;
 pub mod task_tracker;
 pub mod tree;

@@ -77,6 +77,26 @@ enum Command {
         #[arg(long)]
         diagnostic_floor: bool,
     },
+    /// Report every container's cgview mounts (live or dead, i.e. left by a daemon that died) and
+    /// optionally replace the dead ones from the live mount at MOUNTPOINT. Exits 1 while any is dead.
+    Health {
+        /// The running daemon's mount point.
+        #[arg(default_value = "/var/lib/cgview")]
+        mountpoint: PathBuf,
+        /// Replace dead mounts in each container's mount namespace (no tool needed inside it).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Internal: replace dead mounts in one mount namespace (run by `mount` and `health --repair`).
+    #[command(hide = true)]
+    RepairNamespace {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        mount_point: PathBuf,
+        /// Pairs of (path in cgview's tree, target in the namespace).
+        binds: Vec<String>,
+    },
     /// Print what MOUNTPOINT/PATH would show to process PID, without FUSE.
     Render {
         /// The reading process (default: this process).
@@ -147,6 +167,22 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             serve(Arc::new(tree), &mountpoint, threads).map_err(|e| error_chain(&e))
         }
+        Command::Health { mountpoint, repair } => health(&paths, &mountpoint, repair),
+        Command::RepairNamespace {
+            pid,
+            mount_point,
+            binds,
+        } => {
+            let pairs: Vec<(String, String)> = binds
+                .chunks(2)
+                .filter(|pair| pair.len() == 2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            let replaced = cgview::repair::replace_in_namespace(pid, &mount_point, &pairs)
+                .map_err(|e| format!("namespace of pid {pid}: {e}"))?;
+            println!("repaired {replaced}");
+            Ok(())
+        }
         Command::Render { pid, path } => {
             let view = Arc::new(build_view(paths, options)?);
             let pid = pid.unwrap_or_else(std::process::id);
@@ -156,6 +192,50 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot write to standard output: {e}"))
         }
     }
+}
+
+/// `cgview health`: one line per mount namespace with cgview mounts.
+fn health(paths: &HostPaths, mount_point: &std::path::Path, repair: bool) -> Result<(), String> {
+    let live_mount = std::fs::read_to_string(mount_point.join("proc/meminfo")).is_ok();
+    println!(
+        "mount {}: {}",
+        mount_point.display(),
+        if live_mount { "live" } else { "not served" }
+    );
+    if repair && live_mount {
+        let (namespaces, mounts, failures) = cgview::repair::repair_all(paths, mount_point);
+        println!("repaired {mounts} mounts in {namespaces} namespaces, {failures} failures");
+    }
+    let namespaces = cgview::repair::scan(paths, mount_point).map_err(|e| error_chain(&e))?;
+    println!(
+        "{:<18} {:>8} {:>5} {:>5}  {:<40} dead",
+        "namespace", "pid", "live", "dead", "cgroup"
+    );
+    let mut dead_total = 0;
+    for namespace in &namespaces {
+        let dead: Vec<&str> = namespace.dead().map(|b| b.target.as_str()).collect();
+        dead_total += dead.len();
+        println!(
+            "{:<18} {:>8} {:>5} {:>5}  {:<40} {}",
+            namespace.namespace,
+            namespace.pid,
+            namespace.binds.len() - dead.len(),
+            dead.len(),
+            cgview::repair::container_hint(paths, namespace.pid),
+            dead.join(" ")
+        );
+    }
+    if dead_total > 0 || !live_mount {
+        return Err(format!(
+            "{dead_total} dead cgview mounts{}",
+            if live_mount {
+                ""
+            } else {
+                ", and nothing serves the mount point"
+            }
+        ));
+    }
+    Ok(())
 }
 
 /// What `pid` would read at `path` below the mount point: a file's content, a directory's listing (one

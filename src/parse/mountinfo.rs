@@ -7,6 +7,8 @@ use super::ParseError;
 /// One mount entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// `major:minor` of the mounted file system; each FUSE connection gets its own.
+    pub device: String,
     /// The root of the mount within its file system. For cgroup file systems the kernel prints it relative to
     /// the reader's cgroup namespace, so a host hierarchy seen from a private namespace reads like `/../..`.
     pub root: String,
@@ -29,7 +31,7 @@ fn parse_line(line: &str) -> Result<MountEntry, ParseError> {
     let bad = || ParseError::new("mountinfo", line);
     let (before, after) = line.split_once(" - ").ok_or_else(bad)?;
     let mut fields = before.split(' ');
-    let (Some(_id), Some(_parent), Some(_dev), Some(root), Some(mount_point)) = (
+    let (Some(_id), Some(_parent), Some(device), Some(root), Some(mount_point)) = (
         fields.next(),
         fields.next(),
         fields.next(),
@@ -50,6 +52,7 @@ fn parse_line(line: &str) -> Result<MountEntry, ParseError> {
         .map(str::to_owned)
         .collect();
     Ok(MountEntry {
+        device: device.to_owned(),
         root: unescape(root),
         mount_point: unescape(mount_point),
         fs_type: fs_type.to_owned(),

@@ -264,6 +264,23 @@ impl Daemon {
     pub fn take_child(&mut self) -> Child {
         self.child.take().unwrap()
     }
+
+    /// Starts a new `cgview mount` on the same mount point after the previous one was stopped or killed
+    /// (its log goes to the same file); returns when it serves.
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "the previous daemon still runs");
+        let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        let child = Command::new(BIN)
+            .arg("mount")
+            .arg(&self.mount_point)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
 }
 
 impl Drop for Daemon {

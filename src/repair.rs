@@ -1,0 +1,294 @@
+//! Finds every mount namespace holding cgview mounts and replaces the dead ones from outside, so
+//! containers started before a daemon crash read correct files again without a restart and without any
+//! tool inside them (distroless images have no `mount`).
+//!
+//! The replacement runs in a helper process (`cgview repair-namespace`), because `setns(CLONE_NEWNS)`
+//! needs a single-threaded caller: it clones the live mount's subtree with `open_tree(OPEN_TREE_CLONE)`
+//! while still in the daemon's namespace, enters the container's mount namespace, detaches the dead mount
+//! and attaches the clone in its place with `move_mount`.
+
+use crate::bind_mounts::{cgview_binds, live_device, CgviewBind};
+use crate::host::error::{read_text, ReadError, WrapPath};
+use crate::host::paths::HostPaths;
+use crate::parse::mountinfo::parse_mountinfo;
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The cgview mounts of one mount namespace, seen through one of its processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceMounts {
+    pub pid: u32,
+    /// `mnt:[inode]`.
+    pub namespace: String,
+    pub binds: Vec<CgviewBind>,
+}
+
+impl NamespaceMounts {
+    pub fn dead(&self) -> impl Iterator<Item = &CgviewBind> {
+        self.binds.iter().filter(|b| !b.live)
+    }
+}
+
+/// Every mount namespace with cgview mounts other than the daemon's own mount point, with each mount's
+/// state against the live mount at `mount_point` (in this process's namespace).
+pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts>, ReadError> {
+    let own_path = paths.proc_file("self/mountinfo");
+    let own_mounts = parse_mountinfo(&read_text(&own_path)?).wrap_path(&own_path)?;
+    let canonical = std::fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
+    let canonical = canonical.to_string_lossy().into_owned();
+    // A dead mount left at the mount point (no daemon serves it) makes nothing live.
+    let serving = nix::sys::statfs::statfs(mount_point).is_ok();
+    let live = live_device(&own_mounts, &canonical)
+        .filter(|_| serving)
+        .map(str::to_owned);
+    let own_namespace = namespace_of(paths, "self");
+
+    let mut seen = HashSet::new();
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(&paths.proc_root).wrap_path(&paths.proc_root)?;
+    let mut pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        // Processes come and go during the scan: one that vanished is simply not there.
+        let Some(namespace) = namespace_of(paths, &pid.to_string()) else {
+            continue;
+        };
+        if !seen.insert(namespace.clone()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(paths.pid_file(pid, "mountinfo")) else {
+            continue;
+        };
+        let Ok(mounts) = parse_mountinfo(&text) else {
+            continue;
+        };
+        let skip = (Some(&namespace) == own_namespace.as_ref()).then_some(canonical.as_str());
+        let root = paths.pid_file(pid, "root");
+        let binds = cgview_binds(&mounts, live.as_deref(), skip, |mount| {
+            answers(&root, &mount.mount_point)
+        });
+        if !binds.is_empty() {
+            found.push(NamespaceMounts {
+                pid,
+                namespace,
+                binds,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the mount at `target` in the namespace of the process whose root is `root` reaches a running
+/// daemon. `/proc/<pid>/root` resolves paths in that process's mount namespace, and `statfs` on a mount
+/// whose daemon is gone fails with `ENOTCONN` at once; anything else (an answer, or another error) is
+/// not taken for dead, so a scan never tears down a mount it cannot prove dead.
+fn answers(root: &Path, target: &str) -> bool {
+    let path = root.join(target.trim_start_matches('/'));
+    !matches!(
+        nix::sys::statfs::statfs(&path),
+        Err(nix::errno::Errno::ENOTCONN)
+    )
+}
+
+fn namespace_of(paths: &HostPaths, pid: &str) -> Option<String> {
+    std::fs::read_link(paths.proc_root.join(pid).join("ns/mnt"))
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned())
+}
+
+/// How long a helper may take before it is killed: it only makes a few mount calls.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Replaces every dead mount of `namespace` with a fresh one from `mount_point`; returns how many.
+pub fn repair(mount_point: &Path, namespace: &NamespaceMounts) -> io::Result<usize> {
+    let dead: Vec<&CgviewBind> = namespace.dead().collect();
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("repair-namespace")
+        .arg("--pid")
+        .arg(namespace.pid.to_string())
+        .arg("--mount-point")
+        .arg(mount_point);
+    for bind in &dead {
+        command.arg(&bind.root).arg(&bind.target);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + HELPER_TIMEOUT;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the repair helper did not finish",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let repaired = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("repaired "))
+        .and_then(|n| n.trim().parse().ok());
+    match (output.status.success(), repaired) {
+        (true, Some(n)) => Ok(n),
+        _ => Err(io::Error::other(format!(
+            "the repair helper failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
+    }
+}
+
+/// Scans and repairs every namespace; logs each container repaired. Returns (namespaces repaired, mounts
+/// replaced, failures).
+pub fn repair_all(paths: &HostPaths, mount_point: &Path) -> (usize, usize, usize) {
+    let namespaces = match scan(paths, mount_point) {
+        Ok(namespaces) => namespaces,
+        Err(e) => {
+            tracing::warn!(
+                "cannot look for dead cgview mounts: {}",
+                crate::view::error_chain(&e)
+            );
+            return (0, 0, 1);
+        }
+    };
+    let (mut repaired_namespaces, mut replaced, mut failures) = (0, 0, 0);
+    for namespace in namespaces.iter().filter(|n| n.dead().next().is_some()) {
+        let cgroup = container_hint(paths, namespace.pid);
+        match repair(mount_point, namespace) {
+            Ok(count) => {
+                repaired_namespaces += 1;
+                replaced += count;
+                tracing::info!(
+                    pid = namespace.pid,
+                    namespace = %namespace.namespace,
+                    cgroup = %cgroup,
+                    mounts = count,
+                    "repaired a container's dead cgview mounts"
+                );
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(
+                    pid = namespace.pid,
+                    namespace = %namespace.namespace,
+                    cgroup = %cgroup,
+                    "cannot repair a container's dead cgview mounts: {e}"
+                );
+            }
+        }
+    }
+    (repaired_namespaces, replaced, failures)
+}
+
+/// The cgroup of a process, to name its container in logs and reports.
+pub fn container_hint(paths: &HostPaths, pid: u32) -> String {
+    std::fs::read_to_string(paths.pid_file(pid, "cgroup"))
+        .ok()
+        .and_then(|text| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines
+                .iter()
+                .find(|l| l.contains(":memory:"))
+                .or_else(|| lines.iter().find(|l| l.starts_with("0::")))
+                .and_then(|l| l.splitn(3, ':').nth(2))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+// ---- the helper (`cgview repair-namespace`), single-threaded ----
+
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+
+/// Clones `mount_point/root` for each `(root, target)`, enters the mount namespace of `pid` and puts each
+/// clone at its target, detaching the dead mount there first. Must run in a single-threaded process.
+pub fn replace_in_namespace(
+    pid: u32,
+    mount_point: &Path,
+    binds: &[(String, String)],
+) -> io::Result<usize> {
+    let clones = binds
+        .iter()
+        .map(|(root, _)| {
+            let source = mount_point.join(root.trim_start_matches('/'));
+            open_tree_clone(&source).map_err(|e| annotate(e, "open_tree", &source))
+        })
+        .collect::<io::Result<Vec<OwnedFd>>>()?;
+    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
+    let mut replaced = 0;
+    for (clone, (_, target)) in clones.iter().zip(binds) {
+        let target = PathBuf::from(target);
+        // The dead mount is the top one at the target; without it the clone would stack above a corpse.
+        match nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(annotate(e.into(), "umount", &target)),
+        }
+        move_mount_to(clone, &target).map_err(|e| annotate(e, "move_mount", &target))?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+fn annotate(error: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{what} {}: {error}", path.display()))
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+}
+
+/// A detached copy of the mount subtree at `path` (`open_tree(2)` with `OPEN_TREE_CLONE`).
+fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
+    let path = c_path(path)?;
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; the syscall takes no other
+    // pointers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches the detached mount `tree` at `target` (`move_mount(2)`).
+fn move_mount_to(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    let empty = c_path(Path::new(""))?;
+    let target = c_path(target)?;
+    // SAFETY: both strings are valid and NUL-terminated for the duration of the call; `tree` is an open
+    // descriptor we own.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
