@@ -221,6 +221,19 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
         tracing::warn!("unmount failed ({e}); detaching lazily");
         let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
     }
+    // Containers' bind mounts keep the FUSE connection alive after the mount point is gone, and the
+    // session only ends with the connection: do not wait for them. Exiting closes /dev/fuse, which ends
+    // the connection; their reads then fail until a daemon serves again and repairs them.
+    let deadline = std::time::Instant::now() + STOP_GRACE;
+    while !worker.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if !worker.is_finished() {
+        tracing::info!(
+            "bind mounts in containers still use this daemon; exiting anyway (the next daemon repairs them)"
+        );
+        return Ok(());
+    }
     match worker.join() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!("session ended with: {e}"),
@@ -228,6 +241,9 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
     }
     Ok(())
 }
+
+/// How long a stopping daemon waits for its session to end once the mount point is unmounted.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Once the mount answers, replaces the dead cgview mounts a previous daemon left in containers.
 fn spawn_repair(paths: HostPaths, mount_point: PathBuf) {

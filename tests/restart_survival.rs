@@ -178,3 +178,29 @@ fn crash_then_restart_repairs_running_containers_without_tools_inside() {
     let third = Container::start("crash-c", &daemon, 128);
     assert!(third.status().starts_with("MemTotal: 131072 kB"));
 }
+
+#[test]
+fn stop_leaves_no_stale_mount_and_start_repairs_containers() {
+    require_root_and_fuse();
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let mut daemon = Daemon::start(&[], &[]);
+    let container = Container::start("stop-start", &daemon, 192);
+
+    let status = daemon.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        !is_mounted(&daemon.mount_point),
+        "SIGTERM left a mount on the host"
+    );
+    // The container's binds outlive the daemon; they fail until a daemon serves again.
+    container.wait_for("ERR", Duration::from_secs(5));
+
+    daemon.respawn();
+    let took = container.wait_for("MemTotal: 196608 kB", Duration::from_secs(2));
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    let (healthy, report) = health(&daemon.mount_point);
+    assert!(healthy, "{report}");
+}
