@@ -233,24 +233,6 @@ impl View {
         }
     }
 
-    /// The CPUs `tid` is shown; `None` when it sees all of the host's online CPUs, or when they cannot be
-    /// determined (counted as a fallback of `sys/devices/system/cpu/online`).
-    pub fn visible_cpus(&self, tid: u32) -> Option<CpuSet> {
-        let visible = self
-            .resolver
-            .resolve(tid)
-            .map_err(|e| self.failure(e))
-            .and_then(|container| self.restricted_cpus(&container, &OpenEachTime));
-        match visible {
-            Ok(visible) => visible,
-            Err(failure) => {
-                self.fallbacks
-                    .record(ServedFile::CpuOnline, failure.cause, &failure);
-                None
-            }
-        }
-    }
-
     /// `Ok(None)` when the caller's correct view is the host file.
     fn virtualize(
         &self,
