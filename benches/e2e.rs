@@ -8,6 +8,7 @@
 //! Run as root: `cargo bench --bench e2e` (CGVIEW_BENCH_CYCLES per thread, default 5000;
 //! CGVIEW_BENCH_FILES, a comma-separated subset such as `proc/meminfo,proc/stat`).
 
+use cgview::served::ServedFile;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
@@ -641,25 +642,10 @@ fn available_controllers() -> Vec<&'static str> {
 
 /// Every file cgview serves, as tree paths (the block device of `/` for sys/block).
 fn served_files() -> Vec<String> {
-    let mut files: Vec<String> = [
-        "proc/meminfo",
-        "proc/cpuinfo",
-        "proc/stat",
-        "proc/uptime",
-        "proc/diskstats",
-        "proc/swaps",
-        "proc/loadavg",
-        "proc/pressure/cpu",
-        "proc/pressure/memory",
-        "proc/pressure/io",
-        "proc/slabinfo",
-        "sys/devices/system/cpu/online",
-        "sys/devices/system/cpu/possible",
-        "sys/devices/system/cpu/present",
-        "sys/devices/system/cpu/offline",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let mut files: Vec<String> = ServedFile::ALL
+        .iter()
+        .map(|file| file.tree_path().to_owned())
+        .collect();
     if let Some(disk) = fs::read_dir("/sys/block").ok().and_then(|entries| {
         entries
             .filter_map(Result::ok)

@@ -10,6 +10,7 @@
 use crate::bind_mounts::{cgview_binds, live_device, CgviewBind};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
+use crate::parse::cgroup_membership::parse_cgroup_membership;
 use crate::parse::mountinfo::parse_mountinfo;
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -200,18 +201,15 @@ pub fn repair_all(paths: &HostPaths, mount_point: &Path) -> (usize, usize, usize
 
 /// The cgroup of a process, to name its container in logs and reports.
 pub fn container_hint(paths: &HostPaths, pid: u32) -> String {
-    std::fs::read_to_string(paths.pid_file(pid, "cgroup"))
+    let memberships = std::fs::read_to_string(paths.pid_file(pid, "cgroup"))
         .ok()
-        .and_then(|text| {
-            let lines: Vec<&str> = text.lines().collect();
-            lines
-                .iter()
-                .find(|l| l.contains(":memory:"))
-                .or_else(|| lines.iter().find(|l| l.starts_with("0::")))
-                .and_then(|l| l.splitn(3, ':').nth(2))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".to_owned())
+        .and_then(|text| parse_cgroup_membership(&text).ok())
+        .unwrap_or_default();
+    memberships
+        .iter()
+        .find(|m| m.controllers.iter().any(|c| c == "memory"))
+        .or_else(|| memberships.iter().find(|m| m.is_unified()))
+        .map_or_else(|| "?".to_owned(), |m| m.path.clone())
 }
 
 // ---- the helper (`cgview repair-namespace`), single-threaded ----
