@@ -21,11 +21,11 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 /// content, the same for every reader.
 const HOST_FILE_TTL: Duration = Duration::from_secs(1);
 
-// Served files get attributes that expire at once. `sendfile(2)`/`splice(2)` (busybox `cat`, so `cat` in
-// every Alpine image) read through the page cache and stop at the inode's size, and a short read shrinks
-// that size to the last reader's length: another container's longer file would come out truncated. With
-// `default_permissions` every open of an expired inode first asks GETATTR, which sets the size to the
-// opener's own content length. That costs one round trip per open; a correct `cat` is worth it.
+// Served files get attributes that expire at once. Readers trust `st_size` (Node's `readFileSync` reads
+// exactly that many bytes, `tail` seeks from it, `sendfile(2)` reads nothing from a size-0 file), and a size
+// kept by the kernel would be whichever container asked last. With `default_permissions` every open of an
+// expired inode first asks GETATTR, which sets the size to the opener's own content length. That costs one
+// round trip per open; right sizes are worth it. Page-cache fills are refused: see `read`.
 
 /// glibc stdio reads in chunks of `st_blksize`; every chunk is a FUSE round trip.
 const BLOCK_SIZE: u32 = 64 * 1024;
@@ -162,11 +162,17 @@ impl Filesystem for CgviewFs {
         offset: u64,
         size: u32,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
         let reader = caller(req);
-        match guarded("read", || self.tree.read(fh.0, offset, reader)) {
+        // The kernel names the reader's lock owner on `direct_io` reads into a user buffer and on no
+        // page-cache fill (readahead, `read_folio`): that is how the two are told apart.
+        let read = || match lock_owner {
+            Some(_) => self.tree.read(fh.0, offset, reader),
+            None => self.tree.read_for_page_cache(fh.0, offset, reader),
+        };
+        match guarded("read", read) {
             Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
             Err(e) => reply.error(errno(e)),
         }

@@ -590,3 +590,42 @@ fn sendfile_readers_get_their_own_whole_file() {
     ));
     assert_eq!(uptime.split_whitespace().count(), 2, "{uptime:?}");
 }
+
+/// The page cache behind `sendfile(2)` is one per inode, shared by every container: two containers
+/// splicing the same file at once must still each get their own (before the fix one read in 40 to one
+/// in 6 came out as the other container's cpuinfo).
+#[test]
+fn concurrent_sendfile_readers_never_see_another_containers_file() {
+    require_root_and_fuse();
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let daemon = Daemon::start(&[], &[]);
+    let one = TestCgroup::new("splice-race-1cpu", &["cpuset"]);
+    let two = TestCgroup::new("splice-race-2cpu", &["cpuset"]);
+    one.set("cpuset", "cpuset.cpus", "0");
+    two.set("cpuset", "cpuset.cpus", "0-1");
+    let cpuinfo = daemon.path("proc/cpuinfo");
+    let mismatches = |cgroup: &TestCgroup, expected: u32| -> String {
+        cgroup
+            .run(&format!(
+                "bad=0; i=0; while [ $i -lt 400 ]; do i=$((i+1)); \
+                 n=$(busybox cat {} | grep -c ^processor); [ \"$n\" = {expected} ] || bad=$((bad+1)); \
+                 done; echo $bad",
+                cpuinfo.display()
+            ))
+            .trim()
+            .to_owned()
+    };
+    let (one_bad, two_bad) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| mismatches(&one, 1));
+        let second = scope.spawn(|| mismatches(&two, 2));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    assert_eq!(
+        (one_bad.as_str(), two_bad.as_str()),
+        ("0", "0"),
+        "reads of 400 that showed the wrong container's cpuinfo (1-CPU, 2-CPU)"
+    );
+}
