@@ -23,6 +23,8 @@ pub struct CgviewBind {
     pub root: String,
     /// Where it is mounted, relative to the namespace's root.
     pub target: String,
+    /// The FUSE connection's device (`major:minor`): which daemon serves it.
+    pub device: String,
     pub live: bool,
 }
 
@@ -47,6 +49,7 @@ pub fn cgview_binds(
                 .unwrap_or(&m.root)
                 .to_owned(),
             target: m.mount_point.clone(),
+            device: m.device.clone(),
             live: live_device == Some(m.device.as_str()) || answers(m),
         })
         .collect()

@@ -1,19 +1,22 @@
-//! `cgview mount`: prepare the mount point, mount, serve until SIGTERM/SIGINT, unmount.
+//! `cgview mount`: prepare the mount point, mount (or take over from a running cgview), serve until
+//! SIGTERM/SIGINT, unmount.
 
+use crate::bind_mounts::live_device;
+pub use crate::bind_mounts::FS_NAME;
 use crate::fuse_fs::CgviewFs;
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
-use crate::parse::mountinfo::parse_mountinfo;
+use crate::mount_api::{self, Placement};
+use crate::parse::mountinfo::{parse_mountinfo, MountEntry};
 use crate::tree::Tree;
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
-
-use crate::bind_mounts::is_cgview_mount;
-pub use crate::bind_mounts::FS_NAME;
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -23,8 +26,8 @@ pub enum MountError {
     NoFuseDevice,
     #[error("the mount point {0} is a regular file, not a directory")]
     MountPointIsFile(PathBuf),
-    #[error("{0} is already served by a running cgview; stop it first")]
-    AlreadyMounted(PathBuf),
+    #[error("{0} is already served by a running cgview, and this kernel cannot take it over (mounting beneath needs Linux 6.5); stop that one first")]
+    CannotTakeOver(PathBuf),
     #[error("cannot prepare the mount point {path}")]
     MountPoint {
         path: PathBuf,
@@ -53,8 +56,8 @@ enum MountPointState {
     RegularFile,
     /// A FUSE mount whose daemon is gone: every request fails with ENOTCONN.
     DeadMount,
-    /// A cgview mount whose daemon answers.
-    LiveCgview,
+    /// A cgview mount whose daemon answers, on this device.
+    LiveCgview(String),
     OtherFile,
 }
 
@@ -73,8 +76,10 @@ fn mount_point_state(path: &Path, paths: &HostPaths) -> Result<MountPointState, 
             match nix::sys::statfs::statfs(path) {
                 Err(nix::errno::Errno::ENOTCONN) => Ok(MountPointState::DeadMount),
                 Err(e) => Err(wrap(e.into())),
-                Ok(_) if is_live_cgview_mount(path, paths)? => Ok(MountPointState::LiveCgview),
-                Ok(_) => Ok(MountPointState::Directory),
+                Ok(_) => match live_cgview_device(path, paths)? {
+                    Some(device) => Ok(MountPointState::LiveCgview(device)),
+                    None => Ok(MountPointState::Directory),
+                },
             }
         }
         Ok(meta) if meta.is_file() => Ok(MountPointState::RegularFile),
@@ -85,8 +90,19 @@ fn mount_point_state(path: &Path, paths: &HostPaths) -> Result<MountPointState, 
     }
 }
 
-/// Checks the environment and leaves an empty directory (or a live directory) ready at `mount_point`.
-pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<(), MountError> {
+/// How this daemon's mount goes in at the mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountPlan {
+    /// Nothing serves there: mount.
+    Fresh,
+    /// A running cgview serves there (an upgrade): mount beneath it, detach it, and move containers off
+    /// its mounts (device `previous_device`) before it stops.
+    TakeOver { previous_device: String },
+}
+
+/// Checks the environment and leaves the mount point ready: an empty directory, or a running cgview to
+/// take over.
+pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<MountPlan, MountError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(MountError::NotRoot);
     }
@@ -99,13 +115,16 @@ pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<(), 
     };
     for _ in 0..MAX_DEAD_LAYERS {
         match mount_point_state(mount_point, paths)? {
-            MountPointState::Missing => return std::fs::create_dir_all(mount_point).map_err(wrap),
-            MountPointState::Directory => return Ok(()),
+            MountPointState::Missing => {
+                std::fs::create_dir_all(mount_point).map_err(wrap)?;
+                return Ok(MountPlan::Fresh);
+            }
+            MountPointState::Directory => return Ok(MountPlan::Fresh),
             MountPointState::RegularFile | MountPointState::OtherFile => {
                 return Err(MountError::MountPointIsFile(mount_point.to_owned()))
             }
-            MountPointState::LiveCgview => {
-                return Err(MountError::AlreadyMounted(mount_point.to_owned()))
+            MountPointState::LiveCgview(previous_device) => {
+                return Ok(MountPlan::TakeOver { previous_device })
             }
             MountPointState::DeadMount => {
                 tracing::warn!(
@@ -122,20 +141,23 @@ pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<(), 
     ))))
 }
 
-fn is_live_cgview_mount(mount_point: &Path, paths: &HostPaths) -> Result<bool, MountError> {
+/// The device of the cgview mount visible at `mount_point` in this namespace, if there is one.
+fn live_cgview_device(mount_point: &Path, paths: &HostPaths) -> Result<Option<String>, MountError> {
     let canonical =
         std::fs::canonicalize(mount_point).map_err(|source| MountError::MountPoint {
             path: mount_point.to_owned(),
             source,
         })?;
+    let mounts = own_mounts(paths)?;
+    Ok(live_device(&mounts, &canonical.to_string_lossy()).map(str::to_owned))
+}
+
+fn own_mounts(paths: &HostPaths) -> Result<Vec<MountEntry>, MountError> {
     let mountinfo_path = paths.proc_file("self/mountinfo");
     let text = read_text(&mountinfo_path).map_err(MountError::MountTable)?;
-    let mounts = parse_mountinfo(&text)
+    parse_mountinfo(&text)
         .wrap_path(&mountinfo_path)
-        .map_err(MountError::MountTable)?;
-    Ok(mounts
-        .iter()
-        .any(|m| is_cgview_mount(m) && Path::new(&m.mount_point) == canonical))
+        .map_err(MountError::MountTable)
 }
 
 /// Joins the cgroup namespace of the host's init so `/proc/<pid>/cgroup` shows host paths. Must run
@@ -164,7 +186,19 @@ pub fn join_host_cgroup_namespace(paths: &HostPaths) {
 }
 
 /// Mounts `tree` at `mount_point` with `threads` workers and serves until SIGTERM or SIGINT.
-pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), MountError> {
+///
+/// The mount is made detached (`fsopen`/`fsmount`), the session's INIT handshake runs, and only then is it
+/// attached, so the first reader is answered at once. Taking over from a running daemon, it is attached
+/// beneath that daemon's mount and the old mount detached from above: new containers get this daemon from
+/// then on, and every container already bound to the old one is moved over by the repair thread while the
+/// old daemon still answers. The old daemon, told to stop, sees the mount point is no longer its own and
+/// leaves it alone.
+pub fn serve(
+    tree: Arc<Tree>,
+    mount_point: &Path,
+    threads: usize,
+    plan: MountPlan,
+) -> Result<(), MountError> {
     // Block the stop signals in this thread before any worker starts, so every worker inherits the mask
     // and the signals are only ever taken by `wait` below.
     let mut signals = SigSet::empty();
@@ -173,29 +207,57 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
     signals.add(Signal::SIGUSR1);
     signals.thread_block().map_err(MountError::Signals)?;
 
+    let mount_failed = |source: io::Error| MountError::Mount {
+        path: mount_point.to_owned(),
+        source,
+    };
+    let fuse_device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/fuse")
+        .map_err(mount_failed)?;
+    let fuse_device = OwnedFd::from(fuse_device);
+    let mount = mount_api::new_fuse_mount(fuse_device.as_fd(), FS_NAME).map_err(mount_failed)?;
+    let own_device = mount_api::device_of(&mount).map_err(mount_failed)?;
+
     let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(FS_NAME.into()),
-        MountOption::Subtype(FS_NAME.into()),
-        MountOption::RO,
-        MountOption::NoSuid,
-        MountOption::NoDev,
-        MountOption::NoExec,
-        MountOption::DefaultPermissions,
-    ];
     config.acl = SessionACL::All;
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
-
     let tree_paths = tree.view().resolver().paths().clone();
-    let mut session =
-        Session::new(CgviewFs::new(tree), mount_point, &config).map_err(|source| {
-            MountError::Mount {
-                path: mount_point.to_owned(),
-                source,
+    let session = Session::from_fd(
+        CgviewFs::new(tree.clone()),
+        fuse_device,
+        SessionACL::All,
+        config,
+    )
+    .map_err(mount_failed)?;
+
+    let previous_device = match &plan {
+        MountPlan::Fresh => {
+            mount_api::attach(&mount, mount_point, Placement::Top).map_err(mount_failed)?;
+            None
+        }
+        MountPlan::TakeOver { previous_device } => {
+            match mount_api::attach(&mount, mount_point, Placement::Beneath) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    return Err(MountError::CannotTakeOver(mount_point.to_owned()))
+                }
+                Err(e) => return Err(mount_failed(e)),
             }
-        })?;
-    let mut unmounter = session.unmount_callable();
+            mount_api::detach(mount_point).map_err(mount_failed)?;
+            tracing::info!(
+                mount_point = %mount_point.display(),
+                previous_device = %previous_device,
+                "took over from the running cgview"
+            );
+            Some(previous_device.clone())
+        }
+    };
+    drop(mount);
+
     let worker = std::thread::Builder::new()
         .name("cgview-session".into())
         .spawn(move || {
@@ -204,49 +266,102 @@ pub fn serve(tree: Arc<Tree>, mount_point: &Path, threads: usize) -> Result<(), 
             let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
             result
         })
-        .map_err(|source| MountError::Mount {
-            path: mount_point.to_owned(),
-            source,
-        })?;
-    tracing::info!(mount_point = %mount_point.display(), threads, "serving");
-    spawn_repair(tree_paths, mount_point.to_owned());
+        .map_err(mount_failed)?;
+    tracing::info!(mount_point = %mount_point.display(), threads, device = %own_device, "serving");
+    spawn_repair(tree_paths.clone(), mount_point.to_owned(), previous_device);
 
-    let signal = signals.wait().map_err(MountError::Signals)?;
-    if signal == Signal::SIGUSR1 {
-        let _ = worker.join();
-        return Err(MountError::UnmountedExternally(mount_point.to_owned()));
-    }
-    tracing::info!("received {signal}, unmounting");
-    if let Err(e) = unmounter.unmount() {
-        tracing::warn!("unmount failed ({e}); detaching lazily");
-        let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
-    }
-    // Containers' bind mounts keep the FUSE connection alive after the mount point is gone, and the
-    // session only ends with the connection: do not wait for them. Exiting closes /dev/fuse, which ends
-    // the connection; their reads then fail until a daemon serves again and repairs them.
-    let deadline = std::time::Instant::now() + STOP_GRACE;
-    while !worker.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    if !worker.is_finished() {
-        tracing::info!(
-            "bind mounts in containers still use this daemon; exiting anyway (the next daemon repairs them)"
-        );
+    loop {
+        let signal = signals.wait().map_err(MountError::Signals)?;
+        let owned = owns_mount_point(mount_point, &own_device, &tree_paths);
+        if signal == Signal::SIGUSR1 {
+            if owned {
+                let _ = worker.join();
+                return Err(MountError::UnmountedExternally(mount_point.to_owned()));
+            }
+            // Taken over, and every container moved off: nothing is left to serve. Exiting now would have a
+            // supervisor restart this (older) daemon, which would take the mount point back.
+            tracing::info!(
+                "another cgview serves {} and nothing uses this one any more; waiting for SIGTERM",
+                mount_point.display()
+            );
+            continue;
+        }
+        if !owned {
+            tracing::info!(
+                "received {signal}; another cgview serves {} now, leaving it mounted",
+                mount_point.display()
+            );
+            wait_for_open_files(&tree, &worker);
+            return Ok(());
+        }
+        tracing::info!("received {signal}, unmounting");
+        if let Err(e) = nix::mount::umount2(mount_point, nix::mount::MntFlags::empty()) {
+            tracing::info!("unmount: {e}; detaching lazily");
+            let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
+        }
+        // Containers' bind mounts keep the FUSE connection alive after the mount point is gone, and the
+        // session only ends with the connection: do not wait for them. Exiting closes /dev/fuse, which ends
+        // the connection; their reads then fail until a daemon serves again and repairs them.
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        while !worker.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if !worker.is_finished() {
+            tracing::info!(
+                "bind mounts in containers still use this daemon; exiting anyway (the next daemon repairs them)"
+            );
+            return Ok(());
+        }
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("session ended with: {e}"),
+            Err(_) => tracing::error!("the session thread panicked"),
+        }
         return Ok(());
     }
-    match worker.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!("session ended with: {e}"),
-        Err(_) => tracing::error!("the session thread panicked"),
+}
+
+/// Whether the cgview mount visible at `mount_point` is this daemon's (not a successor's, not gone).
+fn owns_mount_point(mount_point: &Path, own_device: &str, paths: &HostPaths) -> bool {
+    let Ok(mounts) = own_mounts(paths) else {
+        // Cannot tell: behave as the owner, so a stop never leaves a mount behind.
+        return true;
+    };
+    let canonical = std::fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
+    match live_device(&mounts, &canonical.to_string_lossy()) {
+        Some(device) => device == own_device,
+        // Gone from the mount point (unmounted from outside): nothing else to respect.
+        None => true,
     }
-    Ok(())
+}
+
+/// A taken-over daemon's last duty: files opened on it just before the containers were moved are still
+/// being read. Waits until they are closed (or `SUPERSEDED_GRACE` passes); exiting then ends the
+/// connection, so a reader that keeps a file open longer (`top` holds `/proc/stat`) gets `ENOTCONN`.
+fn wait_for_open_files(tree: &Tree, worker: &std::thread::JoinHandle<io::Result<()>>) {
+    let deadline = std::time::Instant::now() + SUPERSEDED_GRACE;
+    while tree.open_count() > 0 && !worker.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let open = tree.open_count();
+    if open > 0 && !worker.is_finished() {
+        tracing::warn!(
+            open,
+            "exiting with files still open on this daemon; their next reads fail"
+        );
+    }
 }
 
 /// How long a stopping daemon waits for its session to end once the mount point is unmounted.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Once the mount answers, replaces the dead cgview mounts a previous daemon left in containers.
-fn spawn_repair(paths: HostPaths, mount_point: PathBuf) {
+/// How long a taken-over daemon keeps answering files opened before the handover.
+const SUPERSEDED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Once the mount answers, replaces the dead cgview mounts a previous daemon left in containers, and moves
+/// containers off a taken-over daemon's mounts (twice: a container being created during the first pass
+/// may bind the old mount after its namespace was scanned).
+fn spawn_repair(paths: HostPaths, mount_point: PathBuf, previous_device: Option<String>) {
     let _ = std::thread::Builder::new()
         .name("cgview-repair".into())
         .spawn(move || {
@@ -257,9 +372,19 @@ fn spawn_repair(paths: HostPaths, mount_point: PathBuf) {
             {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            let (namespaces, mounts, failures) = crate::repair::repair_all(&paths, &mount_point);
-            if namespaces + failures > 0 {
-                tracing::info!(namespaces, mounts, failures, "repair of dead mounts done");
+            let passes = if previous_device.is_some() { 2 } else { 1 };
+            for pass in 0..passes {
+                if pass > 0 {
+                    std::thread::sleep(TAKEOVER_SECOND_PASS);
+                }
+                let (namespaces, mounts, failures) =
+                    crate::repair::repair_all(&paths, &mount_point, previous_device.as_deref());
+                if namespaces + failures > 0 {
+                    tracing::info!(namespaces, mounts, failures, "repair of dead mounts done");
+                }
             }
         });
 }
+
+/// When a take-over looks again for containers still on the old daemon.
+const TAKEOVER_SECOND_PASS: std::time::Duration = std::time::Duration::from_secs(2);

@@ -13,6 +13,7 @@ pub mod fallback;
 pub mod fuse_fs;
 pub mod host;
 pub mod model;
+pub mod mount_api;
 pub mod parse;
 pub mod render;
 pub mod repair;

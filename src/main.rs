@@ -62,6 +62,10 @@ struct GlobalOptions {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Mount the tree at MOUNTPOINT and serve it in the foreground until SIGTERM or SIGINT.
+    ///
+    /// Started while another cgview serves MOUNTPOINT (an upgrade), it takes over: its mount goes beneath
+    /// the running one, which is then detached, and every container is moved to it while the old daemon
+    /// still answers; stop the old daemon afterwards (it then leaves the mount point alone). Needs Linux 6.5.
     Mount {
         /// Created if missing; a dead FUSE mount left there by a crashed daemon is detached first.
         mountpoint: PathBuf,
@@ -150,7 +154,7 @@ fn run(cli: Cli) -> Result<(), String> {
             keep_cgroup_namespace,
             diagnostic_floor,
         } => {
-            prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
+            let plan = prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
             if !keep_cgroup_namespace && paths.is_live_system() {
                 join_host_cgroup_namespace(&paths);
             }
@@ -165,7 +169,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| format!("cannot read {}: {e}", meminfo.display()))?;
                 tree = tree.with_floor(content);
             }
-            serve(Arc::new(tree), &mountpoint, threads).map_err(|e| error_chain(&e))
+            serve(Arc::new(tree), &mountpoint, threads, plan).map_err(|e| error_chain(&e))
         }
         Command::Health { mountpoint, repair } => health(&paths, &mountpoint, repair),
         Command::RepairNamespace {
@@ -203,7 +207,7 @@ fn health(paths: &HostPaths, mount_point: &std::path::Path, repair: bool) -> Res
         if live_mount { "live" } else { "not served" }
     );
     if repair && live_mount {
-        let (namespaces, mounts, failures) = cgview::repair::repair_all(paths, mount_point);
+        let (namespaces, mounts, failures) = cgview::repair::repair_all(paths, mount_point, None);
         println!("repaired {mounts} mounts in {namespaces} namespaces, {failures} failures");
     }
     let namespaces = cgview::repair::scan(paths, mount_point).map_err(|e| error_chain(&e))?;

@@ -2,21 +2,25 @@
 //! containers started before a daemon crash read correct files again without a restart and without any
 //! tool inside them (distroless images have no `mount`).
 //!
+//! The same replacement moves containers off a previous daemon's live mounts when a new daemon takes over
+//! (an upgrade), so the previous one can exit without breaking them.
+//!
 //! The replacement runs in a helper process (`cgview repair-namespace`), because `setns(CLONE_NEWNS)`
 //! needs a single-threaded caller: it clones the live mount's subtree with `open_tree(OPEN_TREE_CLONE)`
-//! while still in the daemon's namespace, enters the container's mount namespace, detaches the dead mount
-//! and attaches the clone in its place with `move_mount`.
+//! while still in the daemon's namespace, enters the container's mount namespace, attaches the clone
+//! beneath the old mount and detaches the old one ([`crate::mount_api::replace`]), so a reader in the
+//! container finds the old mount or the new one at every moment.
 
 use crate::bind_mounts::{cgview_binds, live_device, CgviewBind};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
+use crate::mount_api::{open_tree_clone, replace};
 use crate::parse::cgroup_membership::parse_cgroup_membership;
 use crate::parse::mountinfo::parse_mountinfo;
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,17 @@ pub struct NamespaceMounts {
 impl NamespaceMounts {
     pub fn dead(&self) -> impl Iterator<Item = &CgviewBind> {
         self.binds.iter().filter(|b| !b.live)
+    }
+
+    /// The mounts to move to the running daemon: the dead ones, and those of the daemon it took over from
+    /// (`previous_device`), which still answer but are about to go away.
+    pub fn to_replace<'a>(
+        &'a self,
+        previous_device: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a CgviewBind> + 'a {
+        self.binds
+            .iter()
+            .filter(move |b| !b.live || previous_device == Some(b.device.as_str()))
     }
 }
 
@@ -108,9 +123,14 @@ fn namespace_of(paths: &HostPaths, pid: &str) -> Option<String> {
 /// How long a helper may take before it is killed: it only makes a few mount calls.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Replaces every dead mount of `namespace` with a fresh one from `mount_point`; returns how many.
-pub fn repair(mount_point: &Path, namespace: &NamespaceMounts) -> io::Result<usize> {
-    let dead: Vec<&CgviewBind> = namespace.dead().collect();
+/// Replaces every dead mount of `namespace`, and every mount on `previous_device`, with a fresh one from
+/// `mount_point`; returns how many.
+pub fn repair(
+    mount_point: &Path,
+    namespace: &NamespaceMounts,
+    previous_device: Option<&str>,
+) -> io::Result<usize> {
+    let dead: Vec<&CgviewBind> = namespace.to_replace(previous_device).collect();
     if dead.is_empty() {
         return Ok(0);
     }
@@ -157,9 +177,14 @@ pub fn repair(mount_point: &Path, namespace: &NamespaceMounts) -> io::Result<usi
     }
 }
 
-/// Scans and repairs every namespace; logs each container repaired. Returns (namespaces repaired, mounts
-/// replaced, failures).
-pub fn repair_all(paths: &HostPaths, mount_point: &Path) -> (usize, usize, usize) {
+/// Scans and repairs every namespace; logs each container repaired. With `previous_device`, also moves
+/// every mount of that (taken over) daemon to the one at `mount_point`. Returns (namespaces repaired,
+/// mounts replaced, failures).
+pub fn repair_all(
+    paths: &HostPaths,
+    mount_point: &Path,
+    previous_device: Option<&str>,
+) -> (usize, usize, usize) {
     let namespaces = match scan(paths, mount_point) {
         Ok(namespaces) => namespaces,
         Err(e) => {
@@ -171,19 +196,33 @@ pub fn repair_all(paths: &HostPaths, mount_point: &Path) -> (usize, usize, usize
         }
     };
     let (mut repaired_namespaces, mut replaced, mut failures) = (0, 0, 0);
-    for namespace in namespaces.iter().filter(|n| n.dead().next().is_some()) {
+    for namespace in namespaces
+        .iter()
+        .filter(|n| n.to_replace(previous_device).next().is_some())
+    {
         let cgroup = container_hint(paths, namespace.pid);
-        match repair(mount_point, namespace) {
+        let dead = namespace.dead().count();
+        match repair(mount_point, namespace, previous_device) {
             Ok(count) => {
                 repaired_namespaces += 1;
                 replaced += count;
-                tracing::info!(
-                    pid = namespace.pid,
-                    namespace = %namespace.namespace,
-                    cgroup = %cgroup,
-                    mounts = count,
-                    "repaired a container's dead cgview mounts"
-                );
+                if dead > 0 {
+                    tracing::info!(
+                        pid = namespace.pid,
+                        namespace = %namespace.namespace,
+                        cgroup = %cgroup,
+                        mounts = count,
+                        "repaired a container's dead cgview mounts"
+                    );
+                } else {
+                    tracing::info!(
+                        pid = namespace.pid,
+                        namespace = %namespace.namespace,
+                        cgroup = %cgroup,
+                        mounts = count,
+                        "moved a container's cgview mounts to this daemon"
+                    );
+                }
             }
             Err(e) => {
                 failures += 1;
@@ -214,10 +253,8 @@ pub fn container_hint(paths: &HostPaths, pid: u32) -> String {
 
 // ---- the helper (`cgview repair-namespace`), single-threaded ----
 
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
-
 /// Clones `mount_point/root` for each `(root, target)`, enters the mount namespace of `pid` and puts each
-/// clone at its target, detaching the dead mount there first. Must run in a single-threaded process.
+/// clone in place of the mount at its target. Must run in a single-threaded process.
 pub fn replace_in_namespace(
     pid: u32,
     mount_point: &Path,
@@ -225,68 +262,14 @@ pub fn replace_in_namespace(
 ) -> io::Result<usize> {
     let clones = binds
         .iter()
-        .map(|(root, _)| {
-            let source = mount_point.join(root.trim_start_matches('/'));
-            open_tree_clone(&source).map_err(|e| annotate(e, "open_tree", &source))
-        })
+        .map(|(root, _)| open_tree_clone(&mount_point.join(root.trim_start_matches('/'))))
         .collect::<io::Result<Vec<OwnedFd>>>()?;
     let namespace = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
     nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
     let mut replaced = 0;
     for (clone, (_, target)) in clones.iter().zip(binds) {
-        let target = PathBuf::from(target);
-        // The dead mount is the top one at the target; without it the clone would stack above a corpse.
-        match nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-            Err(e) => return Err(annotate(e.into(), "umount", &target)),
-        }
-        move_mount_to(clone, &target).map_err(|e| annotate(e, "move_mount", &target))?;
+        replace(clone, Path::new(target))?;
         replaced += 1;
     }
     Ok(replaced)
-}
-
-fn annotate(error: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(error.kind(), format!("{what} {}: {error}", path.display()))
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
-}
-
-/// A detached copy of the mount subtree at `path` (`open_tree(2)` with `OPEN_TREE_CLONE`).
-fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
-    let path = c_path(path)?;
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; the syscall takes no other
-    // pointers and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Attaches the detached mount `tree` at `target` (`move_mount(2)`).
-fn move_mount_to(tree: &OwnedFd, target: &Path) -> io::Result<()> {
-    let empty = c_path(Path::new(""))?;
-    let target = c_path(target)?;
-    // SAFETY: both strings are valid and NUL-terminated for the duration of the call; `tree` is an open
-    // descriptor we own.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -12,17 +12,25 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// A simulated container whose reader writes the first line of `/proc/meminfo` (or `ERR`) to a status
-/// file every 50 ms.
+/// A simulated container whose reader loops over `/proc/meminfo` and `/proc/uptime`: it writes the first
+/// line of meminfo (or `ERR`) to a status file, and how many rounds it made and how many failed (an
+/// error, or a first line other than the container's limit) to a counts file.
 struct Container {
     cgroup: TestCgroup,
     init: Child,
     status: PathBuf,
+    counts: PathBuf,
     _work: tempfile::TempDir,
 }
 
 impl Container {
+    /// A container reading every 50 ms.
     fn start(label: &str, daemon: &Daemon, limit_mib: u64) -> Container {
+        Container::start_with_pause(label, daemon, limit_mib, "sleep 0.05")
+    }
+
+    /// A container whose reader runs `pause` between rounds (`:` reads as fast as busybox forks).
+    fn start_with_pause(label: &str, daemon: &Daemon, limit_mib: u64, pause: &str) -> Container {
         let cgroup = TestCgroup::new(label, &["memory"]);
         cgroup.set(
             "memory",
@@ -55,9 +63,21 @@ mount --bind {out} {root_s}/out
 cd {root_s}
 pivot_root . old
 exec /bin/busybox sh -c '/bin/busybox umount -l /old; [ ! -e /bin/mount ] || exit 3
-while :; do head -n 1 /proc/meminfo > /out/status 2>/out/error || echo ERR > /out/status; sleep 0.05; done'
+want=\"MemTotal: {kb} kB\"; rounds=0; failed=0
+while :; do
+  rounds=$((rounds+1))
+  line=$(head -n 1 /proc/meminfo 2>>/out/error) || line=ERR
+  set -- $line; line=\"$*\"
+  ok=1; [ \"$line\" = \"$want\" ] || ok=0
+  uptime=$(cat /proc/uptime 2>>/out/error) && [ -n \"$uptime\" ] || ok=0
+  [ $ok = 1 ] || failed=$((failed+1))
+  echo \"$line\" > /out/status; echo \"$rounds $failed\" > /out/counts.new
+  /bin/busybox mv /out/counts.new /out/counts
+  {pause}
+done'
 ",
-            out = out.display()
+            out = out.display(),
+            kb = limit_mib * 1024,
         );
         let init = Command::new("sh")
             .arg("-c")
@@ -75,6 +95,7 @@ while :; do head -n 1 /proc/meminfo > /out/status 2>/out/error || echo ERR > /ou
             cgroup,
             init,
             status: out.join("status"),
+            counts: out.join("counts"),
             _work: work,
         };
         container.wait_for(
@@ -90,6 +111,18 @@ while :; do head -n 1 /proc/meminfo > /out/status 2>/out/error || echo ERR > /ou
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// What the reader's failed reads printed.
+    fn errors(&self) -> String {
+        fs::read_to_string(self.counts.with_file_name("error")).unwrap_or_default()
+    }
+
+    /// (rounds, failed rounds) so far.
+    fn counts(&self) -> (u64, u64) {
+        let text = fs::read_to_string(&self.counts).unwrap_or_default();
+        let mut numbers = text.split_whitespace().map(|n| n.parse().unwrap_or(0));
+        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
     }
 
     /// Waits until the status starts with `want`; returns how long it took.
@@ -173,6 +206,12 @@ fn crash_then_restart_repairs_running_containers_without_tools_inside() {
     assert!(named(&log, &first) && named(&log, &second), "{log}");
     let (healthy, report) = health(&daemon.mount_point);
     assert!(healthy, "{report}");
+    for container in [&first, &second] {
+        let (rounds, failed) = container.counts();
+        eprintln!(
+            "crash: {failed} of {rounds} rounds failed (the reads between the kill and the repair)"
+        );
+    }
 
     // A container started after the restart works normally.
     let third = Container::start("crash-c", &daemon, 128);
@@ -201,6 +240,120 @@ fn stop_leaves_no_stale_mount_and_start_repairs_containers() {
     daemon.respawn();
     let took = container.wait_for("MemTotal: 196608 kB", Duration::from_secs(2));
     assert!(took <= Duration::from_secs(2), "{took:?}");
+    let (rounds, failed) = container.counts();
+    eprintln!("stop/start: {failed} of {rounds} rounds failed (the reads between the stop and the repair)");
     let (healthy, report) = health(&daemon.mount_point);
     assert!(healthy, "{report}");
+}
+
+/// A process killed when the test ends, even by a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `child` to exit within 10 s of `signal`; returns its status.
+fn stop_process(child: &mut Child, signal: &str) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within 10 s of SIG{signal}");
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// The cgview mounts at `path` in this (the host's) mount namespace, by device.
+fn cgview_devices_at(path: &Path) -> Vec<String> {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let path = path.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - fuse.cgview ") || l.contains(" - fuse cgview "))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            (fields.get(4) == Some(&path.as_ref())).then(|| fields[2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn upgrade_moves_every_container_without_a_failed_read() {
+    require_root_and_fuse();
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let mut daemon = Daemon::start(&[], &[]);
+    let old_devices = cgview_devices_at(&daemon.mount_point);
+    assert_eq!(old_devices.len(), 1, "{old_devices:?}");
+    let containers: Vec<(Container, u64)> =
+        [("upgrade-a", 256), ("upgrade-b", 384), ("upgrade-c", 128)]
+            .into_iter()
+            .map(|(label, mib)| (Container::start_with_pause(label, &daemon, mib, ":"), mib))
+            .collect();
+    sleep(Duration::from_millis(300));
+
+    let mut previous = KillOnDrop(daemon.start_successor());
+    let moved = |log: &str, container: &Container| {
+        log.lines().any(|l| {
+            l.contains("moved a container's cgview mounts to this daemon")
+                && l.contains(&format!("cgroup=/{} ", container.cgroup.relative))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !containers.iter().all(|(c, _)| moved(&daemon.log_text(), c)) {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        sleep(Duration::from_millis(20));
+    }
+    let at_handover: Vec<(u64, u64)> = containers.iter().map(|(c, _)| c.counts()).collect();
+
+    // The previous daemon, stopped now, leaves the mount point (no longer its own) alone and exits;
+    // every container keeps reading from the new one.
+    let status = stop_process(&mut previous.0, "TERM");
+    assert!(status.success(), "{status}\n{}", daemon.log_text());
+    let new_devices = cgview_devices_at(&daemon.mount_point);
+    assert_eq!(new_devices.len(), 1, "{new_devices:?}");
+    assert_ne!(
+        new_devices, old_devices,
+        "the mount point is still the old daemon's"
+    );
+    sleep(Duration::from_millis(1000));
+
+    for ((container, mib), (rounds_then, _)) in containers.iter().zip(&at_handover) {
+        let (rounds, failed) = container.counts();
+        assert_eq!(
+            failed, 0,
+            "{} of {rounds} rounds failed in the {mib} MiB container during the upgrade (status {:?}):\n{}",
+            failed,
+            container.status(),
+            container.errors()
+        );
+        assert!(
+            rounds > rounds_then + 20,
+            "the reader stalled after the old daemon stopped: {rounds_then} -> {rounds}"
+        );
+        assert_eq!(container.status(), format!("MemTotal: {} kB", mib * 1024));
+    }
+    let (healthy, report) = health(&daemon.mount_point);
+    assert!(healthy, "{report}");
+
+    let status = daemon.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        !is_mounted(&daemon.mount_point),
+        "SIGTERM left a mount on the host"
+    );
 }

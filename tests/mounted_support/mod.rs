@@ -265,6 +265,39 @@ impl Daemon {
         self.child.take().unwrap()
     }
 
+    /// Starts a second `cgview mount` on the same mount point while this one runs (an upgrade) and waits
+    /// until it has taken over; returns the previous daemon's process, still running.
+    pub fn start_successor(&mut self) -> Child {
+        let previous = self.child.take().expect("no daemon runs");
+        let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        let child = Command::new(BIN)
+            .arg("mount")
+            .arg(&self.mount_point)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .log_text()
+            .contains("took over from the running cgview")
+        {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the successor exited with {status}:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no take-over within 10 s:\n{}",
+                self.log_text()
+            );
+            sleep(Duration::from_millis(20));
+        }
+        self.wait_ready();
+        previous
+    }
+
     /// Starts a new `cgview mount` on the same mount point after the previous one was stopped or killed
     /// (its log goes to the same file); returns when it serves.
     pub fn respawn(&mut self) {
