@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 struct Container {
     cgroup: TestCgroup,
     init: Child,
-    status: PathBuf,
-    counts: PathBuf,
+    /// `rounds failed first-line`, replaced whole after each round.
+    state: PathBuf,
     _work: tempfile::TempDir,
 }
 
@@ -71,8 +71,7 @@ while :; do
   ok=1; [ \"$line\" = \"$want\" ] || ok=0
   uptime=$(cat /proc/uptime 2>>/out/error) && [ -n \"$uptime\" ] || ok=0
   [ $ok = 1 ] || failed=$((failed+1))
-  echo \"$line\" > /out/status; echo \"$rounds $failed\" > /out/counts.new
-  /bin/busybox mv /out/counts.new /out/counts
+  echo \"$rounds $failed $line\" > /out/state.new; /bin/busybox mv /out/state.new /out/state
   {pause}
 done'
 ",
@@ -94,8 +93,7 @@ done'
         let container = Container {
             cgroup,
             init,
-            status: out.join("status"),
-            counts: out.join("counts"),
+            state: out.join("state"),
             _work: work,
         };
         container.wait_for(
@@ -105,24 +103,29 @@ done'
         container
     }
 
-    fn status(&self) -> String {
-        fs::read_to_string(&self.status)
+    fn state(&self) -> Vec<String> {
+        fs::read_to_string(&self.state)
             .unwrap_or_default()
             .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The first line of meminfo in the last round (`ERR` when it failed).
+    fn status(&self) -> String {
+        self.state().get(2..).unwrap_or_default().join(" ")
     }
 
     /// What the reader's failed reads printed.
     fn errors(&self) -> String {
-        fs::read_to_string(self.counts.with_file_name("error")).unwrap_or_default()
+        fs::read_to_string(self.state.with_file_name("error")).unwrap_or_default()
     }
 
     /// (rounds, failed rounds) so far.
     fn counts(&self) -> (u64, u64) {
-        let text = fs::read_to_string(&self.counts).unwrap_or_default();
-        let mut numbers = text.split_whitespace().map(|n| n.parse().unwrap_or(0));
-        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+        let state = self.state();
+        let number = |i: usize| state.get(i).and_then(|n| n.parse().ok()).unwrap_or(0);
+        (number(0), number(1))
     }
 
     /// Waits until the status starts with `want`; returns how long it took.
@@ -334,6 +337,7 @@ fn upgrade_moves_every_container_without_a_failed_read() {
 
     for ((container, mib), (rounds_then, _)) in containers.iter().zip(&at_handover) {
         let (rounds, failed) = container.counts();
+        eprintln!("upgrade: {failed} of {rounds} rounds failed in the {mib} MiB container");
         assert_eq!(
             failed, 0,
             "{} of {rounds} rounds failed in the {mib} MiB container during the upgrade (status {:?}):\n{}",
