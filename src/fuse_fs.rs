@@ -1,11 +1,12 @@
 //! The FUSE adapter: the only module that imports `fuser`. Each handler turns a [`Tree`] result into
 //! exactly one reply.
 
+use crate::permissions;
 use crate::tree::{slice_at, Errno as TreeErrno, NameLifetime, Node, NodeKind, Tree};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
-    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, IoctlFlags, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -23,9 +24,9 @@ const HOST_FILE_TTL: Duration = Duration::from_secs(1);
 
 // Served files get attributes that expire at once. Readers trust `st_size` (Node's `readFileSync` reads
 // exactly that many bytes, `tail` seeks from it, `sendfile(2)` reads nothing from a size-0 file), and a size
-// kept by the kernel would be whichever container asked last. With `default_permissions` every open of an
-// expired inode first asks GETATTR, which sets the size to the opener's own content length. That costs one
-// round trip per open; right sizes are worth it. Page-cache fills are refused: see `read`.
+// kept by the kernel would be whichever container asked last. So every `stat`/`fstat` asks GETATTR, which
+// answers the asker's own length. The mount has no `default_permissions` (see `permissions`): with it the
+// kernel would also ask GETATTR before every open. Page-cache fills are refused: see `read`.
 
 /// glibc stdio reads in chunks of `st_blksize`; every chunk is a FUSE round trip.
 const BLOCK_SIZE: u32 = 64 * 1024;
@@ -101,6 +102,11 @@ fn guarded<T>(what: &str, body: impl FnOnce() -> Result<T, TreeErrno>) -> Result
     })
 }
 
+/// Whether the request's sender may do `mask` on `node`.
+fn allowed(req: &Request, node: &Node, mask: u32) -> bool {
+    permissions::permits(node.mode, req.uid(), req.gid(), mask)
+}
+
 /// The caller's thread id as the daemon's pid namespace sees it; 0 means the caller is outside it.
 fn caller(req: &Request) -> Option<u32> {
     Some(req.pid()).filter(|&pid| pid != 0)
@@ -108,6 +114,13 @@ fn caller(req: &Request) -> Option<u32> {
 
 impl Filesystem for CgviewFs {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.tree.node(parent.0) {
+            Ok(dir) if !allowed(req, &dir, permissions::EXECUTE) => {
+                return reply.error(Errno::EACCES)
+            }
+            Ok(_) => {}
+            Err(e) => return reply.error(errno(e)),
+        }
         let caller = caller(req);
         match guarded("lookup", || {
             self.tree.lookup(parent.0, name.as_bytes(), caller)
@@ -143,6 +156,13 @@ impl Filesystem for CgviewFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match self.tree.node(ino.0) {
+            Ok(node) if !write && !allowed(req, &node, permissions::READ) => {
+                return reply.error(Errno::EACCES)
+            }
+            Ok(_) => {}
+            Err(e) => return reply.error(errno(e)),
+        }
         let caller = caller(req);
         let opened = guarded("open", || self.tree.open(ino.0, caller, write));
         match opened {
@@ -193,6 +213,11 @@ impl Filesystem for CgviewFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.tree.node(ino.0) {
+            Ok(dir) if !allowed(req, &dir, permissions::READ) => return reply.error(Errno::EACCES),
+            Ok(_) => {}
+            Err(e) => return reply.error(errno(e)),
+        }
         let caller = caller(req);
         match guarded("opendir", || self.tree.open_dir(ino.0, caller)) {
             Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
@@ -237,6 +262,15 @@ impl Filesystem for CgviewFs {
     ) {
         self.tree.release_dir(fh.0);
         reply.ok();
+    }
+
+    /// `access(2)`, and the kernel's check before `chdir`.
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.tree.node(ino.0) {
+            Ok(node) if allowed(req, &node, mask.bits() as u32) => reply.ok(),
+            Ok(_) => reply.error(Errno::EACCES),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -15,6 +15,7 @@ pub mod host;
 pub mod model;
 pub mod mount_api;
 pub mod parse;
+pub mod permissions;
 pub mod render;
 pub mod repair;
 pub mod served;

@@ -20,8 +20,8 @@ pub enum Placement {
 }
 
 /// A new, detached FUSE mount served through `fuse_device` (an open `/dev/fuse`), with cgview's options:
-/// source `fs_name`, subtype `fs_name`, read-only, `nosuid,nodev,noexec`, `allow_other`,
-/// `default_permissions`, owned by root. The kernel queues the INIT request as the mount is created, so
+/// source `fs_name`, subtype `fs_name`, read-only, `nosuid,nodev,noexec`, `allow_other`, owned by root;
+/// no `default_permissions` (the daemon checks permissions, see [`crate::permissions`]). The kernel queues the INIT request as the mount is created, so
 /// the session handshake can run before the mount is attached anywhere.
 pub fn new_fuse_mount(fuse_device: BorrowedFd<'_>, fs_name: &str) -> io::Result<OwnedFd> {
     let fs_type = c_string("fuse")?;
@@ -58,7 +58,6 @@ pub fn new_fuse_mount(fuse_device: BorrowedFd<'_>, fs_name: &str) -> io::Result<
     set("user_id", Some("0"))?;
     set("group_id", Some("0"))?;
     set("allow_other", None)?;
-    set("default_permissions", None)?;
     set("ro", None)?;
     // SAFETY: `context` is an open fs context; no pointers are passed.
     let created = unsafe {

@@ -622,3 +622,43 @@ fn concurrent_sendfile_readers_never_see_another_containers_file() {
         "reads of 400 that showed the wrong container's cpuinfo (1-CPU, 2-CPU)"
     );
 }
+
+/// cgview checks permissions itself (no `default_permissions`): an unprivileged reader gets the 0444
+/// files and directories, and is refused the root-only ones, by `open` and by `access(2)` alike.
+#[test]
+fn permissions_are_enforced_without_default_permissions() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let as_nobody = |script: &str| -> std::process::Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let meminfo = daemon.path("proc/meminfo");
+    let slabinfo = daemon.path("proc/slabinfo");
+    let cpu_dir = daemon.path("sys/devices/system/cpu");
+    let output = as_nobody(&format!(
+        "head -n 1 {}; test -r {} && echo readable; ls {} | grep -c '^cpu[0-9]'",
+        meminfo.display(),
+        meminfo.display(),
+        cpu_dir.display()
+    ));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.starts_with("MemTotal:"), "{stdout}");
+    assert!(stdout.contains("readable"), "{stdout}");
+
+    let output = as_nobody(&format!(
+        "test -r {s} && echo readable; cat {s}",
+        s = slabinfo.display()
+    ));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "nobody read slabinfo: {stdout}");
+    assert!(!stdout.contains("readable"), "access(2) says readable");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    // Root still reads it.
+    assert!(fs::read_to_string(&slabinfo).is_ok());
+}
