@@ -127,11 +127,13 @@ impl Filesystem for CgviewFs {
         }) {
             Ok((node, lifetime)) => {
                 let (attr, attr_ttl) = self.attr(&node, caller);
-                let ttl = match lifetime {
-                    NameLifetime::Stable => attr_ttl,
+                // A served file's attributes expire at once but its name does not: a path walk to it needs
+                // no LOOKUP (bind-mounted files never walk at all).
+                let entry_ttl = match lifetime {
+                    NameLifetime::Stable => TTL,
                     NameLifetime::PerCaller => Duration::ZERO,
                 };
-                reply.entry(&ttl, &attr, Generation(0))
+                reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, Generation(0))
             }
             Err(e) => reply.error(errno(e)),
         }

@@ -76,7 +76,8 @@ pub struct Node {
 pub enum NameLifetime {
     /// The name exists for every caller.
     Stable,
-    /// Whether the name exists depends on the caller (`cpuN`): the kernel must ask again every time.
+    /// Whether the name exists depends on the caller (`cpuN`), or looking it up matters to the caller
+    /// (`loadavg`): the kernel must ask again every time.
     PerCaller,
 }
 
@@ -375,7 +376,17 @@ impl Tree {
             .find(|n| n.parent == parent && n.inode != ROOT_INODE && n.name.as_bytes() == name)
         {
             return match self.static_node(node.inode) {
-                Some(node) => Ok((static_to_node(node), NameLifetime::Stable)),
+                Some(node) => {
+                    let node = static_to_node(node);
+                    // Looking loadavg up starts a container's load sampler at its current count, and the
+                    // lookup a runtime makes to bind-mount it at container creation must reach us, so a new
+                    // container's averages start at 0 as a fresh kernel's do.
+                    let lifetime = match node.kind {
+                        NodeKind::File(ServedFile::Loadavg) => NameLifetime::PerCaller,
+                        _ => NameLifetime::Stable,
+                    };
+                    Ok((node, lifetime))
+                }
                 None => Err(Errno(libc::ENOENT)),
             };
         }
@@ -553,12 +564,24 @@ impl Tree {
     /// The size to report for `node` to `caller`: the length of what it would read now (0 for
     /// directories and symlinks). `sendfile(2)` and `splice(2)` (busybox `cat`) read through the page cache
     /// and stop at the inode's size, so a file reported empty reads as empty there; plain reads ignore it.
+    ///
+    /// A per-caller file is never reported empty: the inode's size is whichever caller asked last, and
+    /// `sendfile(2)` on a size-0 inode returns end-of-file at once, so a container whose `cpu/offline` is
+    /// `2-3` would read nothing after one whose `offline` is empty. With a size of at least 1 it tries the
+    /// page cache, is refused ([`Tree::read_for_page_cache`]) and falls back to `read(2)`.
     pub fn size_for(&self, node: &Node, caller: Option<u32>) -> u64 {
         match node.kind {
             NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => 0,
-            _ => self
-                .content(node, caller)
-                .map_or(0, |content| content.len() as u64),
+            kind => {
+                let length = self
+                    .content(node, caller)
+                    .map_or(0, |content| content.len() as u64);
+                if kind.is_per_caller() {
+                    length.max(1)
+                } else {
+                    length
+                }
+            }
         }
     }
 
