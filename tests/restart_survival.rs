@@ -26,11 +26,12 @@ struct Container {
 impl Container {
     /// A container reading every 50 ms.
     fn start(label: &str, daemon: &Daemon, limit_mib: u64) -> Container {
-        Container::start_with_pause(label, daemon, limit_mib, "sleep 0.05")
+        Container::start_with_pause(label, &daemon.mount_point, limit_mib, "sleep 0.05")
     }
 
-    /// A container whose reader runs `pause` between rounds (`:` reads as fast as busybox forks).
-    fn start_with_pause(label: &str, daemon: &Daemon, limit_mib: u64, pause: &str) -> Container {
+    /// A container bound to the cgview at `mount_point`, whose reader runs `pause` between rounds (`:`
+    /// reads as fast as busybox forks).
+    fn start_with_pause(label: &str, mount_point: &Path, limit_mib: u64, pause: &str) -> Container {
         let cgroup = TestCgroup::new(label, &["memory"]);
         cgroup.set(
             "memory",
@@ -51,7 +52,7 @@ impl Container {
         for applet in ["sh", "cat", "head", "sleep"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
-        let mnt = daemon.mount_point.display();
+        let mnt = mount_point.display();
         let root_s = root.display();
         // The runtime's part, with the host's tools; then pivot_root, and only busybox is left.
         let setup = format!(
@@ -305,7 +306,12 @@ fn upgrade_moves_every_container_without_a_failed_read() {
     let containers: Vec<(Container, u64)> =
         [("upgrade-a", 256), ("upgrade-b", 384), ("upgrade-c", 128)]
             .into_iter()
-            .map(|(label, mib)| (Container::start_with_pause(label, &daemon, mib, ":"), mib))
+            .map(|(label, mib)| {
+                (
+                    Container::start_with_pause(label, &daemon.mount_point, mib, ":"),
+                    mib,
+                )
+            })
             .collect();
     sleep(Duration::from_millis(300));
 
@@ -360,4 +366,133 @@ fn upgrade_moves_every_container_without_a_failed_read() {
         !is_mounted(&daemon.mount_point),
         "SIGTERM left a mount on the host"
     );
+}
+
+/// A host directory bind-mounted on itself and made shared, as kubelet prepares a `Bidirectional`
+/// hostPath; unmounted (with whatever is left on it) when the test ends.
+struct SharedHostPath {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SharedHostPath {
+    fn new() -> SharedHostPath {
+        let dir = tempfile::Builder::new()
+            .prefix("cgview-k8s-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("var-lib-cgview");
+        fs::create_dir_all(&path).unwrap();
+        let shared = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "mount --bind {p} {p} && mount --make-shared {p}",
+                p = path.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(shared.success());
+        SharedHostPath { path, _dir: dir }
+    }
+}
+
+impl Drop for SharedHostPath {
+    fn drop(&mut self) {
+        while is_mounted(&self.path) {
+            let status = Command::new("umount").arg("-l").arg(&self.path).status();
+            if !status.is_ok_and(|s| s.success()) {
+                break;
+            }
+        }
+    }
+}
+
+/// `cgview mount` in a pod of its own: a new mount namespace whose copy of the host path stays a peer
+/// of the host's (`Bidirectional`), so its mounts propagate to the host and to the other pod.
+fn start_pod_daemon(host_path: &Path, log: &Path) -> KillOnDrop {
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "unchanged", BIN, "mount"])
+        .arg(host_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+fn wait_for_log(log: &Path, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(log).unwrap_or_default().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} within 10 s:\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// The DaemonSet rolling update (`maxSurge: 1`): the new pod's daemon, in its own mount namespace, takes
+/// over the shared host path from the old pod's; the host and the old pod see the new mount, containers
+/// are moved, the old pod stops without unmounting anything, and no read fails.
+#[test]
+fn upgrade_between_pods_sharing_the_host_path() {
+    require_root_and_fuse();
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let host = SharedHostPath::new();
+    let logs = tempfile::tempdir().unwrap();
+    let (old_log, new_log) = (logs.path().join("old.log"), logs.path().join("new.log"));
+    let mut old_pod = start_pod_daemon(&host.path, &old_log);
+    wait_for_log(&old_log, "serving");
+    let old_devices = cgview_devices_at(&host.path);
+    assert_eq!(
+        old_devices.len(),
+        1,
+        "the old pod's mount did not reach the host"
+    );
+
+    let containers: Vec<(Container, u64)> = [("pods-a", 256), ("pods-b", 192)]
+        .into_iter()
+        .map(|(label, mib)| {
+            (
+                Container::start_with_pause(label, &host.path, mib, ":"),
+                mib,
+            )
+        })
+        .collect();
+    sleep(Duration::from_millis(300));
+
+    let _new_pod = start_pod_daemon(&host.path, &new_log);
+    wait_for_log(&new_log, "took over from the running cgview");
+    for (container, _) in &containers {
+        wait_for_log(&new_log, &format!("cgroup=/{} ", container.cgroup.relative));
+    }
+    let new_devices = cgview_devices_at(&host.path);
+    assert_eq!(new_devices.len(), 1, "host: {new_devices:?}");
+    assert_ne!(
+        new_devices, old_devices,
+        "the host still sees the old pod's mount"
+    );
+
+    let status = stop_process(&mut old_pod.0, "TERM");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        cgview_devices_at(&host.path),
+        new_devices,
+        "stopping the old pod changed the host's mount"
+    );
+    sleep(Duration::from_millis(700));
+    for (container, mib) in &containers {
+        let (rounds, failed) = container.counts();
+        eprintln!("pods: {failed} of {rounds} rounds failed in the {mib} MiB container");
+        assert_eq!(failed, 0, "{}", container.errors());
+        assert_eq!(container.status(), format!("MemTotal: {} kB", mib * 1024));
+    }
+    assert!(fs::read_to_string(host.path.join("proc/meminfo"))
+        .unwrap()
+        .contains("MemTotal"));
 }
