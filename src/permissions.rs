@@ -5,7 +5,8 @@
 //!
 //! Every node is owned by root:root, so the owner bits apply to uid 0, the group bits to gid 0 and the
 //! other bits to everyone else. A container's root in a user namespace is not uid 0 here, as it is not
-//! the owner for the kernel's own check either.
+//! the owner for the kernel's own check either. A FUSE request carries the caller's uid and primary gid
+//! only, so a supplementary group 0 does not count (no served file gives group 0 more than others).
 
 /// `access(2)`-style mask bits.
 pub const READ: u32 = libc::R_OK as u32;
