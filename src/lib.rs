@@ -7,6 +7,7 @@
 
 pub mod bind_mounts;
 pub mod cache;
+pub mod container_binds;
 pub mod cpu_ledger;
 pub mod daemon;
 pub mod fallback;

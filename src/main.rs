@@ -91,6 +91,21 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Print the `docker run` flags that bind cgview's files into a container:
+    /// `docker run $(cgview docker-args) IMAGE`. Fails, printing nothing, while MOUNTPOINT is not served
+    /// (Docker would otherwise create empty directories in the files' places).
+    DockerArgs {
+        /// The running daemon's mount point.
+        #[arg(default_value = "/var/lib/cgview")]
+        mountpoint: PathBuf,
+    },
+    /// Exit 0 if MOUNTPOINT is served: reads proc/meminfo and proc/uptime through the mount, as a
+    /// container would. For liveness and readiness probes.
+    Probe {
+        /// The running daemon's mount point.
+        #[arg(default_value = "/var/lib/cgview")]
+        mountpoint: PathBuf,
+    },
     /// Internal: replace dead mounts in one mount namespace (run by `mount` and `health --repair`).
     #[command(hide = true)]
     RepairNamespace {
@@ -172,6 +187,14 @@ fn run(cli: Cli) -> Result<(), String> {
             serve(Arc::new(tree), &mountpoint, threads, plan).map_err(|e| error_chain(&e))
         }
         Command::Health { mountpoint, repair } => health(&paths, &mountpoint, repair),
+        Command::DockerArgs { mountpoint } => {
+            probe(&mountpoint)?;
+            let binds = cgview::container_binds::container_binds(&mountpoint, |p| p.exists());
+            let args = cgview::container_binds::docker_args(&binds)?;
+            println!("{}", args.join(" "));
+            Ok(())
+        }
+        Command::Probe { mountpoint } => probe(&mountpoint),
         Command::RepairNamespace {
             pid,
             mount_point,
@@ -196,6 +219,24 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot write to standard output: {e}"))
         }
     }
+}
+
+/// Reads two served files through the mount, as a container does; an error names what failed.
+fn probe(mount_point: &std::path::Path) -> Result<(), String> {
+    for (file, expect) in [("proc/meminfo", "MemTotal:"), ("proc/uptime", ".")] {
+        let path = mount_point.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{} is not served ({e}); is `cgview mount {}` running?",
+                path.display(),
+                mount_point.display()
+            )
+        })?;
+        if !text.contains(expect) {
+            return Err(format!("{} reads {text:?}", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// `cgview health`: one line per mount namespace with cgview mounts.

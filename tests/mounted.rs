@@ -662,3 +662,63 @@ fn permissions_are_enforced_without_default_permissions() {
     // Root still reads it.
     assert!(fs::read_to_string(&slabinfo).is_ok());
 }
+
+/// `docker run $(cgview docker-args) IMAGE`: the flags name only files that exist, each read-only over its
+/// /proc or /sys path, and a container bound by exactly those flags sees its own limits. With no daemon the
+/// command fails and prints nothing (Docker would create directories in the files' places).
+#[test]
+fn docker_args_bind_a_container_to_its_own_view() {
+    require_root_and_fuse();
+    let mut daemon = Daemon::start(&[], &[]);
+    let output = Command::new(BIN)
+        .arg("docker-args")
+        .arg(&daemon.mount_point)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert!(words.len() >= 16 && words.len() % 2 == 0, "{stdout}");
+    let mut setup = String::from("set -e\n");
+    for pair in words.chunks(2) {
+        assert_eq!(pair[0], "-v", "{stdout}");
+        let fields: Vec<&str> = pair[1].split(':').collect();
+        assert_eq!(fields.len(), 3, "{stdout}");
+        assert_eq!(fields[2], "ro");
+        assert!(Path::new(fields[0]).exists(), "{}", fields[0]);
+        assert!(fields[1].starts_with("/proc/") || fields[1].starts_with("/sys/"));
+        setup.push_str(&format!("mount --bind -o ro {} {}\n", fields[0], fields[1]));
+    }
+    assert!(stdout.contains(":/proc/meminfo:ro"), "{stdout}");
+
+    let cgroup = TestCgroup::new("docker-args", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(200 * MIB).to_string());
+    let script = format!("{setup}head -n 1 /proc/meminfo; cat /sys/devices/system/cpu/online");
+    let shown = cgroup.run(&format!(
+        "unshare --mount --pid --fork --mount-proc sh -c '{}'",
+        script.replace('\'', "'\\''")
+    ));
+    assert!(shown.starts_with("MemTotal:         204800 kB"), "{shown}");
+
+    let probe = Command::new(BIN)
+        .arg("probe")
+        .arg(&daemon.mount_point)
+        .status()
+        .unwrap();
+    assert!(probe.success());
+    assert!(daemon.stop_with("TERM").success());
+    let output = Command::new(BIN)
+        .arg("docker-args")
+        .arg(&daemon.mount_point)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not served"));
+    let probe = Command::new(BIN)
+        .arg("probe")
+        .arg(&daemon.mount_point)
+        .status()
+        .unwrap();
+    assert!(!probe.success());
+}
