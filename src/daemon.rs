@@ -268,11 +268,17 @@ pub fn serve(
         })
         .map_err(mount_failed)?;
     tracing::info!(mount_point = %mount_point.display(), threads, device = %own_device, "serving");
+    if let Err(e) = crate::notify::notify("READY=1") {
+        tracing::warn!("cannot tell the service manager this daemon is ready: {e}");
+    }
     spawn_repair(tree_paths.clone(), mount_point.to_owned(), previous_device);
 
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;
         let owned = owns_mount_point(mount_point, &own_device, &tree_paths);
+        if signal != Signal::SIGUSR1 {
+            let _ = crate::notify::notify("STOPPING=1");
+        }
         if signal == Signal::SIGUSR1 {
             if owned {
                 let _ = worker.join();

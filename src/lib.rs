@@ -15,6 +15,7 @@ pub mod fuse_fs;
 pub mod host;
 pub mod model;
 pub mod mount_api;
+pub mod notify;
 pub mod parse;
 pub mod permissions;
 pub mod render;

@@ -15,7 +15,8 @@ fi
 
 # Debian packages the tests shell out to: free, top, uptime, vmstat (procps), unshare/setpriv/mount
 # (util-linux), getconf (libc-bin), python3, node (nodejs), iostat and mpstat (sysstat), a static
-# busybox (busybox-static: sendfile readers and tool-less container roots).
+# busybox (busybox-static: sendfile readers and tool-less container roots), systemd-analyze (systemd: the
+# unit for Docker hosts is verified).
 missing=()
 for tool in free top uptime vmstat; do command -v $tool >/dev/null || { missing+=(procps); break; }; done
 command -v unshare >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
@@ -24,6 +25,7 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v node >/dev/null || missing+=(nodejs)
 command -v iostat >/dev/null && command -v mpstat >/dev/null || missing+=(sysstat)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
