@@ -26,6 +26,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v iostat >/dev/null && command -v mpstat >/dev/null || missing+=(sysstat)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v file >/dev/null || missing+=(file)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
@@ -46,6 +47,17 @@ if [ -d benches ] && ls benches/*.rs >/dev/null 2>&1; then
   echo "== cargo bench --no-run"
   cargo bench --no-run
 fi
+echo "== static binary (no shared library), mounted, probed and stopped"
+static=$(packaging/build-static.sh)
+static_dir=$(mktemp -d)
+"$static" mount "$static_dir/mnt" 2>"$static_dir/log" &
+static_pid=$!
+for _ in $(seq 100); do "$static" probe "$static_dir/mnt" 2>/dev/null && break; sleep 0.1; done
+"$static" probe "$static_dir/mnt" || { cat "$static_dir/log"; kill -9 $static_pid; exit 1; }
+"$static" docker-args "$static_dir/mnt" | grep -q ":/proc/meminfo:ro"
+kill -TERM $static_pid; wait $static_pid
+! grep -q " $static_dir/mnt " /proc/self/mountinfo
+rm -rf "$static_dir"
 echo "== fuzz smoke run"
 bash fuzz/run-smoke.sh
 echo "== all checks passed"
