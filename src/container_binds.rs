@@ -12,8 +12,9 @@ pub struct ContainerBind {
 
 /// What is bound, below the mount point, and where it goes in a container. `/proc/pressure/*` is left out:
 /// runc refuses to mount over `/proc/pressure`. The cpu directory is bound whole, so `cpuN` entries hidden
-/// from the container are gone too (binding `online` alone leaves them).
-const BINDS: [(&str, &str); 9] = [
+/// from the container are gone too (binding `online` alone leaves them); `sys/block` is for `iostat`,
+/// which reads `/sys/block/*/stat`.
+const BINDS: [(&str, &str); 10] = [
     ("proc/cpuinfo", "/proc/cpuinfo"),
     ("proc/diskstats", "/proc/diskstats"),
     ("proc/loadavg", "/proc/loadavg"),
@@ -23,6 +24,7 @@ const BINDS: [(&str, &str); 9] = [
     ("proc/swaps", "/proc/swaps"),
     ("proc/uptime", "/proc/uptime"),
     ("sys/devices/system/cpu", "/sys/devices/system/cpu"),
+    ("sys/block", "/sys/block"),
 ];
 
 /// The binds for a cgview mounted at `mount_point`, leaving out what `exists` says is not there (a host
@@ -70,7 +72,7 @@ mod tests {
     fn every_file_goes_over_its_proc_or_sys_path_read_only() {
         let binds = container_binds(Path::new("/var/lib/cgview"), |_| true);
         let args = docker_args(&binds).unwrap();
-        assert_eq!(args.len(), 18);
+        assert_eq!(args.len(), 20);
         assert!(args.chunks(2).all(|pair| pair[0] == "-v"));
         assert!(args.contains(&"/var/lib/cgview/proc/meminfo:/proc/meminfo:ro".to_owned()));
         assert!(args.contains(
@@ -82,7 +84,7 @@ mod tests {
     #[test]
     fn missing_files_are_left_out() {
         let binds = container_binds(Path::new("/m"), |p| !p.ends_with("proc/slabinfo"));
-        assert_eq!(binds.len(), 8);
+        assert_eq!(binds.len(), 9);
         assert!(binds.iter().all(|b| b.target != "/proc/slabinfo"));
     }
 

@@ -27,11 +27,17 @@ command -v iostat >/dev/null && command -v mpstat >/dev/null || missing+=(syssta
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v file >/dev/null || missing+=(file)
+# kubectl renders daemonset/ (kustomize); machines of this kind carry it with the Cloud SDK, Debian's is
+# older but renders the fields used.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# kubernetes-validate (PyPI) checks the manifests against Kubernetes' OpenAPI schemas.
+python3 -c "import kubernetes_validate" 2>/dev/null || python3 -m pip install -q kubernetes-validate
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -47,6 +53,8 @@ if [ -d benches ] && ls benches/*.rs >/dev/null 2>&1; then
   echo "== cargo bench --no-run"
   cargo bench --no-run
 fi
+echo "== Kubernetes manifests"
+python3 tests/manifests.py
 echo "== static binary (no shared library), mounted, probed and stopped"
 static=$(packaging/build-static.sh)
 static_dir=$(mktemp -d)
