@@ -101,6 +101,8 @@ struct ContainerEntry {
     last_used: AtomicU64,
     /// A render found the cgroup gone: callers resolve again.
     vanished: AtomicBool,
+    /// Content requests served (open, stat, reread), for the busiest-containers metric.
+    requests: AtomicU64,
 }
 
 impl ContainerEntry {
@@ -112,6 +114,7 @@ impl ContainerEntry {
             block_stats: Mutex::new(HashMap::new()),
             last_used: AtomicU64::new(0),
             vanished: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
         }
     }
 }
@@ -240,6 +243,27 @@ impl ViewCache {
             self.forget_container(entry);
         }
         entry.last_used.store(self.now_ms(), Ordering::Relaxed);
+        entry.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `limit` containers that asked for the most content, busiest first, named by cgroup path
+    /// (memory controller's, else the unified one).
+    pub fn busiest_containers(&self, limit: usize) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .containers
+            .lock()
+            .values()
+            .map(|entry| {
+                let cgroups = &entry.container.cgroups;
+                let dir = cgroups.memory.as_ref().or(cgroups.unified.as_ref());
+                let name =
+                    dir.map_or_else(|| "?".to_owned(), |d| format!("/{}", d.relative.display()));
+                (name, entry.requests.load(Ordering::Relaxed))
+            })
+            .collect();
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
     }
 
     /// A caller that cannot be resolved (it exited, its files do not parse) gets what a one-off render

@@ -3,15 +3,19 @@
 
 use crate::bind_mounts::live_device;
 pub use crate::bind_mounts::FS_NAME;
+use crate::fallback::FallbackCause;
 use crate::fuse_fs::CgviewFs;
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
+use crate::metrics::{Metrics, ScrapeExtras};
+use crate::metrics_server;
 use crate::mount_api::{self, Placement};
 use crate::parse::mountinfo::{parse_mountinfo, MountEntry};
 use crate::tree::Tree;
 use fuser::{Config, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,8 @@ pub enum MountError {
     MountTable(#[source] ReadError),
     #[error("cannot set up signal handling")]
     Signals(#[source] nix::Error),
+    #[error("cannot serve metrics")]
+    Metrics(#[source] io::Error),
     #[error("the mount at {0} was removed from outside cgview")]
     UnmountedExternally(PathBuf),
 }
@@ -198,6 +204,7 @@ pub fn serve(
     mount_point: &Path,
     threads: usize,
     plan: MountPlan,
+    metrics_address: Option<SocketAddr>,
 ) -> Result<(), MountError> {
     // Block the stop signals in this thread before any worker starts, so every worker inherits the mask
     // and the signals are only ever taken by `wait` below.
@@ -271,7 +278,23 @@ pub fn serve(
     if let Err(e) = crate::notify::notify("READY=1") {
         tracing::warn!("cannot tell the service manager this daemon is ready: {e}");
     }
-    spawn_repair(tree_paths.clone(), mount_point.to_owned(), previous_device);
+    spawn_repair(
+        tree_paths.clone(),
+        mount_point.to_owned(),
+        previous_device,
+        tree.metrics().clone(),
+    );
+    if let Some(address) = metrics_address {
+        tree.metrics().enable();
+        let endpoint = DaemonEndpoint {
+            tree: tree.clone(),
+            mount_point: mount_point.to_owned(),
+            own_device: own_device.clone(),
+            paths: tree_paths.clone(),
+        };
+        let bound = metrics_server::spawn(address, endpoint).map_err(MountError::Metrics)?;
+        tracing::info!(address = %bound, "serving /metrics and /healthz");
+    }
 
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;
@@ -358,6 +381,69 @@ fn wait_for_open_files(tree: &Tree, worker: &std::thread::JoinHandle<io::Result<
     }
 }
 
+/// Containers listed by name in `cgview_container_requests_total`.
+const BUSIEST_CONTAINERS: usize = 20;
+
+/// What `--metrics-addr` serves, read from the running daemon at each request.
+struct DaemonEndpoint {
+    tree: Arc<Tree>,
+    mount_point: PathBuf,
+    own_device: String,
+    paths: HostPaths,
+}
+
+impl DaemonEndpoint {
+    fn mount_state(&self) -> Result<(), String> {
+        let canonical =
+            std::fs::canonicalize(&self.mount_point).unwrap_or_else(|_| self.mount_point.clone());
+        let mounts = own_mounts(&self.paths).map_err(|e| format!("{e}\n"))?;
+        match live_device(&mounts, &canonical.to_string_lossy()) {
+            Some(device) if device == self.own_device => {}
+            Some(_) => {
+                return Err(format!(
+                    "taken over: another cgview serves {}\n",
+                    self.mount_point.display()
+                ))
+            }
+            None => return Err(format!("{} is not mounted\n", self.mount_point.display())),
+        }
+        // statfs is answered by this daemon's workers: a wedged session fails here.
+        nix::sys::statfs::statfs(&self.mount_point)
+            .map(|_| ())
+            .map_err(|e| format!("{} does not answer: {e}\n", self.mount_point.display()))
+    }
+}
+
+impl metrics_server::Endpoint for DaemonEndpoint {
+    fn metrics(&self) -> String {
+        let cache = self.tree.cache();
+        let stats = cache.stats();
+        let (callers, containers) = cache.sizes();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let extras = ScrapeExtras {
+            caller_hits: load(&stats.caller_hits),
+            caller_misses: load(&stats.caller_misses),
+            snapshot_hits: load(&stats.snapshot_hits),
+            renders: load(&stats.renders),
+            fallbacks: FallbackCause::ALL
+                .iter()
+                .map(|&cause| (cause, self.tree.view().fallbacks().count(cause)))
+                .collect(),
+            containers: containers as u64,
+            callers: callers as u64,
+            open_files: self.tree.open_count() as u64,
+            top_containers: cache.busiest_containers(BUSIEST_CONTAINERS),
+            mount_live: self.mount_state().is_ok(),
+        };
+        self.tree.metrics().render(&extras)
+    }
+
+    fn health(&self) -> Result<String, String> {
+        self.mount_state()
+            .map(|()| format!("live: {}\n", self.mount_point.display()))
+    }
+}
+
 /// How long a stopping daemon waits for its session to end once the mount point is unmounted.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -367,7 +453,12 @@ const SUPERSEDED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Once the mount answers, replaces the dead cgview mounts a previous daemon left in containers, and moves
 /// containers off a taken-over daemon's mounts (twice: a container being created during the first pass
 /// may bind the old mount after its namespace was scanned).
-fn spawn_repair(paths: HostPaths, mount_point: PathBuf, previous_device: Option<String>) {
+fn spawn_repair(
+    paths: HostPaths,
+    mount_point: PathBuf,
+    previous_device: Option<String>,
+    metrics: Arc<Metrics>,
+) {
     let _ = std::thread::Builder::new()
         .name("cgview-repair".into())
         .spawn(move || {
@@ -387,6 +478,11 @@ fn spawn_repair(paths: HostPaths, mount_point: PathBuf, previous_device: Option<
                     crate::repair::repair_all(&paths, &mount_point, previous_device.as_deref());
                 if namespaces + failures > 0 {
                     tracing::info!(namespaces, mounts, failures, "repair of dead mounts done");
+                }
+                let mounts = mounts as u64;
+                match previous_device {
+                    Some(_) => metrics.record_repairs(0, mounts),
+                    None => metrics.record_repairs(mounts, 0),
                 }
             }
         });

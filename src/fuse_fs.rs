@@ -1,6 +1,7 @@
 //! The FUSE adapter: the only module that imports `fuser`. Each handler turns a [`Tree`] result into
 //! exactly one reply.
 
+use crate::metrics::Operation;
 use crate::permissions;
 use crate::tree::{slice_at, Errno as TreeErrno, NameLifetime, Node, NodeKind, Tree};
 use fuser::{
@@ -135,7 +136,12 @@ impl Filesystem for CgviewFs {
                 };
                 reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, Generation(0))
             }
-            Err(e) => reply.error(errno(e)),
+            // A name that does not exist is an answer, not a failure.
+            Err(e) if e.0 == libc::ENOENT => reply.error(errno(e)),
+            Err(e) => {
+                self.tree.metrics().record_error(Operation::Lookup);
+                reply.error(errno(e))
+            }
         }
     }
 
@@ -172,7 +178,10 @@ impl Filesystem for CgviewFs {
                 FileHandle(handle),
                 FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
             ),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => {
+                self.tree.metrics().record_error(Operation::Open);
+                reply.error(errno(e))
+            }
         }
     }
 
@@ -196,7 +205,12 @@ impl Filesystem for CgviewFs {
         };
         match guarded("read", read) {
             Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
-            Err(e) => reply.error(errno(e)),
+            // A refused page-cache fill is counted as such, not as a failure.
+            Err(e) if lock_owner.is_none() && e.0 == libc::EINVAL => reply.error(errno(e)),
+            Err(e) => {
+                self.tree.metrics().record_error(Operation::Read);
+                reply.error(errno(e))
+            }
         }
     }
 
@@ -237,7 +251,10 @@ impl Filesystem for CgviewFs {
     ) {
         let entries = match self.tree.dir_snapshot(fh.0) {
             Ok(entries) => entries,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => {
+                self.tree.metrics().record_error(Operation::Readdir);
+                return reply.error(errno(e));
+            }
         };
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         for (index, entry) in entries.iter().enumerate().skip(skip) {

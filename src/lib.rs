@@ -13,6 +13,8 @@ pub mod daemon;
 pub mod fallback;
 pub mod fuse_fs;
 pub mod host;
+pub mod metrics;
+pub mod metrics_server;
 pub mod model;
 pub mod mount_api;
 pub mod notify;

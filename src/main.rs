@@ -80,6 +80,10 @@ enum Command {
         /// a served file with no work behind it: benchmarks measure the FUSE floor with it.
         #[arg(long)]
         diagnostic_floor: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics and the mount's health at /healthz
+        /// (e.g. 0.0.0.0:9477; port 0 picks a free one, logged at start).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Report every container's cgview mounts (live or dead, i.e. left by a daemon that died) and
     /// optionally replace the dead ones from the live mount at MOUNTPOINT. Exits 1 while any is dead.
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> Result<(), String> {
             threads,
             keep_cgroup_namespace,
             diagnostic_floor,
+            metrics_addr,
         } => {
             let plan = prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
             if !keep_cgroup_namespace && paths.is_live_system() {
@@ -184,7 +189,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| format!("cannot read {}: {e}", meminfo.display()))?;
                 tree = tree.with_floor(content);
             }
-            serve(Arc::new(tree), &mountpoint, threads, plan).map_err(|e| error_chain(&e))
+            serve(Arc::new(tree), &mountpoint, threads, plan, metrics_addr)
+                .map_err(|e| error_chain(&e))
         }
         Command::Health { mountpoint, repair } => health(&paths, &mountpoint, repair),
         Command::DockerArgs { mountpoint } => {

@@ -10,6 +10,7 @@
 //!   container's `/sys` wherever this directory is mounted.
 
 use crate::cache::{CacheSettings, ViewCache};
+use crate::metrics::{MetricFile, Metrics};
 use crate::parse::cpuset::CpuSet;
 use crate::parse::diskstats::DeviceId;
 use crate::served::ServedFile;
@@ -22,6 +23,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub type Inode = u64;
 pub const ROOT_INODE: Inode = 1;
@@ -235,6 +237,7 @@ pub struct Tree {
     open_files: Mutex<HashMap<u64, OpenFile>>,
     open_dirs: Mutex<HashMap<u64, Arc<[DirEntry]>>>,
     next_handle: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Tree {
@@ -263,11 +266,17 @@ impl Tree {
             open_files: Mutex::new(HashMap::new()),
             open_dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            metrics: Arc::default(),
         }
     }
 
     pub fn view(&self) -> &View {
         self.cache.view()
+    }
+
+    /// What the hot path records for `--metrics-addr`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn cache(&self) -> &ViewCache {
@@ -548,7 +557,11 @@ impl Tree {
         if write {
             return Err(Errno(libc::EROFS));
         }
+        let started = self.metrics.enabled().then(Instant::now);
         let content = self.content(&node, caller)?;
+        if let (Some(started), Some(file)) = (started, metric_file(node.kind)) {
+            self.metrics.record_open(file, started.elapsed());
+        }
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.open_files.lock().insert(
             handle,
@@ -649,7 +662,11 @@ impl Tree {
             file.inode
         };
         // Rendered without the lock held: other handles' reads do not wait for this one.
-        let content = self.content(&self.node(inode)?, reader)?;
+        let node = self.node(inode)?;
+        let content = self.content(&node, reader)?;
+        if let Some(file) = metric_file(node.kind) {
+            self.metrics.record_reread(file);
+        }
         if let Some(file) = self.open_files.lock().get_mut(&handle) {
             file.content = content.clone();
         }
@@ -678,6 +695,7 @@ impl Tree {
             .ok_or(Errno(libc::EBADF))?
             .inode;
         if self.node(inode)?.kind.is_per_caller() {
+            self.metrics.record_page_cache_refusal();
             tracing::debug!(
                 inode,
                 ?reader,
@@ -799,6 +817,17 @@ fn cpu_entry_id(name: &str) -> Option<u32> {
 }
 
 /// The part of `snapshot` a read at `offset` of up to `size` bytes returns.
+/// The `file` label a node's opens are counted under; none for directories and symlinks.
+fn metric_file(kind: NodeKind) -> Option<MetricFile> {
+    match kind {
+        NodeKind::File(served) => Some(MetricFile::Served(served)),
+        NodeKind::BlockStat => Some(MetricFile::BlockStat),
+        NodeKind::HostFile => Some(MetricFile::HostFile),
+        NodeKind::Floor => Some(MetricFile::Floor),
+        NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => None,
+    }
+}
+
 pub fn slice_at(snapshot: &[u8], offset: u64, size: u32) -> &[u8] {
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)

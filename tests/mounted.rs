@@ -722,3 +722,61 @@ fn docker_args_bind_a_container_to_its_own_view() {
         .unwrap();
     assert!(!probe.success());
 }
+
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `--metrics-addr`: reads by file, latency histograms, the busiest containers by cgroup, and /healthz,
+/// scraped over TCP from the running daemon.
+#[test]
+fn metrics_count_reads_by_file_and_name_the_busiest_container() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &["--metrics-addr", "127.0.0.1:0"]);
+    let address = {
+        let log = daemon.log_text();
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving /metrics and /healthz"))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+            .to_owned();
+        line.split("address=").nth(1).unwrap().trim().to_owned()
+    };
+    let cgroup = TestCgroup::new("metrics-reader", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(300 * MIB).to_string());
+    cgroup.run(&format!(
+        "for i in 1 2 3 4 5 6 7; do cat {} > /dev/null; done",
+        daemon.path("proc/meminfo").display()
+    ));
+    let response = http_get(&address, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let value = |prefix: &str| -> f64 {
+        response
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{response}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(value("cgview_opens_total{file=\"proc/meminfo\"}") >= 7.0);
+    assert!(value("cgview_open_duration_seconds_count{file=\"proc/meminfo\"}") >= 7.0);
+    assert!(
+        value(&format!(
+            "cgview_container_requests_total{{cgroup=\"/{}\"}}",
+            cgroup.relative
+        )) >= 7.0
+    );
+    assert!(value("cgview_containers") >= 1.0);
+    assert_eq!(value("cgview_mount_live"), 1.0);
+    let health = http_get(&address, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
+    assert!(health.contains("live"));
+}
