@@ -91,7 +91,7 @@ impl FallbackLog {
         let count = self.count(cause);
         match cause {
             // Processes exit all the time; this is routine, not a problem.
-            FallbackCause::CallerGone | FallbackCause::CgroupVanished => tracing::info!(
+            FallbackCause::CallerGone | FallbackCause::CgroupVanished => tracing::debug!(
                 file = file.tree_path(),
                 cause = cause.name(),
                 total = count,

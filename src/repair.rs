@@ -226,7 +226,8 @@ pub fn repair_all(
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(
+                // The container keeps failing reads: a user-visible failure.
+                tracing::error!(
                     pid = namespace.pid,
                     namespace = %namespace.namespace,
                     cgroup = %cgroup,

@@ -11,9 +11,27 @@ import yaml
 VERSIONS = ["1.33.0", "1.37.0"]
 
 
-def render():
-    out = subprocess.run(["kubectl", "kustomize", "daemonset/"], check=True, capture_output=True, text=True)
+def render(directory="daemonset/"):
+    out = subprocess.run(["kubectl", "kustomize", directory], check=True, capture_output=True, text=True)
     return out.stdout, [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def check_podmonitor_component(pod_labels):
+    """The optional PodMonitor component, applied in an overlay, selects the daemon's pods and port."""
+    import os
+    overlay = tempfile.mkdtemp()
+    # kustomize takes only relative paths to bases and components.
+    here = os.path.relpath(os.path.abspath("daemonset"), overlay)
+    with open(os.path.join(overlay, "kustomization.yaml"), "w") as f:
+        f.write(f"resources:\n  - {here}\ncomponents:\n  - {here}/components/podmonitor\n")
+    _, docs = render(overlay)
+    monitors = [d for d in docs if d["kind"] == "PodMonitor"]
+    check(len(monitors) == 1, "the podmonitor component adds no PodMonitor")
+    monitor = monitors[0]
+    check(monitor["metadata"]["namespace"] == "cgview", "PodMonitor not in the cgview namespace")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    check(all(pod_labels.get(k) == v for k, v in selector.items()), "PodMonitor selects no daemon pod")
+    check(monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics", "PodMonitor port is not 'metrics'")
 
 
 def validate(text, version):
@@ -79,6 +97,16 @@ def main():
     check(volumes["fuse"] == {"path": "/dev/fuse", "type": "CharDevice"}, "/dev/fuse must be a CharDevice")
     check(set(volumes) == {"cgview-root", "cgroup", "fuse"}, f"unexpected host paths {sorted(volumes)}")
     check(pod.get("terminationGracePeriodSeconds", 30) >= 10, "too short a grace period to unmount")
+    args = container["args"]
+    check(args[:2] == ["mount", "/var/lib/cgview"], f"args {args}")
+    check("--metrics-addr" in args, "metrics are not served")
+    port = args[args.index("--metrics-addr") + 1].rsplit(":", 1)[1]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    check(ports.get("metrics") == int(port), f"the metrics port {port} is not exposed as 'metrics': {ports}")
+    annotations = ds["spec"]["template"]["metadata"]["annotations"]
+    check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == port,
+          f"scrape annotations {annotations}")
+    check_podmonitor_component(labels)
     print(f"manifests: ok ({len(docs)} objects, validated against {', '.join(VERSIONS)})")
 
 
