@@ -496,3 +496,92 @@ fn upgrade_between_pods_sharing_the_host_path() {
         .unwrap()
         .contains("MemTotal"));
 }
+
+/// kubelet's side of a deployment: a pod whose mount namespace receives the host path with slave
+/// propagation (`HostToContainer`), set up *before* the daemon mounts. The daemon, in a mount namespace
+/// of its own, mounts on the shared host path; the mount propagates into the pod, whose processes read
+/// their own limits through it; and after a take-over the pod sees the successor's mount.
+#[test]
+fn pod_with_host_to_container_propagation_sees_the_daemons_mount() {
+    require_root_and_fuse();
+    let host = SharedHostPath::new();
+    let logs = tempfile::tempdir().unwrap();
+    let pod_view = logs.path().join("pod-view");
+    fs::create_dir_all(&pod_view).unwrap();
+    let cgroup = TestCgroup::new("k8s-pod", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(320 * MIB).to_string());
+    // The pod: its own mount namespace, everything a slave of the host's, the host path bound in with
+    // rslave; it waits for the daemon's files to appear, then reports what it reads, twice.
+    let report = logs.path().join("report");
+    let script = format!(
+        "mount --make-rslave / && mount --rbind {host} {view} && mount --make-rslave {view} && \
+         touch {ready} && \
+         for i in $(seq 200); do [ -e {view}/proc/meminfo ] && break; sleep 0.05; done; \
+         head -n 1 {view}/proc/meminfo > {report}.1; \
+         while [ ! -e {go} ]; do sleep 0.05; done; \
+         head -n 1 {view}/proc/meminfo > {report}.2; grep ' {view} ' /proc/self/mountinfo > {report}.mounts",
+        host = host.path.display(),
+        view = pod_view.display(),
+        ready = logs.path().join("pod-ready").display(),
+        go = logs.path().join("go").display(),
+        report = report.display(),
+    );
+    let pod = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{}; exec unshare --mount --propagation unchanged sh -c '{}'",
+            cgroup.enter_script(),
+            script.replace('\'', "'\\''")
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(logs.path().join("pod.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut pod = KillOnDrop(pod);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs.path().join("pod-ready").exists() {
+        assert!(Instant::now() < deadline, "the pod never set up its view");
+        sleep(Duration::from_millis(20));
+    }
+
+    let old_log = logs.path().join("old.log");
+    let mut old_pod = start_pod_daemon(&host.path, &old_log);
+    wait_for_log(&old_log, "serving");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !report.with_extension("1").exists() {
+        assert!(Instant::now() < deadline, "the pod never read");
+        sleep(Duration::from_millis(20));
+    }
+    let first = fs::read_to_string(report.with_extension("1")).unwrap();
+    assert_eq!(
+        first.split_whitespace().collect::<Vec<_>>(),
+        ["MemTotal:", "327680", "kB"],
+        "the pod did not get the daemon's mount, or not its own view"
+    );
+
+    let new_log = logs.path().join("new.log");
+    let _new_pod = start_pod_daemon(&host.path, &new_log);
+    wait_for_log(&new_log, "took over from the running cgview");
+    assert!(stop_process(&mut old_pod.0, "TERM").success());
+    fs::write(logs.path().join("go"), "").unwrap();
+    let status = pod.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        fs::read_to_string(logs.path().join("pod.err")).unwrap_or_default()
+    );
+    let second = fs::read_to_string(report.with_extension("2")).unwrap();
+    assert!(
+        second.starts_with("MemTotal:") && second.contains("327680"),
+        "{second}"
+    );
+    let mounts = fs::read_to_string(report.with_extension("mounts")).unwrap();
+    let new_device = cgview_devices_at(&host.path);
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" - fuse.cgview ") && l.contains(&format!(" {} ", new_device[0]))),
+        "the pod does not see the successor's mount ({new_device:?}):\n{mounts}"
+    );
+}
