@@ -6,6 +6,7 @@
 mod host_fixture;
 
 use cgview::cache::CacheSettings;
+use cgview::permissions::Credentials;
 use cgview::tree::Tree;
 use criterion::{criterion_group, criterion_main, Criterion};
 use host_fixture::*;
@@ -21,7 +22,9 @@ fn fixture_host() -> HostFixture {
 }
 
 fn cycle(tree: &Tree, inode: u64) -> usize {
-    let handle = tree.open(inode, Some(600), false).unwrap();
+    let handle = tree
+        .open(inode, Some(600), false, Credentials::ROOT)
+        .unwrap();
     let len = tree.read(handle, 0, Some(600)).unwrap().len();
     tree.release(handle);
     len

@@ -2,7 +2,7 @@
 //! exactly one reply.
 
 use crate::metrics::Operation;
-use crate::permissions;
+use crate::permissions::Credentials;
 use crate::tree::{slice_at, Errno as TreeErrno, NameLifetime, Node, NodeKind, Tree};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -103,9 +103,12 @@ fn guarded<T>(what: &str, body: impl FnOnce() -> Result<T, TreeErrno>) -> Result
     })
 }
 
-/// Whether the request's sender may do `mask` on `node`.
-fn allowed(req: &Request, node: &Node, mask: u32) -> bool {
-    permissions::permits(node.mode, req.uid(), req.gid(), mask)
+/// Who sent the request, for the tree's permission checks.
+fn credentials(req: &Request) -> Credentials {
+    Credentials {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
 }
 
 /// The caller's thread id as the daemon's pid namespace sees it; 0 means the caller is outside it.
@@ -115,16 +118,10 @@ fn caller(req: &Request) -> Option<u32> {
 
 impl Filesystem for CgviewFs {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.tree.node(parent.0) {
-            Ok(dir) if !allowed(req, &dir, permissions::EXECUTE) => {
-                return reply.error(Errno::EACCES)
-            }
-            Ok(_) => {}
-            Err(e) => return reply.error(errno(e)),
-        }
         let caller = caller(req);
         match guarded("lookup", || {
-            self.tree.lookup(parent.0, name.as_bytes(), caller)
+            self.tree
+                .lookup(parent.0, name.as_bytes(), caller, credentials(req))
         }) {
             Ok((node, lifetime)) => {
                 let (attr, attr_ttl) = self.attr(&node, caller);
@@ -164,15 +161,10 @@ impl Filesystem for CgviewFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        match self.tree.node(ino.0) {
-            Ok(node) if !write && !allowed(req, &node, permissions::READ) => {
-                return reply.error(Errno::EACCES)
-            }
-            Ok(_) => {}
-            Err(e) => return reply.error(errno(e)),
-        }
         let caller = caller(req);
-        let opened = guarded("open", || self.tree.open(ino.0, caller, write));
+        let opened = guarded("open", || {
+            self.tree.open(ino.0, caller, write, credentials(req))
+        });
         match opened {
             Ok(handle) => reply.opened(
                 FileHandle(handle),
@@ -229,13 +221,10 @@ impl Filesystem for CgviewFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.tree.node(ino.0) {
-            Ok(dir) if !allowed(req, &dir, permissions::READ) => return reply.error(Errno::EACCES),
-            Ok(_) => {}
-            Err(e) => return reply.error(errno(e)),
-        }
         let caller = caller(req);
-        match guarded("opendir", || self.tree.open_dir(ino.0, caller)) {
+        match guarded("opendir", || {
+            self.tree.open_dir(ino.0, caller, credentials(req))
+        }) {
             Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
         }
@@ -286,7 +275,7 @@ impl Filesystem for CgviewFs {
     /// `access(2)`, and the kernel's check before `chdir`.
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         match self.tree.node(ino.0) {
-            Ok(node) if allowed(req, &node, mask.bits() as u32) => reply.ok(),
+            Ok(node) if credentials(req).permit(node.mode, mask.bits() as u32) => reply.ok(),
             Ok(_) => reply.error(Errno::EACCES),
             Err(e) => reply.error(errno(e)),
         }

@@ -4,6 +4,7 @@ use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve};
 use cgview::host::layout::{CgroupLayout, Controller};
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
+use cgview::permissions::Credentials;
 use cgview::served::ServedFile;
 use cgview::tree::{Errno as TreeErrno, NodeKind, Tree};
 use cgview::view::{error_chain, Source, View, ViewOptions};
@@ -317,7 +318,9 @@ fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
             Ok(rendered.bytes)
         }
         NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
-            let handle = tree.open(node.inode, Some(pid), false).map_err(failed)?;
+            let handle = tree
+                .open(node.inode, Some(pid), false, Credentials::ROOT)
+                .map_err(failed)?;
             let snapshot = tree.read(handle, 0, Some(pid)).map_err(failed)?;
             tree.release(handle);
             Ok(snapshot.to_vec())

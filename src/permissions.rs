@@ -8,6 +8,22 @@
 //! the owner for the kernel's own check either. A FUSE request carries the caller's uid and primary gid
 //! only, so a supplementary group 0 does not count (no served file gives group 0 more than others).
 
+/// Who is asking: the uid and primary gid a FUSE request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Credentials {
+    pub const ROOT: Credentials = Credentials { uid: 0, gid: 0 };
+
+    /// Whether these credentials may do everything in `mask` on a node with permission bits `mode`.
+    pub fn permit(self, mode: u16, mask: u32) -> bool {
+        permits(mode, self.uid, self.gid, mask)
+    }
+}
+
 /// `access(2)`-style mask bits.
 pub const READ: u32 = libc::R_OK as u32;
 pub const WRITE: u32 = libc::W_OK as u32;

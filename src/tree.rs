@@ -13,6 +13,7 @@ use crate::cache::{CacheSettings, ViewCache};
 use crate::metrics::{MetricFile, Metrics};
 use crate::parse::cpuset::CpuSet;
 use crate::parse::diskstats::DeviceId;
+use crate::permissions::{self, Credentials};
 use crate::served::ServedFile;
 use crate::view::View;
 use parking_lot::Mutex;
@@ -375,10 +376,14 @@ impl Tree {
         parent: Inode,
         name: &[u8],
         caller: Option<u32>,
+        credentials: Credentials,
     ) -> Result<(Node, NameLifetime), Errno> {
         let parent_node = self.node(parent)?;
         if !parent_node.kind.is_directory() {
             return Err(Errno(libc::ENOTDIR));
+        }
+        if !credentials.permit(parent_node.mode, permissions::EXECUTE) {
+            return Err(Errno(libc::EACCES));
         }
         if let Some(node) = NODES
             .iter()
@@ -435,7 +440,11 @@ impl Tree {
 
     /// The entries of a directory for `caller`, `.` and `..` first.
     pub fn list(&self, inode: Inode, caller: Option<u32>) -> Result<Vec<DirEntry>, Errno> {
-        let node = self.node(inode)?;
+        self.list_node(self.node(inode)?, caller)
+    }
+
+    fn list_node(&self, node: Node, caller: Option<u32>) -> Result<Vec<DirEntry>, Errno> {
+        let inode = node.inode;
         if !node.kind.is_directory() {
             return Err(Errno(libc::ENOTDIR));
         }
@@ -549,13 +558,22 @@ impl Tree {
     }
 
     /// Opens a file for a caller: renders it now and keeps the snapshot until [`Tree::release`].
-    pub fn open(&self, inode: Inode, caller: Option<u32>, write: bool) -> Result<u64, Errno> {
+    pub fn open(
+        &self,
+        inode: Inode,
+        caller: Option<u32>,
+        write: bool,
+        credentials: Credentials,
+    ) -> Result<u64, Errno> {
         let node = self.node(inode)?;
         if node.kind.is_directory() {
             return Err(Errno(libc::EISDIR));
         }
         if write {
             return Err(Errno(libc::EROFS));
+        }
+        if !credentials.permit(node.mode, permissions::READ) {
+            return Err(Errno(libc::EACCES));
         }
         let started = self.metrics.enabled().then(Instant::now);
         let content = self.content(&node, caller)?;
@@ -712,8 +730,17 @@ impl Tree {
 
     /// Opens a directory: its listing for this caller is fixed now, so a listing read in several
     /// `readdir` calls is consistent.
-    pub fn open_dir(&self, inode: Inode, caller: Option<u32>) -> Result<u64, Errno> {
-        let entries = self.list(inode, caller)?;
+    pub fn open_dir(
+        &self,
+        inode: Inode,
+        caller: Option<u32>,
+        credentials: Credentials,
+    ) -> Result<u64, Errno> {
+        let node = self.node(inode)?;
+        if !credentials.permit(node.mode, permissions::READ) {
+            return Err(Errno(libc::EACCES));
+        }
+        let entries = self.list_node(node, caller)?;
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.open_dirs.lock().insert(handle, entries.into());
         Ok(handle)
@@ -741,7 +768,9 @@ impl Tree {
     pub fn walk(&self, path: &str, caller: Option<u32>) -> Result<Node, Errno> {
         let mut node = self.node(ROOT_INODE)?;
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
-            node = self.lookup(node.inode, part.as_bytes(), caller)?.0;
+            node = self
+                .lookup(node.inode, part.as_bytes(), caller, Credentials::ROOT)?
+                .0;
         }
         Ok(node)
     }

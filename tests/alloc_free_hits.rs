@@ -5,6 +5,7 @@
 mod host_fixture;
 
 use cgview::cache::CacheSettings;
+use cgview::permissions::Credentials;
 use cgview::served::ServedFile;
 use cgview::tree::Tree;
 use host_fixture::*;
@@ -70,7 +71,9 @@ fn allocations_in(body: impl FnOnce()) -> usize {
 
 /// One open + read-to-EOF (in two pieces) + release, as the FUSE adapter drives the tree.
 fn cycle(tree: &Tree, inode: u64, caller: u32) -> usize {
-    let handle = tree.open(inode, Some(caller), false).unwrap();
+    let handle = tree
+        .open(inode, Some(caller), false, Credentials::ROOT)
+        .unwrap();
     let first = tree.read(handle, 0, Some(caller)).unwrap();
     let middle = tree
         .read(handle, (first.len() / 2) as u64, Some(caller))

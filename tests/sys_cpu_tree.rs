@@ -2,6 +2,7 @@
 
 mod host_fixture;
 
+use cgview::permissions::Credentials;
 use cgview::served::ServedFile;
 use cgview::tree::{NameLifetime, NodeKind, Tree};
 use host_fixture::*;
@@ -34,7 +35,9 @@ fn names(tree: &Tree, path: &str, caller: u32) -> Vec<String> {
 
 fn read(tree: &Tree, path: &str, caller: u32) -> String {
     let node = tree.walk(path, Some(caller)).unwrap();
-    let handle = tree.open(node.inode, Some(caller), false).unwrap();
+    let handle = tree
+        .open(node.inode, Some(caller), false, Credentials::ROOT)
+        .unwrap();
     let bytes = tree.read(handle, 0, Some(caller)).unwrap().to_vec();
     tree.release(handle);
     String::from_utf8(bytes).unwrap()
@@ -73,7 +76,7 @@ fn hidden_cpus_do_not_resolve_and_visible_ones_must_be_asked_again() {
     let (_host, tree) = tree();
     let cpu_dir = tree.walk(CPU_DIR, Some(600)).unwrap();
     assert_eq!(
-        tree.lookup(cpu_dir.inode, b"cpu2", Some(600))
+        tree.lookup(cpu_dir.inode, b"cpu2", Some(600), Credentials::ROOT)
             .unwrap_err()
             .0,
         libc::ENOENT
@@ -81,14 +84,20 @@ fn hidden_cpus_do_not_resolve_and_visible_ones_must_be_asked_again() {
     assert!(tree
         .walk(&format!("{CPU_DIR}/cpu0/topology/core_id"), Some(600))
         .is_err());
-    let (node, lifetime) = tree.lookup(cpu_dir.inode, b"cpu2", Some(601)).unwrap();
+    let (node, lifetime) = tree
+        .lookup(cpu_dir.inode, b"cpu2", Some(601), Credentials::ROOT)
+        .unwrap();
     assert_eq!(node.kind, NodeKind::HostDirectory);
     // The kernel caches names for everyone; a per-caller name must not be cached.
     assert_eq!(lifetime, NameLifetime::PerCaller);
-    let (_, lifetime) = tree.lookup(cpu_dir.inode, b"cpufreq", Some(600)).unwrap();
+    let (_, lifetime) = tree
+        .lookup(cpu_dir.inode, b"cpufreq", Some(600), Credentials::ROOT)
+        .unwrap();
     assert_eq!(lifetime, NameLifetime::Stable);
     for bad in [&b"cpu9"[..], b"..", b"nope"] {
-        assert!(tree.lookup(cpu_dir.inode, bad, Some(601)).is_err());
+        assert!(tree
+            .lookup(cpu_dir.inode, bad, Some(601), Credentials::ROOT)
+            .is_err());
     }
 }
 
@@ -142,7 +151,9 @@ fn modes_drop_write_bits_and_keep_root_only_files_root_only() {
         .walk(&format!("{CPU_DIR}/cpu1/tunable"), Some(600))
         .unwrap();
     assert_eq!(
-        tree.open(tunable.inode, Some(600), true).unwrap_err().0,
+        tree.open(tunable.inode, Some(600), true, Credentials::ROOT)
+            .unwrap_err()
+            .0,
         libc::EROFS
     );
     assert_eq!(tree.walk("proc/slabinfo", None).unwrap().mode, 0o400);
