@@ -206,23 +206,18 @@ pub fn repair_all(
             Ok(count) => {
                 repaired_namespaces += 1;
                 replaced += count;
-                if dead > 0 {
-                    tracing::info!(
-                        pid = namespace.pid,
-                        namespace = %namespace.namespace,
-                        cgroup = %cgroup,
-                        mounts = count,
-                        "repaired a container's dead cgview mounts"
-                    );
+                let what = if dead > 0 {
+                    "repaired a container's dead cgview mounts"
                 } else {
-                    tracing::info!(
-                        pid = namespace.pid,
-                        namespace = %namespace.namespace,
-                        cgroup = %cgroup,
-                        mounts = count,
-                        "moved a container's cgview mounts to this daemon"
-                    );
-                }
+                    "moved a container's cgview mounts to this daemon"
+                };
+                tracing::info!(
+                    pid = namespace.pid,
+                    namespace = %namespace.namespace,
+                    cgroup = %cgroup,
+                    mounts = count,
+                    "{what}"
+                );
             }
             Err(e) => {
                 failures += 1;

@@ -260,24 +260,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Waits for `child` to exit within 10 s of `signal`; returns its status.
-fn stop_process(child: &mut Child, signal: &str) -> std::process::ExitStatus {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("did not exit within 10 s of SIG{signal}");
-        }
-        sleep(Duration::from_millis(20));
-    }
-}
-
 /// The cgview mounts at `path` in this (the host's) mount namespace, by device.
 fn cgview_devices_at(path: &Path) -> Vec<String> {
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
@@ -331,7 +313,8 @@ fn upgrade_moves_every_container_without_a_failed_read() {
 
     // The previous daemon, stopped now, leaves the mount point (no longer its own) alone and exits;
     // every container keeps reading from the new one.
-    let status = stop_process(&mut previous.0, "TERM");
+    let status = stop_process(&mut previous.0, "TERM")
+        .expect("the old daemon did not exit within 10 s of SIGTERM");
     assert!(status.success(), "{status}\n{}", daemon.log_text());
     let new_devices = cgview_devices_at(&daemon.mount_point);
     assert_eq!(new_devices.len(), 1, "{new_devices:?}");
@@ -478,7 +461,7 @@ fn upgrade_between_pods_sharing_the_host_path() {
         "the host still sees the old pod's mount"
     );
 
-    let status = stop_process(&mut old_pod.0, "TERM");
+    let status = stop_process(&mut old_pod.0, "TERM").expect("the old pod did not stop");
     assert!(status.success(), "{status}");
     assert_eq!(
         cgview_devices_at(&host.path),
@@ -563,7 +546,9 @@ fn pod_with_host_to_container_propagation_sees_the_daemons_mount() {
     let new_log = logs.path().join("new.log");
     let _new_pod = start_pod_daemon(&host.path, &new_log);
     wait_for_log(&new_log, "took over from the running cgview");
-    assert!(stop_process(&mut old_pod.0, "TERM").success());
+    assert!(stop_process(&mut old_pod.0, "TERM")
+        .expect("the old pod did not stop")
+        .success());
     fs::write(logs.path().join("go"), "").unwrap();
     let status = pod.0.wait().unwrap();
     assert!(

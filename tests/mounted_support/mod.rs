@@ -241,23 +241,12 @@ impl Daemon {
     /// Sends `signal` and waits for the daemon to exit; returns its exit status.
     pub fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("daemon already stopped");
-        let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "cgview did not exit within 10 s of SIG{signal}:\n{}",
-                    self.log_text()
-                );
-            }
-            sleep(Duration::from_millis(20));
-        }
+        stop_process(&mut child, signal).unwrap_or_else(|| {
+            panic!(
+                "cgview did not exit within 10 s of SIG{signal}:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     /// Takes the child without stopping it, for tests that kill it themselves.
@@ -265,20 +254,24 @@ impl Daemon {
         self.child.take().unwrap()
     }
 
-    /// Starts a second `cgview mount` on the same mount point while this one runs (an upgrade) and waits
-    /// until it has taken over; returns the previous daemon's process, still running.
-    pub fn start_successor(&mut self) -> Child {
-        let previous = self.child.take().expect("no daemon runs");
+    /// `cgview mount` on this mount point, logging to the same file.
+    fn spawn_again(&self) -> Child {
         let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
-        let child = Command::new(BIN)
+        Command::new(BIN)
             .arg("mount")
             .arg(&self.mount_point)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .unwrap()
+    }
+
+    /// Starts a second `cgview mount` on the same mount point while this one runs (an upgrade) and waits
+    /// until it has taken over; returns the previous daemon's process, still running.
+    pub fn start_successor(&mut self) -> Child {
+        let previous = self.child.take().expect("no daemon runs");
+        self.child = Some(self.spawn_again());
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self
             .log_text()
@@ -302,16 +295,7 @@ impl Daemon {
     /// (its log goes to the same file); returns when it serves.
     pub fn respawn(&mut self) {
         assert!(self.child.is_none(), "the previous daemon still runs");
-        let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
-        let child = Command::new(BIN)
-            .arg("mount")
-            .arg(&self.mount_point)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.child = Some(self.spawn_again());
         self.wait_ready();
     }
 }
@@ -335,6 +319,26 @@ impl Drop for Daemon {
                 .arg(&self.mount_point)
                 .status();
         }
+    }
+}
+
+/// Sends `signal` to `child` and waits up to 10 s for it to exit (killing it after that): its status,
+/// or `None` if it had to be killed.
+pub fn stop_process(child: &mut Child, signal: &str) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        sleep(Duration::from_millis(20));
     }
 }
 
