@@ -214,6 +214,12 @@ pub fn serve(
     signals.add(Signal::SIGUSR1);
     signals.thread_block().map_err(MountError::Signals)?;
 
+    // Bound before mounting: a taken port must not leave a mount behind.
+    let metrics_listener = metrics_address
+        .map(metrics_server::Listener::bind)
+        .transpose()
+        .map_err(MountError::Metrics)?;
+
     let mount_failed = |source: io::Error| MountError::Mount {
         path: mount_point.to_owned(),
         source,
@@ -274,6 +280,18 @@ pub fn serve(
             result
         })
         .map_err(mount_failed)?;
+    if let Some(listener) = metrics_listener {
+        tree.metrics().enable();
+        let bound = listener.local_addr().map_err(MountError::Metrics)?;
+        let endpoint = DaemonEndpoint {
+            tree: tree.clone(),
+            mount_point: mount_point.to_owned(),
+            own_device: own_device.clone(),
+            paths: tree_paths.clone(),
+        };
+        listener.serve(endpoint).map_err(MountError::Metrics)?;
+        tracing::info!(address = %bound, "serving /metrics and /healthz");
+    }
     tracing::info!(mount_point = %mount_point.display(), threads, device = %own_device, "serving");
     if let Err(e) = crate::notify::notify("READY=1") {
         tracing::warn!("cannot tell the service manager this daemon is ready: {e}");
@@ -284,17 +302,6 @@ pub fn serve(
         previous_device,
         tree.metrics().clone(),
     );
-    if let Some(address) = metrics_address {
-        tree.metrics().enable();
-        let endpoint = DaemonEndpoint {
-            tree: tree.clone(),
-            mount_point: mount_point.to_owned(),
-            own_device: own_device.clone(),
-            paths: tree_paths.clone(),
-        };
-        let bound = metrics_server::spawn(address, endpoint).map_err(MountError::Metrics)?;
-        tracing::info!(address = %bound, "serving /metrics and /healthz");
-    }
 
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;

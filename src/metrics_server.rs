@@ -18,25 +18,45 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head read (request line and headers).
 const MAX_HEAD: usize = 8 * 1024;
 
-/// Binds `address` and serves `endpoint` on a background thread; returns the bound address (port 0
-/// picks a free one).
-pub fn spawn(address: SocketAddr, endpoint: impl Endpoint) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(address)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("cgview-metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        if let Err(e) = answer(stream, &endpoint) {
-                            tracing::debug!("metrics request: {e}");
+/// A bound listener not yet serving: binding first lets a daemon fail on a taken port before it mounts.
+pub struct Listener(TcpListener);
+
+impl Listener {
+    /// Binds `address` (port 0 picks a free one).
+    pub fn bind(address: SocketAddr) -> io::Result<Listener> {
+        TcpListener::bind(address).map(Listener)
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// Serves `endpoint` on a background thread.
+    pub fn serve(self, endpoint: impl Endpoint) -> io::Result<()> {
+        let listener = self.0;
+        std::thread::Builder::new()
+            .name("cgview-metrics".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => {
+                            if let Err(e) = answer(stream, &endpoint) {
+                                tracing::debug!("metrics request: {e}");
+                            }
                         }
+                        Err(e) => tracing::debug!("metrics accept: {e}"),
                     }
-                    Err(e) => tracing::debug!("metrics accept: {e}"),
                 }
-            }
-        })?;
+            })?;
+        Ok(())
+    }
+}
+
+/// Binds `address` and serves `endpoint` on a background thread; returns the bound address.
+pub fn spawn(address: SocketAddr, endpoint: impl Endpoint) -> io::Result<SocketAddr> {
+    let listener = Listener::bind(address)?;
+    let bound = listener.local_addr()?;
+    listener.serve(endpoint)?;
     Ok(bound)
 }
 

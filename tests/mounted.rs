@@ -738,14 +738,21 @@ fn http_get(address: &str, path: &str) -> String {
 fn metrics_count_reads_by_file_and_name_the_busiest_container() {
     require_root_and_fuse();
     let daemon = Daemon::start(&[], &["--metrics-addr", "127.0.0.1:0"]);
-    let address = {
+    // Logged before the mount is announced as serving; the mount may answer a moment earlier.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let address = loop {
         let log = daemon.log_text();
-        let line = log
+        if let Some(line) = log
             .lines()
             .find(|l| l.contains("serving /metrics and /healthz"))
-            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
-            .to_owned();
-        line.split("address=").nth(1).unwrap().trim().to_owned()
+        {
+            break line.split("address=").nth(1).unwrap().trim().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics address in the log:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let cgroup = TestCgroup::new("metrics-reader", &["memory"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(300 * MIB).to_string());
