@@ -26,6 +26,9 @@ pub struct CgviewBind {
     /// The FUSE connection's device (`major:minor`): which daemon serves it.
     pub device: String,
     pub live: bool,
+    /// Its device is mounted at another mount point in the scanning daemon's namespace: it belongs to
+    /// whichever daemon serves (or will serve) that mount point, which repairs it itself.
+    pub claimed: bool,
 }
 
 /// The cgview mounts among `mounts`. One on `live_device` (the running daemon's) is live; any other is
@@ -50,6 +53,7 @@ pub fn cgview_binds(
                 .to_owned(),
             target: m.mount_point.clone(),
             device: m.device.clone(),
+            claimed: false,
             live: live_device == Some(m.device.as_str()) || answers(m),
         })
         .collect()

@@ -271,7 +271,7 @@ fn health(paths: &HostPaths, mount_point: &std::path::Path, repair: bool) -> Res
             "{:<18} {:>8} {:>5} {:>5}  {:<40} {}",
             namespace.namespace,
             namespace.pid,
-            namespace.binds.len() - dead.len(),
+            namespace.binds.iter().filter(|b| b.live).count(),
             dead.len(),
             cgview::repair::container_hint(paths, namespace.pid),
             dead.join(" ")

@@ -11,7 +11,7 @@
 //! beneath the old mount and detaches the old one ([`crate::mount_api::replace`]), so a reader in the
 //! container finds the old mount or the new one at every moment.
 
-use crate::bind_mounts::{cgview_binds, live_device, CgviewBind};
+use crate::bind_mounts::{cgview_binds, is_cgview_mount, live_device, CgviewBind};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
 use crate::mount_api::{open_tree_clone, replace};
@@ -34,19 +34,22 @@ pub struct NamespaceMounts {
 }
 
 impl NamespaceMounts {
+    /// The dead mounts this mount point's daemon is to repair (not those another mount point claims).
     pub fn dead(&self) -> impl Iterator<Item = &CgviewBind> {
-        self.binds.iter().filter(|b| !b.live)
+        self.binds.iter().filter(|b| !b.live && !b.claimed)
     }
 
-    /// The mounts to move to the running daemon: the dead ones, and those of the daemon it took over from
-    /// (`previous_device`), which still answer but are about to go away.
+    /// The mounts to move to the running daemon: the dead ones no other mount point claims, and those of
+    /// the daemon it took over from (`previous_device`), which still answer but are about to go away.
     pub fn to_replace<'a>(
         &'a self,
         previous_device: Option<&'a str>,
     ) -> impl Iterator<Item = &'a CgviewBind> + 'a {
-        self.binds
-            .iter()
-            .filter(move |b| !b.live || previous_device == Some(b.device.as_str()))
+        self.dead().chain(
+            self.binds
+                .iter()
+                .filter(move |b| b.live && previous_device == Some(b.device.as_str())),
+        )
     }
 }
 
@@ -63,6 +66,15 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
         .filter(|_| serving)
         .map(str::to_owned);
     let own_namespace = namespace_of(paths, "self");
+    // A connection still mounted at another mount point here (a crashed daemon's mount point, dead until
+    // its next daemon starts there) is that daemon's to repair: two instances never take each other's
+    // containers. The daemon detaches the dead mount at its own mount point before scanning, so its own
+    // predecessor's connection is not claimed.
+    let claimed: HashSet<String> = own_mounts
+        .iter()
+        .filter(|m| is_cgview_mount(m) && m.mount_point != canonical)
+        .map(|m| m.device.clone())
+        .collect();
 
     let mut seen = HashSet::new();
     let mut found = Vec::new();
@@ -88,9 +100,12 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
         };
         let skip = (Some(&namespace) == own_namespace.as_ref()).then_some(canonical.as_str());
         let root = paths.pid_file(pid, "root");
-        let binds = cgview_binds(&mounts, live.as_deref(), skip, |mount| {
+        let mut binds = cgview_binds(&mounts, live.as_deref(), skip, |mount| {
             answers(&root, &mount.mount_point)
         });
+        for bind in &mut binds {
+            bind.claimed = claimed.contains(&bind.device);
+        }
         if !binds.is_empty() {
             found.push(NamespaceMounts {
                 pid,
@@ -268,4 +283,44 @@ pub fn replace_in_namespace(
         replaced += 1;
     }
     Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(target: &str, device: &str, live: bool, claimed: bool) -> CgviewBind {
+        CgviewBind {
+            root: target.to_owned(),
+            target: target.to_owned(),
+            device: device.to_owned(),
+            live,
+            claimed,
+        }
+    }
+
+    #[test]
+    fn replaces_unclaimed_dead_mounts_and_the_previous_daemons_live_ones() {
+        let namespace = NamespaceMounts {
+            pid: 42,
+            namespace: "mnt:[1]".to_owned(),
+            binds: vec![
+                bind("/proc/meminfo", "0:50", false, false),
+                bind("/proc/cpuinfo", "0:51", false, true),
+                bind("/proc/stat", "0:52", true, false),
+                bind("/proc/uptime", "0:53", true, false),
+            ],
+        };
+        let targets = |previous| -> Vec<&str> {
+            namespace
+                .to_replace(previous)
+                .map(|b| b.target.as_str())
+                .collect()
+        };
+        // A dead mount another mount point claims is left to that mount point's daemon.
+        assert_eq!(targets(None), ["/proc/meminfo"]);
+        // A take-over also moves the previous daemon's live mounts, and no other daemon's.
+        assert_eq!(targets(Some("0:52")), ["/proc/meminfo", "/proc/stat"]);
+        assert_eq!(namespace.dead().count(), 1);
+    }
 }
