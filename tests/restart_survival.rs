@@ -500,7 +500,7 @@ fn pod_with_host_to_container_propagation_sees_the_daemons_mount() {
         "mount --make-rslave / && mount --rbind {host} {view} && mount --make-rslave {view} && \
          touch {ready} && \
          for i in $(seq 200); do [ -e {view}/proc/meminfo ] && break; sleep 0.05; done; \
-         head -n 1 {view}/proc/meminfo > {report}.1; \
+         head -n 1 {view}/proc/meminfo > {report}.tmp && mv {report}.tmp {report}.1; \
          while [ ! -e {go} ]; do sleep 0.05; done; \
          head -n 1 {view}/proc/meminfo > {report}.2; grep ' {view} ' /proc/self/mountinfo > {report}.mounts",
         host = host.path.display(),
