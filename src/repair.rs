@@ -17,7 +17,7 @@ use crate::host::paths::HostPaths;
 use crate::mount_api::{open_tree_clone, replace};
 use crate::parse::cgroup_membership::parse_cgroup_membership;
 use crate::parse::mountinfo::parse_mountinfo;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceMounts {
     pub pid: u32,
+    /// Other processes of the namespace, tried in turn when `pid` exits before its helper enters it
+    /// (the first pid found may be a short-lived child).
+    pub spare_pids: Vec<u32>,
     /// `mnt:[inode]`.
     pub namespace: String,
     pub binds: Vec<CgviewBind>,
@@ -76,8 +79,9 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
         .map(|m| m.device.clone())
         .collect();
 
-    let mut seen = HashSet::new();
-    let mut found = Vec::new();
+    // Namespace -> its index in `found` (None: no cgview mounts there).
+    let mut seen: HashMap<String, Option<usize>> = HashMap::new();
+    let mut found: Vec<NamespaceMounts> = Vec::new();
     let entries = std::fs::read_dir(&paths.proc_root).wrap_path(&paths.proc_root)?;
     let mut pids: Vec<u32> = entries
         .filter_map(Result::ok)
@@ -89,7 +93,13 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
         let Some(namespace) = namespace_of(paths, &pid.to_string()) else {
             continue;
         };
-        if !seen.insert(namespace.clone()) {
+        if let Some(known) = seen.get(&namespace) {
+            if let Some(index) = *known {
+                let spares = &mut found[index].spare_pids;
+                if spares.len() < MAX_SPARE_PIDS {
+                    spares.push(pid);
+                }
+            }
             continue;
         }
         let Ok(text) = std::fs::read_to_string(paths.pid_file(pid, "mountinfo")) else {
@@ -106,9 +116,13 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
         for bind in &mut binds {
             bind.claimed = claimed.contains(&bind.device);
         }
-        if !binds.is_empty() {
+        if binds.is_empty() {
+            seen.insert(namespace, None);
+        } else {
+            seen.insert(namespace.clone(), Some(found.len()));
             found.push(NamespaceMounts {
                 pid,
+                spare_pids: Vec::new(),
                 namespace,
                 binds,
             });
@@ -135,6 +149,9 @@ fn namespace_of(paths: &HostPaths, pid: &str) -> Option<String> {
         .map(|link| link.to_string_lossy().into_owned())
 }
 
+/// Processes per namespace kept as fallbacks for its helper.
+const MAX_SPARE_PIDS: usize = 4;
+
 /// How long a helper may take before it is killed: it only makes a few mount calls.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -149,15 +166,34 @@ pub fn repair(
     if dead.is_empty() {
         return Ok(0);
     }
+    let pairs: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|b| (b.root.as_str(), b.target.as_str()))
+        .collect();
+    for pid in std::iter::once(namespace.pid).chain(namespace.spare_pids.iter().copied()) {
+        match run_helper(mount_point, pid, &pairs) {
+            // The process left before the helper entered its namespace: try another one of it.
+            Err(_) if !Path::new("/proc").join(pid.to_string()).exists() => continue,
+            result => return result,
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "every process of the namespace exited",
+    ))
+}
+
+/// Runs `cgview repair-namespace` for the namespace of `pid`; returns how many mounts it replaced.
+fn run_helper(mount_point: &Path, pid: u32, pairs: &[(&str, &str)]) -> io::Result<usize> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("repair-namespace")
         .arg("--pid")
-        .arg(namespace.pid.to_string())
+        .arg(pid.to_string())
         .arg("--mount-point")
         .arg(mount_point);
-    for bind in &dead {
-        command.arg(&bind.root).arg(&bind.target);
+    for (root, target) in pairs {
+        command.arg(root).arg(target);
     }
     let mut child = command
         .stdin(Stdio::null())
@@ -234,6 +270,10 @@ pub fn repair_all(
                     "{what}"
                 );
             }
+            // A container that went away during the scan has nothing left to repair.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!(pid = namespace.pid, namespace = %namespace.namespace, "{e}");
+            }
             Err(e) => {
                 failures += 1;
                 // The container keeps failing reads: a user-visible failure.
@@ -303,6 +343,7 @@ mod tests {
     fn replaces_unclaimed_dead_mounts_and_the_previous_daemons_live_ones() {
         let namespace = NamespaceMounts {
             pid: 42,
+            spare_pids: vec![],
             namespace: "mnt:[1]".to_owned(),
             binds: vec![
                 bind("/proc/meminfo", "0:50", false, false),
