@@ -190,6 +190,9 @@ impl MirrorRoot {
     }
 }
 
+/// Permission bits of a block device's `stat` file (the caller's own I/O: readable by all).
+const BLOCK_STAT_MODE: u16 = 0o444;
+
 /// A mirrored entry: its root and its path relative to that root.
 type MirrorKey = (MirrorRoot, PathBuf);
 
@@ -317,6 +320,16 @@ impl Tree {
         if inode == FLOOR_INODE {
             return self.floor_node().ok_or(Errno(libc::ENOENT));
         }
+        // A block device's stat file, once served, is known without asking the host again: every open of
+        // it would otherwise stat sysfs (its fixed kind and mode are all a node holds; a device that goes
+        // away shows when its stat is read).
+        if self.block_devices.lock().contains_key(&inode) {
+            return Ok(Node {
+                inode,
+                kind: NodeKind::BlockStat,
+                mode: BLOCK_STAT_MODE,
+            });
+        }
         let key = self.mirrored_key(inode)?;
         self.mirrored_node(inode, &key)
     }
@@ -352,7 +365,7 @@ impl Tree {
         if *root == MirrorRoot::Block && is_block_stat(&path) && node.kind == NodeKind::HostFile {
             return Ok(Node {
                 kind: NodeKind::BlockStat,
-                mode: 0o444,
+                mode: BLOCK_STAT_MODE,
                 ..node
             });
         }
