@@ -357,18 +357,37 @@ pub fn serve(
     }
 }
 
-/// Whether the cgview mount visible at `mount_point` is this daemon's (not a successor's, not gone).
-fn owns_mount_point(mount_point: &Path, own_device: &str, paths: &HostPaths) -> bool {
-    let Ok(mounts) = own_mounts(paths) else {
-        // Cannot tell: behave as the owner, so a stop never leaves a mount behind.
-        return true;
-    };
+/// Whose cgview mount is visible at a mount point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Occupant {
+    ThisDaemon,
+    /// A successor took it over.
+    Another,
+    /// Nothing: unmounted (from outside, or never mounted).
+    Nothing,
+}
+
+fn occupant(
+    mount_point: &Path,
+    own_device: &str,
+    paths: &HostPaths,
+) -> Result<Occupant, MountError> {
+    let mounts = own_mounts(paths)?;
     let canonical = std::fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
-    match live_device(&mounts, &canonical.to_string_lossy()) {
-        Some(device) => device == own_device,
-        // Gone from the mount point (unmounted from outside): nothing else to respect.
-        None => true,
-    }
+    Ok(match live_device(&mounts, &canonical.to_string_lossy()) {
+        Some(device) if device == own_device => Occupant::ThisDaemon,
+        Some(_) => Occupant::Another,
+        None => Occupant::Nothing,
+    })
+}
+
+/// Whether a stop should unmount `mount_point`: unless a successor serves it. When the mount table cannot
+/// be read, behave as the owner, so a stop never leaves a mount behind.
+fn owns_mount_point(mount_point: &Path, own_device: &str, paths: &HostPaths) -> bool {
+    !matches!(
+        occupant(mount_point, own_device, paths),
+        Ok(Occupant::Another)
+    )
 }
 
 /// A taken-over daemon's last duty: files opened on it just before the containers were moved are still
@@ -401,18 +420,15 @@ struct DaemonEndpoint {
 
 impl DaemonEndpoint {
     fn mount_state(&self) -> Result<(), String> {
-        let canonical =
-            std::fs::canonicalize(&self.mount_point).unwrap_or_else(|_| self.mount_point.clone());
-        let mounts = own_mounts(&self.paths).map_err(|e| format!("{e}\n"))?;
-        match live_device(&mounts, &canonical.to_string_lossy()) {
-            Some(device) if device == self.own_device => {}
-            Some(_) => {
-                return Err(format!(
-                    "taken over: another cgview serves {}\n",
-                    self.mount_point.display()
-                ))
+        let shown = self.mount_point.display();
+        match occupant(&self.mount_point, &self.own_device, &self.paths)
+            .map_err(|e| format!("{e}\n"))?
+        {
+            Occupant::ThisDaemon => {}
+            Occupant::Another => {
+                return Err(format!("taken over: another cgview serves {shown}\n"))
             }
-            None => return Err(format!("{} is not mounted\n", self.mount_point.display())),
+            Occupant::Nothing => return Err(format!("{shown} is not mounted\n")),
         }
         // statfs is answered by this daemon's workers: a wedged session fails here.
         nix::sys::statfs::statfs(&self.mount_point)
