@@ -663,6 +663,15 @@ fn permissions_are_enforced_without_default_permissions() {
     assert!(fs::read_to_string(&slabinfo).is_ok());
 }
 
+/// `cgview SUBCOMMAND MOUNTPOINT` for `daemon`'s mount point.
+fn cgview_on(daemon: &Daemon, subcommand: &str) -> std::process::Output {
+    Command::new(BIN)
+        .arg(subcommand)
+        .arg(&daemon.mount_point)
+        .output()
+        .unwrap()
+}
+
 /// `docker run $(cgview docker-args) IMAGE`: the flags name only files that exist, each read-only over its
 /// /proc or /sys path, and a container bound by exactly those flags sees its own limits. With no daemon the
 /// command fails and prints nothing (Docker would create directories in the files' places).
@@ -670,11 +679,7 @@ fn permissions_are_enforced_without_default_permissions() {
 fn docker_args_bind_a_container_to_its_own_view() {
     require_root_and_fuse();
     let mut daemon = Daemon::start(&[], &[]);
-    let output = Command::new(BIN)
-        .arg("docker-args")
-        .arg(&daemon.mount_point)
-        .output()
-        .unwrap();
+    let output = cgview_on(&daemon, "docker-args");
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let words: Vec<&str> = stdout.split_whitespace().collect();
@@ -700,26 +705,14 @@ fn docker_args_bind_a_container_to_its_own_view() {
     ));
     assert!(shown.starts_with("MemTotal:         204800 kB"), "{shown}");
 
-    let probe = Command::new(BIN)
-        .arg("probe")
-        .arg(&daemon.mount_point)
-        .status()
-        .unwrap();
+    let probe = cgview_on(&daemon, "probe").status;
     assert!(probe.success());
     assert!(daemon.stop_with("TERM").success());
-    let output = Command::new(BIN)
-        .arg("docker-args")
-        .arg(&daemon.mount_point)
-        .output()
-        .unwrap();
+    let output = cgview_on(&daemon, "docker-args");
     assert!(!output.status.success());
     assert!(output.stdout.is_empty(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("not served"));
-    let probe = Command::new(BIN)
-        .arg("probe")
-        .arg(&daemon.mount_point)
-        .status()
-        .unwrap();
+    let probe = cgview_on(&daemon, "probe").status;
     assert!(!probe.success());
 }
 

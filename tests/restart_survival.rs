@@ -5,6 +5,8 @@
 
 mod mounted_support;
 
+use cgview::bind_mounts::is_cgview_mount;
+use cgview::parse::mountinfo::parse_mountinfo;
 use mounted_support::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,18 +81,7 @@ done'
             out = out.display(),
             kb = limit_mib * 1024,
         );
-        let init = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "{}; exec unshare --mount --pid --fork sh -c '{}'",
-                cgroup.enter_script(),
-                setup.replace('\'', "'\\''")
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let init = spawn_in_cgroup(&cgroup, "--mount --pid --fork", &setup, Stdio::null());
         let container = Container {
             cgroup,
             init,
@@ -263,16 +254,30 @@ impl Drop for KillOnDrop {
 /// The cgview mounts at `path` in this (the host's) mount namespace, by device.
 fn cgview_devices_at(path: &Path) -> Vec<String> {
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let path = path.to_string_lossy();
-    fs::read_to_string("/proc/self/mountinfo")
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    parse_mountinfo(&text)
         .unwrap()
-        .lines()
-        .filter(|l| l.contains(" - fuse.cgview ") || l.contains(" - fuse cgview "))
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split(' ').collect();
-            (fields.get(4) == Some(&path.as_ref())).then(|| fields[2].to_owned())
-        })
+        .into_iter()
+        .filter(|m| is_cgview_mount(m) && Path::new(&m.mount_point) == path)
+        .map(|m| m.device)
         .collect()
+}
+
+/// Runs `script` with `sh` in `cgroup`, behind `unshare unshare_args` (a container's or a pod's
+/// namespaces).
+fn spawn_in_cgroup(cgroup: &TestCgroup, unshare_args: &str, script: &str, stderr: Stdio) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{}; exec unshare {unshare_args} sh -c '{}'",
+            cgroup.enter_script(),
+            script.replace('\'', "'\\''")
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -509,18 +514,14 @@ fn pod_with_host_to_container_propagation_sees_the_daemons_mount() {
         go = logs.path().join("go").display(),
         report = report.display(),
     );
-    let pod = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{}; exec unshare --mount --propagation unchanged sh -c '{}'",
-            cgroup.enter_script(),
-            script.replace('\'', "'\\''")
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(logs.path().join("pod.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let pod = spawn_in_cgroup(
+        &cgroup,
+        "--mount --propagation unchanged",
+        &script,
+        fs::File::create(logs.path().join("pod.err"))
+            .unwrap()
+            .into(),
+    );
     let mut pod = KillOnDrop(pod);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !logs.path().join("pod-ready").exists() {
