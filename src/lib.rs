@@ -26,3 +26,4 @@ pub mod served;
 pub mod task_tracker;
 pub mod tree;
 pub mod view;
+pub mod webhook;

@@ -45,7 +45,9 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test (unit, captured files, fixture trees, mounted, real tools, pure cgroup v2 VM)"
 test_log="$(mktemp)"
-trap 'rm -f "$test_log"' EXIT
+# tests/webhook_review.rs writes the pods its patches produce here, for tests/webhook_pods.py.
+export CGVIEW_PATCHED_PODS_DIR="$(mktemp -d)"
+trap 'rm -rf "$test_log" "$CGVIEW_PATCHED_PODS_DIR"' EXIT
 cargo test --all-targets 2>&1 | tee "$test_log"
 passed=$(awk '/^test result:/ {sum += $4} END {print sum + 0}' "$test_log")
 failed=$(awk '/^test result:/ {sum += $6} END {print sum + 0}' "$test_log")
@@ -55,6 +57,8 @@ if [ -d benches ] && ls benches/*.rs >/dev/null 2>&1; then
 fi
 echo "== Kubernetes manifests"
 python3 tests/manifests.py
+echo "== pods as the admission webhook patches them, against the Kubernetes schemas"
+python3 tests/webhook_pods.py "$CGVIEW_PATCHED_PODS_DIR"
 echo "== static binary (no shared library), mounted, probed and stopped"
 static=$(packaging/build-static.sh)
 static_dir=$(mktemp -d)
