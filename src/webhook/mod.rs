@@ -3,16 +3,24 @@
 //!
 //! - [`policy`] (pure): which pods are injected and what conflicts;
 //! - [`patch`] (pure): the JSON patch that injects them or records why not;
-//! - [`review`] (pure): an AdmissionReview request body in, the response body out.
+//! - [`review`] (pure): an AdmissionReview request body in, the response body out;
+//! - [`tls`]: the serving certificate, reloaded from its files when they change;
+//! - [`server`]: HTTPS (`/mutate`, `/healthz`, `/readyz`) on a small tokio runtime;
+//! - [`certs`]: a CA and a serving certificate for clusters without cert-manager;
+//! - [`options`]: the command line's values, checked.
 //!
 //! Opt-in by namespace label is evaluated by the API server (the MutatingWebhookConfiguration's
 //! `namespaceSelector`): an AdmissionReview does not carry the namespace's labels, and reading them here
 //! would need RBAC. The webhook itself enforces everything it can see: the opt-out annotation, skipped
 //! namespaces, idempotence and conflicts.
 
+pub mod certs;
+pub mod options;
 pub mod patch;
 pub mod policy;
 pub mod review;
+pub mod server;
+pub mod tls;
 
 /// Namespace label and pod label that opt in (`enabled`); the selectors in `daemonset/webhook/` use it.
 pub const INJECT_LABEL: &str = "cgview.io/inject";
