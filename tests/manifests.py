@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """The Kubernetes manifests: `kubectl kustomize daemonset/` renders, every object validates against the
 OpenAPI schemas of current Kubernetes releases (kubernetes-validate, strict), and the fields that make
-cgview work and keep it safe are what they must be. Run by tests/run.sh."""
+cgview work and keep it safe are what they must be. The admission webhook (daemonset/webhook) is rendered
+the two ways it is installed, with cert-manager and with `cgview webhook certs`, and checked the same way.
+Run by tests/run.sh."""
+import base64
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,15 +21,22 @@ def render(directory="daemonset/"):
     return out.stdout, [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
+def overlay(components, directory):
+    """An overlay of daemonset/ with `components` (paths under daemonset/, or absolute paths inside
+    `directory`), written to `directory`. The overlay has to live outside daemonset/: kustomize refuses a
+    base that contains the overlay (a cycle)."""
+    # kustomize takes only relative paths to bases and components.
+    here = os.path.relpath(os.path.abspath("daemonset"), directory)
+    paths = [os.path.relpath(c, directory) if os.path.isabs(c) else f"{here}/{c}" for c in components]
+    with open(os.path.join(directory, "kustomization.yaml"), "w") as f:
+        f.write(f"resources:\n  - {here}\ncomponents:\n" + "".join(f"  - {p}\n" for p in paths))
+    return directory
+
+
 def check_podmonitor_component(pod_labels):
     """The optional PodMonitor component, applied in an overlay, selects the daemon's pods and port."""
-    import os
-    overlay = tempfile.mkdtemp()
-    # kustomize takes only relative paths to bases and components.
-    here = os.path.relpath(os.path.abspath("daemonset"), overlay)
-    with open(os.path.join(overlay, "kustomization.yaml"), "w") as f:
-        f.write(f"resources:\n  - {here}\ncomponents:\n  - {here}/components/podmonitor\n")
-    _, docs = render(overlay)
+    with tempfile.TemporaryDirectory() as directory:
+        _, docs = render(overlay(["components/podmonitor"], directory))
     monitors = [d for d in docs if d["kind"] == "PodMonitor"]
     check(len(monitors) == 1, "the podmonitor component adds no PodMonitor")
     monitor = monitors[0]
@@ -46,6 +58,319 @@ def validate(text, version):
 def check(condition, what):
     if not condition:
         sys.exit(f"manifests: {what}")
+
+
+def selects(selector, labels):
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
+    if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": key not in labels or labels[key] not in values,
+              "Exists": key in labels,
+              "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+# cert-manager's custom resources are not in Kubernetes' OpenAPI schemas (kubernetes-validate only warns
+# about a kind it does not know): they are left out of schema validation and their fields are checked one
+# by one instead (check_cert_manager_overlay).
+CERT_MANAGER = "cert-manager.io/"
+
+
+def validate_core(docs, what):
+    """Every object but cert-manager's, strictly against each version's schemas."""
+    text = yaml.safe_dump_all([d for d in docs if not d["apiVersion"].startswith(CERT_MANAGER)])
+    for version in VERSIONS:
+        ok, report = validate(text, version)
+        check(ok, f"{what}: schema validation against {version} failed:\n{report}")
+    # The validator must be able to fail here too: a misspelt webhook field is rejected.
+    ok, _ = validate(text.replace("failurePolicy:", "failurePolicies:"), VERSIONS[-1])
+    check(not ok, f"{what}: a misspelt field passed validation; the schema check checks nothing")
+
+
+def one(docs, kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    check(len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}")
+    return found[0]
+
+
+def arg(args, flag, default=None):
+    return args[args.index(flag) + 1] if flag in args else default
+
+
+def tls_secret_name(deploy):
+    (volume,) = [v for v in deploy["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    return volume["secret"]["secretName"]
+
+
+def check_webhook(docs, daemon_pod_labels):
+    """The webhook component as rendered in an overlay: what both ways of installing it share. Returns the
+    webhook configuration and the Deployment."""
+    for kind in ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"]:
+        check(all(d["kind"] != kind for d in docs), f"the webhook needs no RBAC, found a {kind}")
+    deploy = one(docs, "Deployment", "cgview-webhook")
+    service = one(docs, "Service", "cgview-webhook")
+    pdb = one(docs, "PodDisruptionBudget")
+    account = one(docs, "ServiceAccount")
+    config = one(docs, "MutatingWebhookConfiguration", "cgview-webhook")
+    ds = one(docs, "DaemonSet")
+    for obj in [deploy, service, pdb, account]:
+        check(obj["metadata"].get("namespace") == "cgview", f"{obj['kind']} not in the cgview namespace")
+    check("namespace" not in config["metadata"], "MutatingWebhookConfiguration is cluster-scoped")
+
+    # Which pods each selector picks: the webhook's and never the daemon's, and the other way round.
+    check(deploy["spec"]["replicas"] == 2, "the webhook runs 2 replicas")
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    for key in ["app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of"]:
+        check(key in pod_labels and key in deploy["metadata"]["labels"], f"webhook label {key} missing")
+    for what, selector in [("Deployment", deploy["spec"]["selector"]), ("PodDisruptionBudget", pdb["spec"]["selector"]),
+                           ("Service", {"matchLabels": service["spec"]["selector"]})]:
+        check(selects(selector, pod_labels), f"the {what} does not select the webhook's pods")
+        check(not selects(selector, daemon_pod_labels), f"the {what} selects the DaemonSet's pods")
+    check(not selects(ds["spec"]["selector"], pod_labels), "the DaemonSet selects the webhook's pods")
+    check(pdb["spec"].get("minAvailable") == 1 or pdb["spec"].get("maxUnavailable") == 1,
+          f"the PodDisruptionBudget must keep one webhook pod: {pdb['spec']}")
+    check(deploy["spec"]["strategy"] == {"type": "RollingUpdate",
+                                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+          "the webhook's rollout must surge, never dropping below its replicas")
+
+    pod = deploy["spec"]["template"]["spec"]
+    check(pod["serviceAccountName"] == account["metadata"]["name"], "the webhook's own service account")
+    check(account.get("automountServiceAccountToken") is False and pod.get("automountServiceAccountToken") is False,
+          "the webhook needs no API token: automountServiceAccountToken must be false")
+    for field in ["hostPID", "hostNetwork", "hostIPC"]:
+        check(not pod.get(field), f"{field} is not needed")
+    # Spread over nodes when possible, never required: a one-node cluster runs both replicas.
+    anti_affinity = pod.get("affinity", {}).get("podAntiAffinity", {})
+    spread = pod.get("topologySpreadConstraints", [])
+    check(spread or anti_affinity, "the webhook's replicas are not spread over nodes")
+    check("requiredDuringSchedulingIgnoredDuringExecution" not in anti_affinity, "anti-affinity must be preferred")
+    check(all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread), "spreading must be preferred")
+    check(not pod.get("nodeSelector") and not pod.get("tolerations"), "the webhook runs on ordinary nodes")
+    (container,) = pod["containers"]
+    check(container["image"] == ds["spec"]["template"]["spec"]["containers"][0]["image"],
+          f"the webhook's image {container['image']} is not the DaemonSet's")
+    security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    # The image (FROM scratch) names no user: a uid must be given for runAsNonRoot.
+    check(security.get("runAsNonRoot") is True and security.get("runAsUser", 0) != 0, "the webhook runs as root")
+    check(security.get("readOnlyRootFilesystem") is True, "root file system should be read-only")
+    check(security.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation must be false")
+    check(not security.get("privileged"), "the webhook must not be privileged")
+    check(security.get("capabilities", {}).get("drop") == ["ALL"], "capabilities must drop ALL")
+    check(security.get("seccompProfile", {}).get("type") == "RuntimeDefault", "seccomp must be RuntimeDefault")
+    resources = container["resources"]
+    check("cpu" in resources["requests"] and "memory" in resources["requests"], "webhook requests missing")
+    check("memory" in resources["limits"], "webhook memory limit missing")
+
+    args = container["args"]
+    check(args[0] == "webhook", f"webhook args {args}")
+    listen = int(arg(args, "--listen").rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    port_name = next((name for name, number in ports.items() if number == listen), None)
+    check(port_name is not None, f"the listening port {listen} is not a named container port: {ports}")
+    for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+        get = container[probe].get("httpGet", {})
+        check(get.get("scheme") == "HTTPS" and get.get("path") == path and get.get("port") in (port_name, listen),
+              f"{probe} must GET {path} over HTTPS on port {listen}: {get}")
+    delay = int(arg(args, "--shutdown-delay", "5"))
+    check(pod.get("terminationGracePeriodSeconds", 30) > delay, "the grace period must outlast --shutdown-delay")
+    skipped = [args[i + 1] for i, a in enumerate(args) if a == "--skip-namespace"]
+    check(not skipped or "kube-system" in skipped, f"--skip-namespace {skipped} leaves kube-system out")
+
+    # The serving certificate: the whole secret mounted read-only (a subPath mount never sees a rotated
+    # certificate), and the key and certificate the webhook reads inside it.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    check(all("hostPath" not in v for v in volumes.values()), "the webhook needs no host path")
+    (tls,) = [m for m in container["volumeMounts"] if "secret" in volumes[m["name"]]]
+    check(tls_secret_name(deploy) == "cgview-webhook-tls", "the mounted secret is not cgview-webhook-tls")
+    check(tls.get("readOnly") is True, "the TLS secret is mounted read-only")
+    check(not tls.get("subPath") and not tls.get("subPathExpr"), "a subPath mount never sees certificate rotation")
+    for flag, name in [("--tls-cert", "tls.crt"), ("--tls-key", "tls.key")]:
+        check(arg(args, flag) == f"{tls['mountPath']}/{name}", f"{flag} is not {name} in the secret's mount")
+
+    (service_port,) = service["spec"]["ports"]
+    check(service_port["port"] == 443 and service_port["targetPort"] in (port_name, listen),
+          f"the Service must forward 443 to the webhook's port: {service_port}")
+    check_webhook_configuration(config, service)
+    return config, deploy
+
+
+def check_webhook_configuration(config, service):
+    webhooks = config["webhooks"]
+    check([w["name"] for w in webhooks] == ["namespaces.inject.cgview.io", "pods.inject.cgview.io"],
+          f"webhooks {[w['name'] for w in webhooks]}")
+    for w in webhooks:
+        name = w["name"]
+        check(w.get("failurePolicy") == "Ignore", f"{name}: failurePolicy must be Ignore (never block pods)")
+        check(w.get("sideEffects") == "None", f"{name}: sideEffects must be None")
+        check(w.get("timeoutSeconds", 10) <= 10, f"{name}: timeoutSeconds must be short")
+        check(w.get("admissionReviewVersions") == ["v1"], f"{name}: admissionReviewVersions")
+        check(w.get("matchPolicy") == "Equivalent", f"{name}: matchPolicy")
+        check(w.get("reinvocationPolicy") == "IfNeeded", f"{name}: reinvocationPolicy (sidecars added later)")
+        check(w["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                              "resources": ["pods"], "scope": "Namespaced"}], f"{name}: rules {w['rules']}")
+        client = w["clientConfig"]
+        check("url" not in client, f"{name}: the webhook is reached through its Service")
+        check(client["service"] == {"name": service["metadata"]["name"], "namespace": service["metadata"]["namespace"],
+                                    "path": "/mutate", "port": service["spec"]["ports"][0]["port"]},
+              f"{name}: clientConfig.service {client['service']} is not the webhook's Service")
+        check("namespaceSelector" in w and "objectSelector" in w, f"{name}: a selector is missing")
+        excluded = [e for e in w["namespaceSelector"].get("matchExpressions", [])
+                    if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn"]
+        check(len(excluded) == 1 and {"kube-system", "cgview"} <= set(excluded[0]["values"]),
+              f"{name}: kube-system and cgview are not excluded by name")
+
+    # Who is sent where, evaluated as the API server does: each pod to at most one webhook.
+    def sent(namespace, namespace_label, pod_label):
+        namespace_labels = {"kubernetes.io/metadata.name": namespace}
+        if namespace_label:
+            namespace_labels["cgview.io/inject"] = namespace_label
+        labels = {"cgview.io/inject": pod_label} if pod_label else {}
+        return [w["name"].split(".")[0] for w in webhooks
+                if selects(w["namespaceSelector"], namespace_labels) and selects(w["objectSelector"], labels)]
+    expected = {  # (namespace, its cgview.io/inject label, the pod's): webhooks
+        ("apps", "enabled", None): ["namespaces"],
+        ("apps", "enabled", "enabled"): ["namespaces"],
+        ("apps", "enabled", "disabled"): [],
+        ("apps", None, None): [],
+        ("apps", None, "enabled"): ["pods"],
+        ("apps", None, "disabled"): [],
+    }
+    for case, names in expected.items():
+        check(sent(*case) == names, f"namespace, its label, pod label {case}: sent to {sent(*case)}, not {names}")
+    labels = [None, "enabled", "disabled"]
+    for namespace in ["apps", "kube-system", "cgview"]:
+        for namespace_label in labels:
+            for pod_label in labels:
+                got = sent(namespace, namespace_label, pod_label)
+                check(len(got) <= 1, f"a pod ({namespace}, {namespace_label}, {pod_label}) is sent to {got}")
+                check(namespace == "apps" or not got, f"a pod in {namespace} is sent to {got}")
+
+
+def hours(duration):
+    check(duration.endswith("h") and duration[:-1].isdigit(), f"duration {duration} is not in whole hours")
+    return int(duration[:-1])
+
+
+def check_cert_manager_overlay(daemon_pod_labels):
+    """daemonset/ + daemonset/webhook + daemonset/webhook/cert-manager."""
+    with tempfile.TemporaryDirectory() as directory:
+        _, docs = render(overlay(["webhook", "webhook/cert-manager"], directory))
+    validate_core(docs, "the cert-manager overlay")
+    config, deploy = check_webhook(docs, daemon_pod_labels)
+    for w in config["webhooks"]:
+        check("caBundle" not in w["clientConfig"], f"{w['name']}: the caBundle is cert-manager's to inject")
+
+    # cert-manager's objects, field by field (no schema).
+    ours = [d for d in docs if d["apiVersion"].startswith(CERT_MANAGER)]
+    check({(d["apiVersion"], d["kind"]) for d in ours} == {("cert-manager.io/v1", "Issuer"),
+                                                            ("cert-manager.io/v1", "Certificate")},
+          "cert-manager objects are v1 Issuers and Certificates (namespaced: no ClusterIssuer)")
+    issuers = {d["metadata"]["name"]: d for d in ours if d["kind"] == "Issuer"}
+    certificates = {d["metadata"]["name"]: d for d in ours if d["kind"] == "Certificate"}
+    # The fields used, as cert-manager v1 spells them: a misspelt one fails here as strict validation would.
+    known = {"Issuer": {"selfSigned": set(), "ca": {"secretName"}},
+             "Certificate": {"secretName": None, "secretTemplate": {"labels", "annotations"}, "commonName": None,
+                             "dnsNames": None, "duration": None, "renewBefore": None, "usages": None, "isCA": None,
+                             "privateKey": {"algorithm", "size", "rotationPolicy", "encoding"},
+                             "issuerRef": {"name", "kind", "group"}}}
+    for obj in ours:
+        what = f"{obj['kind']} {obj['metadata']['name']}"
+        check(set(obj) == {"apiVersion", "kind", "metadata", "spec"}, f"{what}: top-level fields {sorted(obj)}")
+        check(obj["metadata"].get("namespace") == "cgview", f"{what} not in the cgview namespace")
+        fields = known[obj["kind"]]
+        for field, value in obj["spec"].items():
+            check(field in fields, f"{what}: unknown field spec.{field}")
+            if fields[field] is not None:
+                check(isinstance(value, dict) and set(value) <= fields[field], f"{what}: spec.{field} is {value}")
+    serving = certificates.get("cgview-webhook")
+    check(serving is not None, "no Certificate cgview-webhook")
+    spec = serving["spec"]
+    check(spec["secretName"] == tls_secret_name(deploy),
+          f"the Certificate writes {spec['secretName']}, pods mount {tls_secret_name(deploy)}")
+    check(not spec.get("isCA"), "the serving certificate is not a CA")
+    check(spec["dnsNames"] == ["cgview-webhook", "cgview-webhook.cgview", "cgview-webhook.cgview.svc",
+                               "cgview-webhook.cgview.svc.cluster.local"], f"dnsNames {spec['dnsNames']}")
+    check(spec["privateKey"]["algorithm"] == "ECDSA", "the serving key is ECDSA")
+    check(spec["privateKey"].get("rotationPolicy") == "Always", "a renewed certificate gets a new key")
+    check(0 < hours(spec["renewBefore"]) < hours(spec["duration"]), "renewal must come before expiry")
+    check("server auth" in spec.get("usages", ["server auth"]), "the serving certificate lacks server auth")
+    # The chain: serving certificate <- CA issuer <- CA certificate <- self-signed issuer.
+    ref = spec["issuerRef"]
+    check(ref["kind"] == "Issuer" and ref.get("group", "cert-manager.io") == "cert-manager.io", f"issuerRef {ref}")
+    ca_issuer = issuers.get(ref["name"])
+    check(ca_issuer is not None and "ca" in ca_issuer["spec"], f"issuer {ref['name']} is not a CA issuer")
+    (ca,) = [c for c in certificates.values() if c["spec"]["secretName"] == ca_issuer["spec"]["ca"]["secretName"]]
+    check(ca["spec"].get("isCA") is True, "the CA issuer's certificate is not a CA")
+    check(ca["spec"]["privateKey"]["algorithm"] == "ECDSA", "the CA key is ECDSA")
+    check(0 < hours(ca["spec"]["renewBefore"]) < hours(ca["spec"]["duration"]), "CA renewal must come before expiry")
+    root = issuers.get(ca["spec"]["issuerRef"]["name"])
+    check(root is not None and ca["spec"]["issuerRef"]["kind"] == "Issuer" and root["spec"] == {"selfSigned": {}},
+          "the CA certificate is not issued by a self-signed Issuer")
+    annotation = config["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+    check(annotation == f"{serving['metadata']['namespace']}/{serving['metadata']['name']}",
+          f"cert-manager.io/inject-ca-from is {annotation}")
+    return len(docs)
+
+
+def cgview_binary():
+    """The binary built from this tree (`cargo build` is a no-op when it is up to date)."""
+    subprocess.run(["cargo", "build", "-q", "--bin", "cgview"], check=True)
+    return os.path.abspath("target/debug/cgview")
+
+
+def check_generated_certs_overlay(daemon_pod_labels):
+    """daemonset/ + daemonset/webhook + the component `cgview webhook certs --out-dir` writes."""
+    with tempfile.TemporaryDirectory() as directory:
+        return check_generated_certs(directory, daemon_pod_labels)
+
+
+def check_generated_certs(directory, daemon_pod_labels):
+    certs = os.path.join(directory, "certs")
+    run = subprocess.run([cgview_binary(), "webhook", "certs", "--namespace", "cgview", "--service", "cgview-webhook",
+                          "--out-dir", certs], capture_output=True, text=True)
+    check(run.returncode == 0, f"cgview webhook certs failed:\n{run.stdout}{run.stderr}")
+
+    def read(name):
+        path = os.path.join(certs, name)
+        check(os.path.isfile(path), f"cgview webhook certs wrote no {name}")
+        with open(path, "rb") as f:
+            return f.read()
+    for name in ["ca-bundle-patch.yaml", "kustomization.yaml", "tls.key"]:
+        read(name)
+    _, docs = render(overlay(["webhook", certs], directory))
+    validate_core(docs, "the generated-certs overlay")
+    config, deploy = check_webhook(docs, daemon_pod_labels)
+    check(not any(d["apiVersion"].startswith(CERT_MANAGER) for d in docs), "cert-manager objects without it")
+    check("cert-manager.io/inject-ca-from" not in config["metadata"].get("annotations", {}),
+          "the cert-manager annotation without cert-manager")
+
+    bundle = read("ca-bundle").decode().strip()
+    for w in config["webhooks"]:
+        check(w["clientConfig"].get("caBundle") == bundle, f"{w['name']}: caBundle is not the generated ca-bundle")
+    check(base64.b64decode(bundle) == read("ca.crt"), "ca-bundle is not ca.crt in base64")
+    secret = one(docs, "Secret")
+    check(secret["metadata"]["name"] == tls_secret_name(deploy) and secret["metadata"].get("namespace") == "cgview",
+          f"the generated Secret is {secret['metadata']}, pods mount cgview/{tls_secret_name(deploy)}")
+    check(secret.get("type") == "kubernetes.io/tls", "the generated Secret is not kubernetes.io/tls")
+    check(set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}, f"Secret keys {sorted(secret['data'])}")
+    for key in secret["data"]:
+        check(base64.b64decode(secret["data"][key]) == read(key), f"the Secret's {key} is not the file {key}")
+    # The serving certificate chains to the CA and names the Service. The binary's own tests check the
+    # certificates; this ties the files to the names the manifests use.
+    check(shutil.which("openssl") is not None, "openssl is needed to check the generated certificate")
+    ca_crt, tls_crt = os.path.join(certs, "ca.crt"), os.path.join(certs, "tls.crt")
+    verify = subprocess.run(["openssl", "verify", "-CAfile", ca_crt, tls_crt], capture_output=True, text=True)
+    check(verify.returncode == 0, f"tls.crt does not chain to ca.crt: {verify.stdout}{verify.stderr}")
+    names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", tls_crt],
+                           capture_output=True, text=True, check=True).stdout
+    for name in ["cgview-webhook.cgview.svc", "cgview-webhook.cgview.svc.cluster.local"]:
+        check(f"DNS:{name}" in names, f"tls.crt does not name {name}: {names}")
+    return len(docs)
 
 
 def main():
@@ -107,7 +432,10 @@ def main():
     check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == port,
           f"scrape annotations {annotations}")
     check_podmonitor_component(labels)
-    print(f"manifests: ok ({len(docs)} objects, validated against {', '.join(VERSIONS)})")
+    with_cert_manager = check_cert_manager_overlay(labels)
+    with_generated_certs = check_generated_certs_overlay(labels)
+    print(f"manifests: ok ({len(docs)} objects; with the webhook: {with_cert_manager} with cert-manager, "
+          f"{with_generated_certs} with generated certificates; validated against {', '.join(VERSIONS)})")
 
 
 if __name__ == "__main__":

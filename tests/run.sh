@@ -29,6 +29,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v file >/dev/null || missing+=(file)
 # curl is the real HTTPS client (HTTP/1.1 and HTTP/2) the admission webhook's TLS tests talk to.
 command -v curl >/dev/null || missing+=(curl)
+# openssl checks the certificate chain `cgview webhook certs` writes (tests/manifests.py).
+command -v openssl >/dev/null || missing+=(openssl)
 # kubectl renders daemonset/ (kustomize); machines of this kind carry it with the Cloud SDK, Debian's is
 # older but renders the fields used.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
