@@ -178,6 +178,17 @@ def check_webhook(docs, daemon_pod_labels):
               f"{probe} must GET {path} over HTTPS on port {listen}: {get}")
     delay = int(arg(args, "--shutdown-delay", "5"))
     check(pod.get("terminationGracePeriodSeconds", 30) > delay, "the grace period must outlast --shutdown-delay")
+    # The hostPath volumes the webhook injects point into the DaemonSet's mount: its --mount-root (or the
+    # binary's default, as `cgview webhook --help` states it) is the DaemonSet's host path.
+    daemon = one(docs, "DaemonSet")
+    (daemon_root,) = [v["hostPath"]["path"] for v in daemon["spec"]["template"]["spec"]["volumes"]
+                      if v["name"] == "cgview-root"]
+    help_text = subprocess.run([cgview_binary(), "webhook", "--help"], check=True, capture_output=True,
+                               text=True).stdout
+    default_root = help_text.split("--mount-root <DIR>", 1)[1].split("[default: ", 1)[1].split("]", 1)[0]
+    check(arg(args, "--mount-root", default_root) == daemon_root,
+          f"the webhook injects files from {arg(args, '--mount-root', default_root)}, the DaemonSet mounts at "
+          f"{daemon_root}")
     skipped = [args[i + 1] for i, a in enumerate(args) if a == "--skip-namespace"]
     check(not skipped or "kube-system" in skipped, f"--skip-namespace {skipped} leaves kube-system out")
 

@@ -716,6 +716,84 @@ fn docker_args_bind_a_container_to_its_own_view() {
     assert!(!probe.success());
 }
 
+/// A pod as the admission webhook patches it, started the way kubelet and runc do: each injected hostPath
+/// volume must be a regular file on the node (`type: File`), and is bind-mounted read-only at its mount
+/// path. The container then sees its own limit; with the daemon gone, the File check fails instead of
+/// the runtime putting a directory over /proc/meminfo.
+#[test]
+fn a_pod_patched_by_the_webhook_sees_its_own_view() {
+    use cgview::webhook::policy::InjectionConfig;
+    use serde_json::Value;
+    require_root_and_fuse();
+    let mut daemon = Daemon::start(&[], &[]);
+    let config = InjectionConfig {
+        mount_root: daemon.mount_point.to_str().unwrap().to_owned(),
+        ..InjectionConfig::default()
+    };
+    let body = fs::read("tests/fixtures/webhook/plain-pod.json").unwrap();
+    let reply = cgview::webhook::review::review(&config, &body);
+    assert_eq!(reply.status, 200);
+    let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+    let encoded = answer["response"]["patch"].as_str().expect("a patch");
+    let patch: k8s_openapi::ByteString = serde_json::from_value(Value::from(encoded)).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch.0).unwrap();
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    let mut pod = request["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).unwrap();
+
+    // kubelet: a hostPath volume of type File must be a regular file, or the pod does not start.
+    let host_paths = |pod: &Value| -> Vec<(String, String)> {
+        let volumes = pod["spec"]["volumes"].as_array().unwrap();
+        let mounts = pod["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap();
+        mounts
+            .iter()
+            .filter_map(|mount| {
+                let volume = volumes.iter().find(|v| v["name"] == mount["name"])?;
+                volume.get("hostPath")?;
+                assert_eq!(volume["hostPath"]["type"], "File", "{volume}");
+                assert_eq!(mount["readOnly"], true, "{mount}");
+                Some((
+                    volume["hostPath"]["path"].as_str()?.to_owned(),
+                    mount["mountPath"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    };
+    let binds = host_paths(&pod);
+    assert_eq!(binds.len(), 8, "{binds:?}");
+    let mut setup = String::from("set -e\n");
+    for (host, container) in &binds {
+        assert!(
+            fs::metadata(host).unwrap().is_file(),
+            "{host} is not a file"
+        );
+        setup.push_str(&format!("mount --bind -o ro {host} {container}\n"));
+    }
+    let cgroup = TestCgroup::new("webhook-pod", &["memory", "cpuset"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(300 * MIB).to_string());
+    cgroup.set("cpuset", "cpuset.mems", "0");
+    cgroup.set("cpuset", "cpuset.cpus", "0");
+    let script = format!(
+        "{setup}head -n 1 /proc/meminfo; cat /sys/devices/system/cpu/online; grep -c ^processor /proc/cpuinfo"
+    );
+    let shown = cgroup.run(&format!(
+        "unshare --mount --pid --fork --mount-proc sh -c '{}'",
+        script.replace('\'', "'\\''")
+    ));
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines, ["MemTotal:         307200 kB", "0", "1"], "{shown}");
+
+    assert!(daemon.stop_with("TERM").success());
+    for (host, _) in &binds {
+        assert!(
+            !Path::new(host).is_file(),
+            "{host} still a file with no daemon"
+        );
+    }
+}
+
 fn http_get(address: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
