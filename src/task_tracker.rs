@@ -82,6 +82,24 @@ pub struct TrackRequest<'a> {
     pub reader: u32,
     /// The oldest sample this read accepts.
     pub max_age: Duration,
+    /// How long ago the container started, asked only when it is first tracked (its averages start as
+    /// if sampled since then).
+    pub age: ContainerAge<'a>,
+}
+
+/// Seconds since a container started, when known (`None`: a caller in the host's pid namespace, whose
+/// "container" has no start of its own). Lazy, because finding out reads the host's uptime.
+#[derive(Clone, Copy)]
+pub struct ContainerAge<'a>(pub &'a dyn Fn() -> Option<f64>);
+
+impl ContainerAge<'_> {
+    pub const UNKNOWN: ContainerAge<'static> = ContainerAge(&|| None);
+}
+
+impl std::fmt::Debug for ContainerAge<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContainerAge")
+    }
 }
 
 #[derive(Debug)]
@@ -158,7 +176,10 @@ impl TaskTracker {
                 let tracked = Tracked {
                     dir: request.dir.clone(),
                     in_own_namespace: request.in_own_namespace,
-                    loads: LoadAverages::seeded(active(&sample)),
+                    loads: match (request.age.0)() {
+                        Some(age) => LoadAverages::since_start(active(&sample), age),
+                        None => LoadAverages::seeded(active(&sample)),
+                    },
                     sample,
                     sampled_at,
                     last_read: sampled_at,
@@ -364,6 +385,7 @@ mod tests {
             in_own_namespace: true,
             reader,
             max_age,
+            age: ContainerAge::UNKNOWN,
         }
     }
 
@@ -388,6 +410,28 @@ mod tests {
         // Seeded with the active count, the reader excluded.
         assert_eq!(view.loads, LoadAverages::seeded(2));
         assert_eq!(view.last_pid, Some(50));
+    }
+
+    #[test]
+    fn a_container_of_known_age_starts_as_if_sampled_since_it_started() {
+        let fx = Fixture::new();
+        let dir = fx.container("a", &[(501, 'R'), (502, 'R'), (503, 'S')]);
+        let tracker = TaskTracker::new(fx.paths.clone(), manual());
+        let asked = std::cell::Cell::new(0);
+        let age = || {
+            asked.set(asked.get() + 1);
+            Some(2.0)
+        };
+        let request = TrackRequest {
+            age: ContainerAge(&age),
+            ..request("a", &dir, 503, Duration::from_secs(60))
+        };
+        let first = tracker.view(request).unwrap();
+        assert_eq!(first.loads, LoadAverages::since_start(2, 2.0));
+        assert!(first.loads.averages[0] < 0.1, "{:?}", first.loads);
+        // Asked once, when first tracked; later reads reuse the entry.
+        tracker.view(request).unwrap();
+        assert_eq!(asked.get(), 1);
     }
 
     #[test]

@@ -79,8 +79,7 @@ pub struct Node {
 pub enum NameLifetime {
     /// The name exists for every caller.
     Stable,
-    /// Whether the name exists depends on the caller (`cpuN`), or looking it up matters to the caller
-    /// (`loadavg`): the kernel must ask again every time.
+    /// Whether the name exists depends on the caller (`cpuN`): the kernel must ask again every time.
     PerCaller,
 }
 
@@ -403,17 +402,7 @@ impl Tree {
             .find(|n| n.parent == parent && n.inode != ROOT_INODE && n.name.as_bytes() == name)
         {
             return match self.static_node(node.inode) {
-                Some(node) => {
-                    let node = static_to_node(node);
-                    // Looking loadavg up starts a container's load sampler at its current count, and the
-                    // lookup a runtime makes to bind-mount it at container creation must reach us, so a new
-                    // container's averages start at 0 as a fresh kernel's do.
-                    let lifetime = match node.kind {
-                        NodeKind::File(ServedFile::Loadavg) => NameLifetime::PerCaller,
-                        _ => NameLifetime::Stable,
-                    };
-                    Ok((node, lifetime))
-                }
+                Some(node) => Ok((static_to_node(node), NameLifetime::Stable)),
                 None => Err(Errno(libc::ENOENT)),
             };
         }

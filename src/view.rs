@@ -27,7 +27,7 @@ use crate::render::stat::{render_stat, CpuLines, ProcsCounts};
 use crate::render::swaps::render_swaps;
 use crate::render::uptime::{container_uptime, render_uptime};
 use crate::served::ServedFile;
-use crate::task_tracker::{TaskTracker, TaskView, TrackRequest, TrackerSettings};
+use crate::task_tracker::{ContainerAge, TaskTracker, TaskView, TrackRequest, TrackerSettings};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -429,6 +429,10 @@ impl View {
         tid: u32,
         max_age: Duration,
     ) -> Result<TaskView, Failure> {
+        let age = || match container.anchor {
+            Anchor::NamespaceInit { .. } => self.container_up_secs(container).ok(),
+            Anchor::HostNamespace => None,
+        };
         self.tasks
             .view(TrackRequest {
                 key: &container_key(container, dir),
@@ -436,6 +440,7 @@ impl View {
                 in_own_namespace: matches!(container.anchor, Anchor::NamespaceInit { .. }),
                 reader: tid,
                 max_age,
+                age: ContainerAge(&age),
             })
             .map_err(|e| self.failure(e))
     }

@@ -230,8 +230,10 @@ fn loadavg_counts_the_containers_threads_and_its_own_last_pid() {
     );
     let (text, source) = render_text(&host.view(), ServedFile::Loadavg, 804);
     assert_eq!(source, Source::Container);
-    // Active = 1 runnable + 1 uninterruptible (the reader aside); running = 1 + the reader.
-    assert_eq!(text, "2.00 2.00 2.00 2/4 12\n");
+    // Active = 1 runnable + 1 uninterruptible (the reader aside); running = 1 + the reader. The
+    // container's init started 60 s before the host's uptime: its averages start as 2 tasks sampled since
+    // then would have made them, 2 x (1 - e^(-60/window)) for windows of 1, 5 and 15 minutes.
+    assert_eq!(text, "1.26 0.36 0.13 2/4 12\n");
 }
 
 #[test]

@@ -531,8 +531,8 @@ fn load_average_follows_the_containers_own_tasks() {
     );
     let out = run_tools(&cgroup, &daemon, &script);
 
-    // The runtime's bind mounts already looked at loadavg, before any task ran: like a fresh kernel the
-    // averages start at 0 and climb with each 5-second sample of the two running loops.
+    // First read half a second into the container's life: its averages start as if sampled since it
+    // started (about 0, as on a freshly booted kernel) and climb with each 5-second sample of the loops.
     // Task counts come from the sampler too (at most one 5-second interval old).
     let (first, _, _) = parse_loadavg(&out["first"]);
     let (later, running, total) = parse_loadavg(&out["later"]);

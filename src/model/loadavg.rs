@@ -10,13 +10,30 @@ pub struct LoadAverages {
 const WINDOWS_SECS: [f64; 3] = [60.0, 300.0, 900.0];
 
 impl LoadAverages {
-    /// The averages of a container first seen with `active` tasks. Without history the current count
-    /// is the best estimate; starting at 0 (as the kernel does at boot) would under-report a container
-    /// that has been busy for hours until its 15-minute average caught up.
+    /// The averages of a container first seen with `active` tasks, when its age is unknown. Without
+    /// history the current count is the best estimate; starting at 0 (as the kernel does at boot) would
+    /// under-report a container that has been busy for hours until its 15-minute average caught up.
     pub fn seeded(active: u64) -> LoadAverages {
         LoadAverages {
             averages: [active as f64; 3],
         }
+    }
+
+    /// The averages of a container first seen with `active` tasks, `age_secs` after it started: what
+    /// the kernel's averages would read on a machine booted that long ago with `active` tasks all along
+    /// (starting at 0, each window approaching the count as `1 - e^(-age/window)`). A container a second
+    /// old reads about 0 whatever its count at that instant; one up for an hour reads its count.
+    pub fn since_start(active: u64, age_secs: f64) -> LoadAverages {
+        let age = if age_secs.is_finite() {
+            age_secs.max(0.0)
+        } else {
+            0.0
+        };
+        let mut loads = LoadAverages::default();
+        for (average, window) in loads.averages.iter_mut().zip(WINDOWS_SECS) {
+            *average = active as f64 * (1.0 - (-age / window).exp());
+        }
+        loads
     }
 
     /// Folds in a sample of `active` tasks taken `elapsed_secs` after the previous one. The kernel
@@ -93,6 +110,29 @@ mod tests {
         odd.update(100, f64::NAN);
         odd.update(100, -5.0);
         assert_eq!(odd, LoadAverages::seeded(3));
+    }
+
+    #[test]
+    fn a_young_container_starts_near_0_and_an_old_one_at_its_count() {
+        let young = LoadAverages::since_start(3, 1.0);
+        assert!(young.averages.iter().all(|&a| a < 0.05), "{young:?}");
+        let old = LoadAverages::since_start(3, 6.0 * 3600.0);
+        assert!(
+            old.averages.iter().all(|&a| (a - 3.0).abs() < 1e-6),
+            "{old:?}"
+        );
+        // What sampling from the start would have given: 12 samples of 4, 5 s apart, from 0.
+        let mut sampled = LoadAverages::default();
+        for _ in 0..12 {
+            sampled.update(4, 5.0);
+        }
+        let seeded = LoadAverages::since_start(4, 60.0);
+        for (a, b) in seeded.averages.iter().zip(sampled.averages) {
+            assert!((a - b).abs() < 1e-9, "{seeded:?} vs {sampled:?}");
+        }
+        for bad in [f64::NAN, -5.0, f64::NEG_INFINITY] {
+            assert_eq!(LoadAverages::since_start(7, bad), LoadAverages::default());
+        }
     }
 
     #[test]
