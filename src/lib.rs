@@ -11,6 +11,7 @@ pub mod container_binds;
 pub mod cpu_ledger;
 pub mod daemon;
 pub mod fallback;
+pub mod fs_ops;
 pub mod fuse_fs;
 pub mod host;
 pub mod metrics;
