@@ -6,7 +6,8 @@
 //! 10,000 threads and reports the daemon's RSS and the per-read cost with 10 and 1,000 live containers.
 //!
 //! Run as root: `cargo bench --bench e2e` (CGVIEW_BENCH_CYCLES per thread, default 5000;
-//! CGVIEW_BENCH_FILES, a comma-separated subset such as `proc/meminfo,proc/stat`).
+//! CGVIEW_BENCH_FILES, a comma-separated subset such as `proc/meminfo,proc/stat`; CGVIEW_BENCH_IO_URING=1,
+//! cgview over FUSE over io_uring).
 
 use cgview::served::ServedFile;
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ const CGVIEW: &str = env!("CARGO_BIN_EXE_cgview");
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const MIB: u64 = 1 << 20;
 const FLOOR: &str = ".cgview-floor";
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -219,14 +221,24 @@ impl Drop for Daemon {
     }
 }
 
-fn start_daemon(name: &'static str, program: &str, args: &[&str], mount: PathBuf) -> Daemon {
+fn start_daemon(
+    name: &'static str,
+    program: &str,
+    args: &[&str],
+    mount: PathBuf,
+    log: Option<&Path>,
+) -> Daemon {
     fs::create_dir_all(&mount).unwrap();
+    let stderr = match log {
+        Some(path) => Stdio::from(fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     let child = Command::new(program)
         .args(args)
         .arg(&mount)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
     // Owned by the guard from here, so the daemon is stopped and reaped on every path.
@@ -264,6 +276,8 @@ struct Bench {
     targets: Vec<Target>,
     files: Vec<String>,
     cgroup: Cgroup,
+    /// `enable_uring` before the run, when the run set it.
+    uring_switch: Option<String>,
     _work: PathBuf,
 }
 
@@ -284,10 +298,42 @@ impl Bench {
             args.extend(["--threads", workers.as_str()]);
         }
         args.extend(extra.split_whitespace());
+        // CGVIEW_BENCH_IO_URING=1: cgview (and so its floor file) takes requests over FUSE over io_uring;
+        // the kernel's switch is set for the run and put back afterwards.
+        let uring_switch = std::env::var("CGVIEW_BENCH_IO_URING")
+            .is_ok_and(|v| v == "1")
+            .then(|| {
+                let previous = fs::read_to_string(ENABLE_URING)
+                    .unwrap_or_else(|e| panic!("{ENABLE_URING}: {e}"));
+                fs::write(ENABLE_URING, "Y").unwrap();
+                previous.trim().to_owned()
+            });
+        if uring_switch.is_some() {
+            args.push("--io-uring");
+        }
+        let log = work.join("cgview.log");
         targets.push(Target {
             name: "cgview",
-            daemon: Some(start_daemon("cgview", CGVIEW, &args, work.join("cgview"))),
+            daemon: Some(start_daemon(
+                "cgview",
+                CGVIEW,
+                &args,
+                work.join("cgview"),
+                Some(&log),
+            )),
         });
+        let transport = if fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("serving over io_uring")
+        {
+            "FUSE over io_uring, a ring per CPU"
+        } else {
+            "/dev/fuse"
+        };
+        println!("cgview transport: {transport}");
+        if uring_switch.is_some() && transport == "/dev/fuse" {
+            panic!("CGVIEW_BENCH_IO_URING=1 but cgview serves over /dev/fuse");
+        }
         if Command::new("lxcfs").arg("--version").output().is_ok() {
             // The same features as cgview's defaults: CPU quota awareness and load averages.
             targets.push(Target {
@@ -297,6 +343,7 @@ impl Bench {
                     "lxcfs",
                     &["-f", "--enable-cfs", "-l"],
                     work.join("lxcfs"),
+                    None,
                 )),
             });
         } else {
@@ -317,6 +364,7 @@ impl Bench {
             targets,
             files,
             cgroup,
+            uring_switch,
             _work: work,
         }
     }
@@ -563,7 +611,11 @@ impl Bench {
     fn run_scale(&self) {
         println!("\n== scale: 10 then 1,000 containers served by one cgview");
         let work = std::env::temp_dir().join(format!("cgview-e2e-scale-{}", std::process::id()));
-        let daemon = start_daemon("cgview", CGVIEW, &["mount"], work.join("mnt"));
+        let args: &[&str] = match self.uring_switch {
+            Some(_) => &["mount", "--io-uring"],
+            None => &["mount"],
+        };
+        let daemon = start_daemon("cgview", CGVIEW, args, work.join("mnt"), None);
         let target = Target {
             name: "cgview",
             daemon: Some(daemon),
@@ -629,6 +681,9 @@ impl Bench {
 impl Drop for Bench {
     fn drop(&mut self) {
         self.targets.clear();
+        if let Some(previous) = &self.uring_switch {
+            let _ = fs::write(ENABLE_URING, previous);
+        }
         let _ = fs::remove_dir_all(&self._work);
     }
 }

@@ -4,7 +4,8 @@
 use crate::bind_mounts::live_device;
 pub use crate::bind_mounts::FS_NAME;
 use crate::fallback::FallbackCause;
-use crate::fuse_fs::CgviewFs;
+use crate::fs_ops::FsOps;
+use crate::fuse_fs::{CgviewFs, RING_MAX_WRITE};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
 use crate::metrics::{Metrics, ScrapeExtras};
@@ -19,8 +20,23 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
+
+/// How requests reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Worker threads reading `/dev/fuse`.
+    DevFuse,
+    /// FUSE over io_uring (Linux 6.14+, `fuse.enable_uring=1`): one ring per CPU, served by a thread
+    /// pinned to it, so a request and its reply never cross CPUs. Falls back to `/dev/fuse` when the
+    /// kernel does not offer it.
+    IoUring,
+}
+
+/// Entries registered per ring: one being answered while the next request already waits in the other.
+const RING_DEPTH: usize = 2;
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -52,6 +68,8 @@ pub enum MountError {
     Metrics(#[source] io::Error),
     #[error("the mount at {0} was removed from outside cgview")]
     UnmountedExternally(PathBuf),
+    #[error("cannot start the io_uring rings the kernel agreed to (mount without --io-uring)")]
+    Rings(#[source] io::Error),
 }
 
 /// What a mount point holds before cgview mounts there.
@@ -205,6 +223,7 @@ pub fn serve(
     threads: usize,
     plan: MountPlan,
     metrics_address: Option<SocketAddr>,
+    transport: Transport,
 ) -> Result<(), MountError> {
     // Block the stop signals in this thread before any worker starts, so every worker inherits the mask
     // and the signals are only ever taken by `wait` below.
@@ -234,18 +253,57 @@ pub fn serve(
     let mount = mount_api::new_fuse_mount(fuse_device.as_fd(), FS_NAME).map_err(mount_failed)?;
     let own_device = mount_api::device_of(&mount).map_err(mount_failed)?;
 
+    // The rings are made before INIT: asking the kernel for io_uring and then failing to register them
+    // would leave every request waiting for rings that never come.
+    let prepared = match transport {
+        Transport::DevFuse => None,
+        Transport::IoUring => match crate::ring::prepare(RING_DEPTH) {
+            Ok(prepared) => Some((prepared, fuse_device.try_clone().map_err(mount_failed)?)),
+            Err(e) => {
+                let cause = crate::view::error_chain(&e);
+                tracing::warn!("cannot set up io_uring rings ({cause}); serving over /dev/fuse");
+                None
+            }
+        },
+    };
+    let negotiated = prepared.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
+
     let mut config = Config::default();
     config.acl = SessionACL::All;
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
     let tree_paths = tree.view().resolver().paths().clone();
+    let ops = Arc::new(FsOps::new(tree.clone()));
     let session = Session::from_fd(
-        CgviewFs::new(tree.clone()),
+        CgviewFs::with_ops(ops.clone(), negotiated.clone()),
         fuse_device,
         SessionACL::All,
         config,
     )
     .map_err(mount_failed)?;
+    // INIT is done. The mount is not attached yet: a ring that fails now fails the mount, unseen.
+    let _rings = match (prepared, negotiated) {
+        (Some((prepared, ring_device)), Some(negotiated)) if negotiated.load(Ordering::SeqCst) => {
+            let queues = prepared.queues();
+            let rings = prepared
+                .start(ring_device, ops.clone(), RING_MAX_WRITE)
+                .map_err(MountError::Rings)?;
+            tracing::info!(
+                queues,
+                depth = RING_DEPTH,
+                "serving over io_uring, a ring per CPU"
+            );
+            Some(rings)
+        }
+        (Some(_), _) => {
+            tracing::warn!(
+                "the kernel did not offer FUSE over io_uring (needs Linux 6.14+ and \
+                 /sys/module/fuse/parameters/enable_uring set to Y); serving over /dev/fuse"
+            );
+            None
+        }
+        _ => None,
+    };
 
     let previous_device = match &plan {
         MountPlan::Fresh => {

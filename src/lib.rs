@@ -23,6 +23,7 @@ pub mod parse;
 pub mod permissions;
 pub mod render;
 pub mod repair;
+pub mod ring;
 pub mod served;
 pub mod task_tracker;
 pub mod tree;
