@@ -152,3 +152,61 @@ fn without_the_kernels_consent_it_serves_over_dev_fuse() {
     assert!(daemon.stop_with("TERM").success());
     assert!(!is_mounted(&daemon.mount_point));
 }
+
+/// An upgrade between two daemons on rings loses no read, and a daemon on rings killed outright is
+/// replaced: the next one detaches the dead mount and serves again over its own rings.
+#[test]
+fn upgrades_and_crashes_keep_serving_over_the_rings() {
+    require_root_and_fuse();
+    let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _switch = EnableUring::set("Y");
+    let mut daemon = Daemon::start(&[], &["--io-uring"]);
+    let meminfo = daemon.path("proc/meminfo");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (reads, failures) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut reads, mut failures) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match fs::read_to_string(&meminfo) {
+                    Ok(text) if text.starts_with("MemTotal:") => {}
+                    _ => failures += 1,
+                }
+                reads += 1;
+            }
+            (reads, failures)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut previous = daemon.start_successor();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let status = stop_process(&mut previous, "TERM").expect("the old daemon stops");
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(reads > 100, "only {reads} reads");
+    assert_eq!(
+        failures, 0,
+        "{failures} of {reads} reads failed during the upgrade"
+    );
+    let log = daemon.log_text();
+    assert_eq!(log.matches("serving over io_uring").count(), 2, "{log}");
+
+    let mut child = daemon.take_child();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        fs::read_to_string(&meminfo).is_err(),
+        "a killed daemon still answers"
+    );
+    daemon.respawn();
+    assert!(fs::read_to_string(&meminfo)
+        .unwrap()
+        .starts_with("MemTotal:"));
+    assert_eq!(
+        daemon.log_text().matches("serving over io_uring").count(),
+        3
+    );
+    assert!(daemon.stop_with("TERM").success());
+    assert!(!is_mounted(&daemon.mount_point));
+}

@@ -163,6 +163,8 @@ pub struct Daemon {
     child: Option<Child>,
     pub mount_point: PathBuf,
     log: PathBuf,
+    /// The options after the mount point, given again to a successor or a respawned daemon.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -195,6 +197,7 @@ impl Daemon {
             child: Some(child),
             mount_point,
             log,
+            args: args.iter().map(|a| a.to_string()).collect(),
             _dir: dir,
         };
         daemon.wait_ready();
@@ -254,12 +257,13 @@ impl Daemon {
         self.child.take().unwrap()
     }
 
-    /// `cgview mount` on this mount point, logging to the same file.
+    /// `cgview mount` on this mount point with the same options, logging to the same file.
     fn spawn_again(&self) -> Child {
         let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
         Command::new(BIN)
             .arg("mount")
             .arg(&self.mount_point)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
