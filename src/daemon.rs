@@ -275,35 +275,27 @@ pub fn serve(
     let tree_paths = tree.view().resolver().paths().clone();
     let ops = Arc::new(FsOps::new(tree.clone()));
     let session = Session::from_fd(
-        CgviewFs::with_ops(ops.clone(), negotiated.clone()),
+        CgviewFs::new(ops.clone(), negotiated.clone()),
         fuse_device,
         SessionACL::All,
         config,
     )
     .map_err(mount_failed)?;
     // INIT is done. The mount is not attached yet: a ring that fails now fails the mount, unseen.
-    let _rings = match (prepared, negotiated) {
+    match (prepared, negotiated) {
         (Some((prepared, ring_device)), Some(negotiated)) if negotiated.load(Ordering::SeqCst) => {
-            let queues = prepared.queues();
-            let rings = prepared
+            prepared
                 .start(ring_device, ops.clone(), RING_MAX_WRITE)
                 .map_err(MountError::Rings)?;
-            tracing::info!(
-                queues,
-                depth = RING_DEPTH,
-                "serving over io_uring, a ring per CPU"
-            );
-            Some(rings)
         }
         (Some(_), _) => {
             tracing::warn!(
                 "the kernel did not offer FUSE over io_uring (needs Linux 6.14+ and \
                  /sys/module/fuse/parameters/enable_uring set to Y); serving over /dev/fuse"
             );
-            None
         }
-        _ => None,
-    };
+        _ => {}
+    }
 
     let previous_device = match &plan {
         MountPlan::Fresh => {

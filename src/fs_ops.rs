@@ -109,7 +109,8 @@ impl FsOps {
         }
     }
 
-    pub fn tree(&self) -> &Arc<Tree> {
+    #[cfg(test)]
+    pub(crate) fn tree(&self) -> &Arc<Tree> {
         &self.tree
     }
 

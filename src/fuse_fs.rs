@@ -2,7 +2,7 @@
 //! into exactly one reply.
 
 use crate::fs_ops::{Attr, Caller, FileKind, FsOps, BLOCK_SIZE, NAME_MAX};
-use crate::tree::{slice_at, Tree};
+use crate::tree::slice_at;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr,
@@ -28,13 +28,9 @@ pub struct CgviewFs {
 }
 
 impl CgviewFs {
-    pub fn new(tree: Arc<Tree>) -> CgviewFs {
-        CgviewFs::with_ops(Arc::new(FsOps::new(tree)), None)
-    }
-
     /// With `io_uring`, INIT asks the kernel for FUSE over io_uring and records whether it agreed; the
     /// rings must then be registered (see [`ring`](crate::ring)), or requests wait for them.
-    pub fn with_ops(ops: Arc<FsOps>, io_uring: Option<Arc<AtomicBool>>) -> CgviewFs {
+    pub fn new(ops: Arc<FsOps>, io_uring: Option<Arc<AtomicBool>>) -> CgviewFs {
         CgviewFs { ops, io_uring }
     }
 }

@@ -20,7 +20,6 @@ use crate::parse::cpuset::parse_cpu_list;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use thiserror::Error;
 
 /// `num_possible_cpus()`, the kernel's number of queues: offline and not-yet-plugged CPUs count too.
@@ -81,10 +80,10 @@ pub struct PreparedRings {
     depth: usize,
 }
 
+/// A queue's thread (detached: it ends with the connection) and how to hand it the connection.
 struct PreparedQueue {
     qid: u16,
     start: mpsc::Sender<queue::Start>,
-    thread: JoinHandle<()>,
 }
 
 /// Makes one ring for each possible CPU, for `depth` entries each. Fails if any cannot be made (io_uring
@@ -104,14 +103,13 @@ pub fn prepare(depth: usize) -> io::Result<PreparedRings> {
     for qid in 0..count {
         let (start_tx, start_rx) = mpsc::channel();
         let prepared = prepared_tx.clone();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("cgview-ring-{qid}"))
             .spawn(move || queue::run(qid, depth, prepared, start_rx))
             .map_err(|source| RingError::Spawn { qid, source })?;
         queues.push(PreparedQueue {
             qid,
             start: start_tx,
-            thread,
         });
     }
     drop(prepared_tx);
@@ -136,10 +134,6 @@ pub fn prepare(depth: usize) -> io::Result<PreparedRings> {
 }
 
 impl PreparedRings {
-    pub fn queues(&self) -> usize {
-        self.queues.len()
-    }
-
     /// Registers every queue's entries and serves. Call it once INIT has completed with
     /// FUSE_OVER_IO_URING agreed: `fuse` is a duplicate of the session's `/dev/fuse` descriptor and
     /// `max_write` the value fuser replied at INIT, from which the kernel sizes the payload buffers it
@@ -150,12 +144,12 @@ impl PreparedRings {
     /// hold requests for a queue with none, so the mount must not be used. The threads that did register
     /// keep serving, and keep `/dev/fuse` open through their rings, until the connection ends or the
     /// process exits.
-    pub fn start(self, fuse: OwnedFd, ops: Arc<FsOps>, max_write: u32) -> io::Result<RingThreads> {
+    pub fn start(self, fuse: OwnedFd, ops: Arc<FsOps>, max_write: u32) -> io::Result<()> {
+        let queues = self.queues.len();
         let payload_len = payload_buffer_len(max_write, page_size());
         let fuse = Arc::new(fuse);
         let (report_tx, report_rx) = mpsc::channel();
         let mut failure = None;
-        let mut threads = Vec::with_capacity(self.queues.len());
         let mut reported = vec![false; self.queues.len()];
         for queue in self.queues {
             let start = queue::Start {
@@ -167,7 +161,6 @@ impl PreparedRings {
             if queue.start.send(start).is_err() {
                 failure.get_or_insert(RingError::ThreadEnded { qid: queue.qid });
             }
-            threads.push(queue.thread);
         }
         drop(report_tx);
         drop(fuse);
@@ -192,29 +185,12 @@ impl PreparedRings {
             return Err(failure.into());
         }
         tracing::info!(
-            queues = threads.len(),
+            queues,
             depth = self.depth,
             buffer_bytes = queue::HEADER_AREA + payload_len,
-            "FUSE over io_uring: every queue registered"
+            "serving over io_uring, a ring per CPU"
         );
-        Ok(RingThreads { threads })
-    }
-}
-
-/// The ring threads, serving until the connection ends.
-pub struct RingThreads {
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl RingThreads {
-    /// Waits for every ring thread to end, which they do once the connection has ended (after the
-    /// unmount, or when the kernel aborts it).
-    pub fn join(self) {
-        for thread in self.threads {
-            if thread.join().is_err() {
-                tracing::error!("a ring thread panicked");
-            }
-        }
+        Ok(())
     }
 }
 

@@ -22,9 +22,9 @@ pub mod review;
 pub mod server;
 pub mod tls;
 
-/// Namespace label and pod label that opt in (`enabled`); the selectors in `daemonset/webhook/` use it.
-pub const INJECT_LABEL: &str = "cgview.io/inject";
-/// Pod annotation that opts out (`disabled` or `false`), whatever the labels say.
+/// Pod annotation that opts out (`disabled` or `false`), whatever the labels say. The namespace and pod
+/// labels of the same name that opt in (`enabled`) are evaluated by the API server: the selectors in
+/// `daemonset/webhook/`.
 pub const INJECT_ANNOTATION: &str = "cgview.io/inject";
 /// Pod annotation recording what the webhook did: `injected` or `skipped`.
 pub const STATUS_ANNOTATION: &str = "cgview.io/status";
