@@ -721,18 +721,26 @@ impl Bench {
         let mut rss_kb = 0;
         for round in 0..rounds {
             // Which one starts first alternates: nothing about start order favours either.
-            let (few, many) = if round % 2 == 0 {
+            let ((few, few_port), (many, many_port)) = if round % 2 == 0 {
                 let few = start("few");
                 (few, start("many"))
             } else {
                 let many = start("many");
                 (start("few"), many)
             };
-            let ((few, few_port), (many, many_port)) = (few, many);
             serve(&few, 0..10);
             serve(&many, 0..1000);
-            for (slot, port) in [(0, few_port), (1, many_port)] {
-                live[slot].push(metric(port, "cgview_containers").unwrap_or(f64::NAN));
+            // What is timed must be what is claimed: the daemons hold about 10 and 1,000 containers.
+            for (slot, port, at_least, at_most) in
+                [(0, few_port, 10.0, 20.0), (1, many_port, 1000.0, 1010.0)]
+            {
+                let cached =
+                    metric(port, "cgview_containers").expect("cgview_containers from /metrics");
+                assert!(
+                    (at_least..=at_most).contains(&cached),
+                    "a daemon that served {at_least} containers has {cached} cached"
+                );
+                live[slot].push(cached);
             }
             let before = [ticks(&few), ticks(&many)];
             let paths = vec![
@@ -764,15 +772,7 @@ impl Bench {
                 let mut all = std::mem::take(&mut latencies[slot]);
                 all.sort_unstable();
                 let reads = all.len().max(1) as f64;
-                let run = Run {
-                    latencies: all,
-                    wall_ns: 1,
-                    daemon_ticks: None,
-                };
-                (
-                    run.latency_stats(),
-                    cpu_ticks[slot] as f64 / hz * 1e6 / reads,
-                )
+                (percentiles(&all), cpu_ticks[slot] as f64 / hz * 1e6 / reads)
             })
             .collect();
         for (slot, (stats, cpu)) in pooled.iter().enumerate() {
@@ -901,14 +901,19 @@ impl Run {
     }
 
     fn latency_stats(&self) -> Stats {
-        let n = self.latencies.len().max(1);
-        let at = |q: f64| self.latencies[((n as f64 * q) as usize).min(n - 1)] as f64 / 1000.0;
-        Stats {
-            median_us: at(0.5),
-            p99_us: at(0.99),
-            reads_per_sec: None,
-            cpu_us_per_read: None,
-        }
+        percentiles(&self.latencies)
+    }
+}
+
+/// Median and p99 of sorted latencies (ns), in us.
+fn percentiles(sorted: &[u64]) -> Stats {
+    let n = sorted.len().max(1);
+    let at = |q: f64| sorted[((n as f64 * q) as usize).min(n - 1)] as f64 / 1000.0;
+    Stats {
+        median_us: at(0.5),
+        p99_us: at(0.99),
+        reads_per_sec: None,
+        cpu_us_per_read: None,
     }
 }
 
