@@ -1,9 +1,10 @@
 //! `cgview mount --io-uring`: requests arrive over FUSE over io_uring (one ring per CPU) instead of
 //! `/dev/fuse`. Every kind of request the tree answers goes over the rings here, containers reading at
-//! once each see their own file, and the daemon stops cleanly. Without the kernel's consent it falls back
-//! to `/dev/fuse` and says so.
+//! once each see their own file, and the daemon stops cleanly. Without the kernel's consent, or with
+//! io_uring switched off, it falls back to `/dev/fuse` and says so. Upgrades, crashes and a rollout that
+//! switches transports keep serving.
 //!
-//! A test binary of its own: the kernel's `enable_uring` switch is global, and the tests here set it.
+//! A test binary of its own: the kernel switches the tests here set are global.
 
 mod mounted_support;
 
@@ -14,31 +15,35 @@ use std::process::Command;
 
 const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
 
-/// Sets `enable_uring` for the test's life and puts the old value back, even when the test fails. It
-/// only decides what new mounts negotiate, and only daemons that ask for io_uring.
-struct EnableUring {
+const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// Sets a kernel switch (`enable_uring`, `io_uring_disabled`) for the test's life and puts the old value
+/// back, even when the test fails. `enable_uring` only decides what new mounts negotiate, and only for
+/// daemons that ask for io_uring; `io_uring_disabled` only what new rings may be made.
+struct KernelSwitch {
+    path: &'static str,
     previous: String,
 }
 
-impl EnableUring {
-    fn set(value: &str) -> EnableUring {
-        let previous = fs::read_to_string(ENABLE_URING).unwrap_or_else(|e| {
-            panic!("{ENABLE_URING}: {e} (a kernel without FUSE over io_uring)")
-        });
-        fs::write(ENABLE_URING, value).unwrap();
-        EnableUring {
+impl KernelSwitch {
+    fn set(path: &'static str, value: &str) -> KernelSwitch {
+        let previous = fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (a kernel without FUSE over io_uring)"));
+        fs::write(path, value).unwrap();
+        KernelSwitch {
+            path,
             previous: previous.trim().to_owned(),
         }
     }
 }
 
-impl Drop for EnableUring {
+impl Drop for KernelSwitch {
     fn drop(&mut self) {
-        let _ = fs::write(ENABLE_URING, &self.previous);
+        let _ = fs::write(self.path, &self.previous);
     }
 }
 
-/// Both tests change the switch; they must not overlap.
+/// The tests change global switches; they must not overlap.
 static SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn shell(script: &str) -> std::process::Output {
@@ -49,7 +54,7 @@ fn shell(script: &str) -> std::process::Output {
 fn every_request_is_answered_over_the_rings() {
     require_root_and_fuse();
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
-    let _switch = EnableUring::set("Y");
+    let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let mut daemon = Daemon::start(&[], &["--io-uring"]);
     let log = daemon.log_text();
     assert!(log.contains("io_uring"), "no ring started:\n{log}");
@@ -146,10 +151,35 @@ fn without_the_kernels_consent_it_serves_over_dev_fuse() {
         return;
     }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
-    let _switch = EnableUring::set("N");
+    let _switch = KernelSwitch::set(ENABLE_URING, "N");
     let mut daemon = Daemon::start(&[], &["--io-uring"]);
     let log = daemon.log_text();
     assert!(log.contains("serving over /dev/fuse"), "{log}");
+    let out = shell(&format!(
+        "head -n 1 {}",
+        daemon.path("proc/meminfo").display()
+    ));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("MemTotal:"));
+    assert!(daemon.stop_with("TERM").success());
+    assert!(!is_mounted(&daemon.mount_point));
+}
+
+/// Where io_uring is switched off for everyone (`kernel.io_uring_disabled=2`, as some hardened distributions
+/// ship), no ring can be made: the daemon says why and serves over `/dev/fuse`, having asked the kernel for
+/// nothing it could not answer.
+#[test]
+fn with_io_uring_switched_off_it_serves_over_dev_fuse() {
+    require_root_and_fuse();
+    if !Path::new(ENABLE_URING).exists() || !Path::new(IO_URING_DISABLED).exists() {
+        return;
+    }
+    let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _switch = KernelSwitch::set(ENABLE_URING, "Y");
+    let _disabled = KernelSwitch::set(IO_URING_DISABLED, "2");
+    let mut daemon = Daemon::start(&[], &["--io-uring"]);
+    let log = daemon.log_text();
+    assert!(log.contains("cannot set up io_uring rings"), "{log}");
+    assert!(!log.contains("serving over io_uring"), "{log}");
     let out = shell(&format!(
         "head -n 1 {}",
         daemon.path("proc/meminfo").display()
@@ -165,31 +195,10 @@ fn without_the_kernels_consent_it_serves_over_dev_fuse() {
 fn upgrades_and_crashes_keep_serving_over_the_rings() {
     require_root_and_fuse();
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
-    let _switch = EnableUring::set("Y");
+    let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let mut daemon = Daemon::start(&[], &["--io-uring"]);
     let meminfo = daemon.path("proc/meminfo");
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (reads, failures) = std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            let (mut reads, mut failures) = (0u32, 0u32);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match fs::read_to_string(&meminfo) {
-                    Ok(text) if text.starts_with("MemTotal:") => {}
-                    _ => failures += 1,
-                }
-                reads += 1;
-            }
-            (reads, failures)
-        });
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let mut previous = daemon.start_successor();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let status = stop_process(&mut previous, "TERM").expect("the old daemon stops");
-        assert!(status.success());
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        reader.join().unwrap()
-    });
+    let (reads, failures) = reading(&meminfo, || take_over(&mut daemon));
     assert!(reads > 100, "only {reads} reads");
     assert_eq!(
         failures, 0,
@@ -215,4 +224,65 @@ fn upgrades_and_crashes_keep_serving_over_the_rings() {
     );
     assert!(daemon.stop_with("TERM").success());
     assert!(!is_mounted(&daemon.mount_point));
+}
+
+/// A rollout that turns `--io-uring` on and then off again hands over between transports, with a reader
+/// running throughout, and loses no read: each daemon has its own FUSE connection, and the take-over does
+/// not depend on how requests reach either.
+#[test]
+fn a_take_over_switches_between_dev_fuse_and_the_rings() {
+    require_root_and_fuse();
+    let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _switch = KernelSwitch::set(ENABLE_URING, "Y");
+    let mut daemon = Daemon::start(&[], &[]);
+    let meminfo = daemon.path("proc/meminfo");
+    let (reads, failures) = reading(&meminfo, || {
+        daemon.set_args(&["--io-uring"]);
+        take_over(&mut daemon);
+        daemon.set_args(&[]);
+        take_over(&mut daemon);
+    });
+    assert!(reads > 100, "only {reads} reads");
+    assert_eq!(failures, 0, "{failures} of {reads} reads failed");
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("took over from the running cgview").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(log.matches("serving over io_uring").count(), 1, "{log}");
+    assert!(daemon.stop_with("TERM").success());
+    assert!(!is_mounted(&daemon.mount_point));
+}
+
+/// Reads a served `proc/meminfo` in a loop from another thread while `during` runs (with 300 ms of
+/// reading before and after); returns how many reads were made and how many failed or were wrong.
+fn reading(meminfo: &Path, during: impl FnOnce()) -> (u32, u32) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut reads, mut failures) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match fs::read_to_string(meminfo) {
+                    Ok(text) if text.starts_with("MemTotal:") => {}
+                    _ => failures += 1,
+                }
+                reads += 1;
+            }
+            (reads, failures)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        during();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    })
+}
+
+/// Starts a successor, lets both run a moment, then stops the previous daemon as a rollout does.
+fn take_over(daemon: &mut Daemon) {
+    let mut previous = daemon.start_successor();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = stop_process(&mut previous, "TERM").expect("the old daemon stops");
+    assert!(status.success());
 }

@@ -5,6 +5,7 @@ cgview work and keep it safe are what they must be. The admission webhook (daemo
 the two ways it is installed, with cert-manager and with `cgview webhook certs`, and checked the same way.
 Run by tests/run.sh."""
 import base64
+import copy
 import os
 import shutil
 import subprocess
@@ -44,6 +45,23 @@ def check_podmonitor_component(pod_labels):
     selector = monitor["spec"]["selector"]["matchLabels"]
     check(all(pod_labels.get(k) == v for k, v in selector.items()), "PodMonitor selects no daemon pod")
     check(monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics", "PodMonitor port is not 'metrics'")
+
+
+def check_io_uring_component(base):
+    """The optional io-uring component adds `--io-uring` to the daemon's command line and changes nothing
+    else; the result still validates."""
+    with tempfile.TemporaryDirectory() as directory:
+        text, docs = render(overlay(["components/io-uring"], directory))
+    for version in VERSIONS:
+        ok, report = validate(text, version)
+        check(ok, f"with the io-uring component, validation against {version} failed:\n{report}")
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+    base_args = base["spec"]["template"]["spec"]["containers"][0]["args"]
+    check("--io-uring" not in base_args, f"the default DaemonSet asks for io_uring: {base_args}")
+    check(args == base_args + ["--io-uring"], f"io-uring component args {args}")
+    ds["spec"]["template"]["spec"]["containers"][0]["args"] = base_args
+    check(ds == base, "the io-uring component changes more than the daemon's arguments")
 
 
 def validate(text, version):
@@ -443,6 +461,7 @@ def main():
     check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == port,
           f"scrape annotations {annotations}")
     check_podmonitor_component(labels)
+    check_io_uring_component(copy.deepcopy(ds))
     with_cert_manager = check_cert_manager_overlay(labels)
     with_generated_certs = check_generated_certs_overlay(labels)
     print(f"manifests: ok ({len(docs)} objects; with the webhook: {with_cert_manager} with cert-manager, "

@@ -271,6 +271,12 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Gives successors and respawned daemons these options instead of the first daemon's (a rollout
+    /// that changes the command line).
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Starts a second `cgview mount` on the same mount point while this one runs (an upgrade) and waits
     /// until it has taken over; returns the previous daemon's process, still running.
     pub fn start_successor(&mut self) -> Child {
