@@ -152,16 +152,7 @@ fn without_the_kernels_consent_it_serves_over_dev_fuse() {
     }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "N");
-    let mut daemon = Daemon::start(&[], &["--io-uring"]);
-    let log = daemon.log_text();
-    assert!(log.contains("serving over /dev/fuse"), "{log}");
-    let out = shell(&format!(
-        "head -n 1 {}",
-        daemon.path("proc/meminfo").display()
-    ));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("MemTotal:"));
-    assert!(daemon.stop_with("TERM").success());
-    assert!(!is_mounted(&daemon.mount_point));
+    falls_back_to_dev_fuse("serving over /dev/fuse");
 }
 
 /// Where io_uring is switched off for everyone (`kernel.io_uring_disabled=2`, as some hardened distributions
@@ -176,9 +167,15 @@ fn with_io_uring_switched_off_it_serves_over_dev_fuse() {
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let _disabled = KernelSwitch::set(IO_URING_DISABLED, "2");
+    falls_back_to_dev_fuse("cannot set up io_uring rings");
+}
+
+/// A daemon asked for `--io-uring` under the switches set by the caller: its log says `why`, it does not
+/// serve over the rings, its files read, and it stops and unmounts.
+fn falls_back_to_dev_fuse(why: &str) {
     let mut daemon = Daemon::start(&[], &["--io-uring"]);
     let log = daemon.log_text();
-    assert!(log.contains("cannot set up io_uring rings"), "{log}");
+    assert!(log.contains(why), "{log}");
     assert!(!log.contains("serving over io_uring"), "{log}");
     let out = shell(&format!(
         "head -n 1 {}",
