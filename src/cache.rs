@@ -7,16 +7,24 @@
 //!   younger than [`CacheSettings::max_stale`] (they never wait behind a render otherwise);
 //! - a caller's container is looked up again after [`CacheSettings::membership_ttl`], so a process moved to
 //!   another cgroup sees its new container's files within that time (plus a snapshot's life);
-//! - a caller thread is checked to be alive on every use, through a descriptor of its `/proc/<tid>/comm`
-//!   opened when it was resolved: once the thread is gone that descriptor fails with `ESRCH` forever, so a
-//!   new thread that reuses the id is resolved afresh and never sees another container's view.
+//! - a caller thread is checked to be the one resolved on every use, by the identity of its
+//!   `/proc/<tid>` (see [`Resolver::thread_identity`](crate::host::resolve::Resolver::thread_identity)):
+//!   a new thread that reuses the id is resolved afresh and never sees another container's view. The
+//!   check costs one `statx` and no descriptor.
 //!
-//! Every map is bounded; idle callers and containers are dropped by [`ViewCache::sweep`], vanished cgroups
-//! as soon as a render finds them gone.
+//! Containers are told apart by their cgroups' inodes as well as paths, so a cgroup removed and made again
+//! at the same path is a new container: nothing cached for the old one is served to the new one. A render
+//! that finds its cgroup gone drops the container and resolves the caller again at once.
+//!
+//! Descriptors are budgeted ([`FdBudget`]): a container keeps its cgroup files open from its second
+//! render on, while the budget allows; past it, files are read with open-read-close. Every map is
+//! bounded; [`ViewCache::maintain`], run every second by the janitor thread, drops idle callers and
+//! containers and closes the least recently used containers' files when the budget runs low.
 
 use crate::fallback::FallbackCause;
 use crate::host::error::ReadError;
-use crate::host::files::KeptOpen;
+use crate::host::fd_budget::{budget_for_limit, nofile_limit, FdBudget};
+use crate::host::files::{FileSource, KeptOpen, OpenEachTime};
 use crate::host::resolve::Container;
 use crate::parse::cpuset::{parse_cpu_list, CpuSet};
 use crate::parse::diskstats::DeviceId;
@@ -24,8 +32,6 @@ use crate::served::ServedFile;
 use crate::view::{Rendered, Source, View};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +50,9 @@ pub struct CacheSettings {
     pub idle_after: Duration,
     pub max_callers: usize,
     pub max_containers: usize,
+    /// Cgroup files kept open at most, over all containers; `None`: derived from the descriptor limit in
+    /// force when the cache is made ([`budget_for_limit`]).
+    pub fd_budget: Option<usize>,
 }
 
 impl Default for CacheSettings {
@@ -55,6 +64,7 @@ impl Default for CacheSettings {
             idle_after: Duration::from_secs(60),
             max_callers: 16_384,
             max_containers: 4_096,
+            fd_budget: None,
         }
     }
 }
@@ -103,18 +113,31 @@ struct ContainerEntry {
     vanished: AtomicBool,
     /// Content requests served (open, stat, reread), for the busiest-containers metric.
     requests: AtomicU64,
+    /// Renders started; files are kept open from the second on (a container that reads once, like a
+    /// `unshare ... cat`, holds no descriptor).
+    renders: AtomicU64,
 }
 
 impl ContainerEntry {
-    fn new(container: Container) -> ContainerEntry {
+    fn new(container: Container, budget: Arc<FdBudget>) -> ContainerEntry {
         ContainerEntry {
             container,
-            files: KeptOpen::default(),
+            files: KeptOpen::new(budget),
             slots: Default::default(),
             block_stats: Mutex::new(HashMap::new()),
             last_used: AtomicU64::new(0),
             vanished: AtomicBool::new(false),
             requests: AtomicU64::new(0),
+            renders: AtomicU64::new(0),
+        }
+    }
+
+    /// Where this render reads cgroup files from.
+    fn file_source(&self) -> &dyn FileSource {
+        if self.renders.fetch_add(1, Ordering::Relaxed) == 0 {
+            &OpenEachTime
+        } else {
+            &self.files
         }
     }
 }
@@ -122,8 +145,8 @@ impl ContainerEntry {
 /// A caller thread whose container is known.
 #[derive(Debug)]
 struct CallerEntry {
-    /// `/proc/<tid>/comm` of the thread that was resolved; fails once it is gone.
-    alive: Arc<File>,
+    /// The identity of the thread that was resolved; another thread with the same id has another.
+    identity: u64,
     container: Arc<ContainerEntry>,
     resolved_at: Instant,
     last_used: AtomicU64,
@@ -139,7 +162,7 @@ pub struct ViewCache {
     containers: Mutex<HashMap<Container, Arc<ContainerEntry>>>,
     /// Snapshots for callers whose view is the host's because the daemon cannot see them.
     host: [Slot; ServedFile::ALL.len()],
-    last_sweep: AtomicU64,
+    budget: Arc<FdBudget>,
     stats: CacheStats,
 }
 
@@ -150,10 +173,17 @@ pub struct CacheStats {
     pub caller_misses: AtomicU64,
     pub snapshot_hits: AtomicU64,
     pub renders: AtomicU64,
+    /// Renders that found the caller's cgroup gone and resolved the caller again.
+    pub re_resolved: AtomicU64,
+    /// Containers whose kept files the janitor closed to stay inside the descriptor budget.
+    pub files_closed_for_budget: AtomicU64,
 }
 
 impl ViewCache {
     pub fn new(view: Arc<View>, settings: CacheSettings) -> ViewCache {
+        let budget = settings
+            .fd_budget
+            .unwrap_or_else(|| budget_for_limit(nofile_limit()));
         ViewCache {
             view,
             settings,
@@ -161,7 +191,7 @@ impl ViewCache {
             callers: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             host: Default::default(),
-            last_sweep: AtomicU64::new(0),
+            budget: FdBudget::new(budget),
             stats: CacheStats::default(),
         }
     }
@@ -178,6 +208,11 @@ impl ViewCache {
         &self.stats
     }
 
+    /// The descriptors kept open for cgroup files.
+    pub fn fd_budget(&self) -> &Arc<FdBudget> {
+        &self.budget
+    }
+
     /// Callers and containers currently cached.
     pub fn sizes(&self) -> (usize, usize) {
         (self.callers.lock().len(), self.containers.lock().len())
@@ -188,15 +223,41 @@ impl ViewCache {
         let Some(tid) = caller else {
             return self.through_slot(&self.host[file as usize], || self.view.render(file, None));
         };
-        let entry = match self.container_of(tid) {
-            Ok(entry) => entry,
-            Err(_) => return self.uncached(file, tid),
+        let render = |entry: &ContainerEntry| {
+            self.through_slot(&entry.slots[file as usize], || {
+                self.view
+                    .render_for(file, &entry.container, tid, entry.file_source())
+            })
         };
-        let cached = self.through_slot(&entry.slots[file as usize], || {
-            self.view
-                .render_for(file, &entry.container, tid, &entry.files)
-        })?;
+        self.for_caller(tid, render, || self.uncached(file, tid))
+    }
+
+    /// Serves `tid` through its container's entry; when the render finds the cgroup gone (the caller
+    /// moved, or its cgroup was made again at the same path), resolves it again and serves the new one.
+    fn for_caller(
+        &self,
+        tid: u32,
+        render: impl Fn(&ContainerEntry) -> Result<Cached, ReadError>,
+        unresolved: impl FnOnce() -> Result<Cached, ReadError>,
+    ) -> Result<Cached, ReadError> {
+        let Ok(entry) = self.container_of(tid) else {
+            return unresolved();
+        };
+        let cached = render(&entry)?;
         self.after_serving(&entry, &cached);
+        if cached.source != Source::Fallback(FallbackCause::CgroupVanished) {
+            return Ok(cached);
+        }
+        self.callers.lock().remove(&tid);
+        let Ok(again) = self.container_of(tid) else {
+            return Ok(cached);
+        };
+        if Arc::ptr_eq(&again, &entry) {
+            return Ok(cached);
+        }
+        self.stats.re_resolved.fetch_add(1, Ordering::Relaxed);
+        let cached = render(&again)?;
+        self.after_serving(&again, &cached);
         Ok(cached)
     }
 
@@ -208,24 +269,26 @@ impl ViewCache {
         device: DeviceId,
         caller: Option<u32>,
     ) -> Result<Cached, ReadError> {
-        let render = |entry: Option<&ContainerEntry>| match entry {
-            Some(entry) => {
-                self.view
-                    .render_block_stat_for(host_stat, device, &entry.container, &entry.files)
-            }
-            None => self.view.render_block_stat(host_stat, device, caller),
+        let uncached = || {
+            Ok(cached_now(
+                self.view.render_block_stat(host_stat, device, caller)?,
+            ))
         };
         let Some(tid) = caller else {
-            return Ok(cached_now(render(None)?));
+            return uncached();
         };
-        let entry = match self.container_of(tid) {
-            Ok(entry) => entry,
-            Err(_) => return Ok(cached_now(render(None)?)),
+        let render = |entry: &ContainerEntry| {
+            let slot = entry.block_stats.lock().entry(inode).or_default().clone();
+            self.through_slot(&slot, || {
+                self.view.render_block_stat_for(
+                    host_stat,
+                    device,
+                    &entry.container,
+                    entry.file_source(),
+                )
+            })
         };
-        let slot = entry.block_stats.lock().entry(inode).or_default().clone();
-        let cached = self.through_slot(&slot, || render(Some(&entry)))?;
-        self.after_serving(&entry, &cached);
-        Ok(cached)
+        self.for_caller(tid, render, uncached)
     }
 
     /// The CPUs the caller is shown; `None` when it sees all of the host's online CPUs or when they cannot
@@ -278,14 +341,17 @@ impl ViewCache {
         let known = self.callers.lock().get(&tid).map(|caller| {
             caller.last_used.store(self.ms(now), Ordering::Relaxed);
             (
-                caller.alive.clone(),
+                caller.identity,
                 caller.container.clone(),
                 caller.resolved_at,
             )
         });
-        if let Some((alive, entry, resolved_at)) = known {
+        if let Some((identity, entry, resolved_at)) = known {
             let fresh = now.duration_since(resolved_at) < self.settings.membership_ttl;
-            if fresh && !entry.vanished.load(Ordering::Relaxed) && is_alive(&alive) {
+            if fresh
+                && !entry.vanished.load(Ordering::Relaxed)
+                && self.view.resolver().thread_identity(tid) == Some(identity)
+            {
                 self.stats.caller_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(entry);
             }
@@ -295,13 +361,12 @@ impl ViewCache {
     }
 
     fn resolve_caller(&self, tid: u32, now: Instant) -> Result<Arc<ContainerEntry>, FallbackCause> {
-        self.sweep_if_due(now);
-        // Opened before resolving: if the thread is replaced meanwhile, the check after resolving fails.
-        let alive = File::open(self.view.resolver().paths().pid_file(tid, "comm")).ok();
+        // Taken before resolving: if the thread is replaced meanwhile, the check after resolving fails.
+        let identity = self.view.resolver().thread_identity(tid);
         let container = self.view.resolve(tid)?;
         let entry = self.intern(container);
-        match alive.map(Arc::new) {
-            Some(alive) if is_alive(&alive) => {
+        match identity {
+            Some(identity) if self.view.resolver().thread_identity(tid) == Some(identity) => {
                 let mut callers = self.callers.lock();
                 if callers.len() >= self.settings.max_callers && !callers.contains_key(&tid) {
                     evict_some(&mut callers, |c| c.last_used.load(Ordering::Relaxed));
@@ -309,14 +374,14 @@ impl ViewCache {
                 callers.insert(
                     tid,
                     CallerEntry {
-                        alive,
+                        identity,
                         container: entry.clone(),
                         resolved_at: now,
                         last_used: AtomicU64::new(self.ms(now)),
                     },
                 );
             }
-            // Gone already, or no comm to watch (a fixture tree): serve it, remember nothing.
+            // Gone already, or replaced: serve it, remember nothing.
             _ => {}
         }
         Ok(entry)
@@ -333,7 +398,7 @@ impl ViewCache {
         if containers.len() >= self.settings.max_containers {
             evict_some(&mut containers, |c| c.last_used.load(Ordering::Relaxed));
         }
-        let entry = Arc::new(ContainerEntry::new(container.clone()));
+        let entry = Arc::new(ContainerEntry::new(container.clone(), self.budget.clone()));
         entry.last_used.store(self.now_ms(), Ordering::Relaxed);
         containers.insert(container, entry.clone());
         entry
@@ -364,27 +429,17 @@ impl ViewCache {
                 return Ok(cached.clone());
             }
         }
-        let _refreshing = match slot.refresh.try_lock() {
-            Some(guard) => guard,
-            None => {
-                if let Some(cached) =
-                    current.filter(|c| now.duration_since(c.rendered_at) < self.settings.max_stale)
-                {
-                    self.stats.snapshot_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(cached);
-                }
-                let guard = slot.refresh.lock();
-                // The render we waited for may be the one we need.
-                if let Some(cached) = slot.current() {
-                    if now.saturating_duration_since(cached.rendered_at)
-                        < self.settings.snapshot_ttl
-                    {
-                        return Ok(cached);
-                    }
-                }
-                guard
+        // Nobody waits for another reader's render: while one runs, the others get the previous snapshot
+        // when it is recent enough, and render for themselves otherwise.
+        let refreshing = slot.refresh.try_lock();
+        if refreshing.is_none() {
+            if let Some(cached) =
+                current.filter(|c| now.duration_since(c.rendered_at) < self.settings.max_stale)
+            {
+                self.stats.snapshot_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(cached);
             }
-        };
+        }
         let started = Instant::now();
         let rendered = render()?;
         self.stats.renders.fetch_add(1, Ordering::Relaxed);
@@ -393,25 +448,46 @@ impl ViewCache {
             source: rendered.source,
             rendered_at: started,
         };
-        *slot.current.lock() = Some(cached.clone());
+        {
+            let mut current = slot.current.lock();
+            // A concurrent render that started later has the fresher content.
+            if current.as_ref().is_none_or(|c| c.rendered_at <= started) {
+                *current = Some(cached.clone());
+            }
+        }
         Ok(cached)
     }
 
-    fn sweep_if_due(&self, now: Instant) {
-        let now_ms = self.ms(now);
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        if now_ms.saturating_sub(last) >= 1_000
-            && self
-                .last_sweep
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.sweep(now);
+    /// The janitor's round (every second): [`ViewCache::sweep`], then, while the descriptor budget is
+    /// nearly spent, closes the kept files of the least recently used containers until a quarter of it is
+    /// free. Their next renders read with open-read-close, and keep files again as the budget allows.
+    pub fn maintain(&self, now: Instant) {
+        self.sweep(now);
+        if !self.budget.is_nearly_spent() {
+            return;
+        }
+        let mut holding: Vec<Arc<ContainerEntry>> = self
+            .containers
+            .lock()
+            .values()
+            .filter(|entry| !entry.files.is_empty())
+            .cloned()
+            .collect();
+        holding.sort_unstable_by_key(|entry| entry.last_used.load(Ordering::Relaxed));
+        for entry in holding {
+            if self.budget.excess() == 0 {
+                break;
+            }
+            if entry.files.close_all() > 0 {
+                self.stats
+                    .files_closed_for_budget
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
     /// Drops callers and containers idle for [`CacheSettings::idle_after`] and snapshots nobody read for
-    /// a few lifetimes. Runs at most once a second, on a cache miss.
+    /// a few lifetimes.
     pub fn sweep(&self, now: Instant) {
         let idle_before = self
             .ms(now)
@@ -456,12 +532,6 @@ fn cached_now(rendered: Rendered) -> Cached {
         source: rendered.source,
         rendered_at: Instant::now(),
     }
-}
-
-/// Whether the thread behind a `/proc/<tid>/comm` descriptor still exists.
-fn is_alive(comm: &File) -> bool {
-    let mut buf = [0u8; 32];
-    comm.read_at(&mut buf, 0).is_ok()
 }
 
 /// Makes room in a full map: drops the least recently used quarter.

@@ -232,6 +232,7 @@ pub fn serve(
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGUSR1);
     signals.thread_block().map_err(MountError::Signals)?;
+    spawn_janitor(&tree);
 
     // Bound before mounting: a taken port must not leave a mount behind.
     let metrics_listener = metrics_address
@@ -526,6 +527,31 @@ const SUPERSEDED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Once the mount answers, replaces the dead cgview mounts a previous daemon left in containers, and moves
 /// containers off a taken-over daemon's mounts (twice: a container being created during the first pass
 /// may bind the old mount after its namespace was scanned).
+/// How often the janitor drops idle cache entries and keeps descriptors inside the budget.
+const JANITOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts the thread that runs [`ViewCache::maintain`](crate::cache::ViewCache::maintain) every second,
+/// and at once when the descriptor budget runs out. It ends with the tree.
+fn spawn_janitor(tree: &Arc<Tree>) {
+    let weak = Arc::downgrade(tree);
+    let spawned = std::thread::Builder::new()
+        .name("cgview-janitor".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(JANITOR_PERIOD);
+            match weak.upgrade() {
+                Some(tree) => tree.cache().maintain(std::time::Instant::now()),
+                None => break,
+            }
+        });
+    match spawned {
+        Ok(handle) => tree
+            .cache()
+            .fd_budget()
+            .set_janitor(handle.thread().clone()),
+        Err(e) => tracing::error!("cannot start the cache janitor: {e}; idle entries stay cached"),
+    }
+}
+
 fn spawn_repair(
     paths: HostPaths,
     mount_point: PathBuf,

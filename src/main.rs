@@ -1,5 +1,6 @@
 //! The `cgview` command line.
 
+use cgview::cache::CacheSettings;
 use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve, Transport};
 use cgview::host::layout::{CgroupLayout, Controller};
 use cgview::host::paths::HostPaths;
@@ -94,6 +95,11 @@ enum Command {
         /// (e.g. 0.0.0.0:9477; port 0 picks a free one, logged at start).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// Cgroup files kept open at most, over all containers (default: half of what the descriptor
+        /// limit leaves after 512 for everything else, at most 65536). The daemon raises its soft
+        /// RLIMIT_NOFILE to the hard one at start; past the budget files are read with open-read-close.
+        #[arg(long, value_name = "N", env = "CGVIEW_FD_BUDGET")]
+        fd_budget: Option<usize>,
     },
     /// Report every container's cgview mounts (live or dead, i.e. left by a daemon that died) and
     /// optionally replace the dead ones from the live mount at MOUNTPOINT. Exits 1 while any is dead.
@@ -290,8 +296,24 @@ fn run(cli: Cli) -> Result<(), String> {
             diagnostic_floor,
             metrics_addr,
             io_uring,
+            fd_budget,
         } => {
             let plan = prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
+            let nofile = cgview::host::fd_budget::raise_nofile_limit().unwrap_or_else(|e| {
+                tracing::warn!("cannot raise the descriptor limit: {e}");
+                cgview::host::fd_budget::nofile_limit()
+            });
+            let settings = CacheSettings {
+                fd_budget: Some(
+                    fd_budget.unwrap_or_else(|| cgview::host::fd_budget::budget_for_limit(nofile)),
+                ),
+                ..CacheSettings::default()
+            };
+            tracing::info!(
+                nofile,
+                fd_budget = settings.fd_budget,
+                "descriptor limit and budget for kept-open cgroup files"
+            );
             if !keep_cgroup_namespace && paths.is_live_system() {
                 join_host_cgroup_namespace(&paths);
             }
@@ -299,7 +321,7 @@ fn run(cli: Cli) -> Result<(), String> {
             report_layout(view.resolver().layout());
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let mut tree = Tree::new(Arc::new(view));
+            let mut tree = Tree::with_cache(Arc::new(view), settings);
             if diagnostic_floor {
                 let meminfo = tree.view().resolver().paths().proc_file("meminfo");
                 let content = std::fs::read(&meminfo)

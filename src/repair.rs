@@ -102,7 +102,9 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
             }
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(paths.pid_file(pid, "mountinfo")) else {
+        let Ok(text) =
+            crate::host::kernel_file::read_kernel_text(&paths.pid_file(pid, "mountinfo"))
+        else {
             continue;
         };
         let Ok(mounts) = parse_mountinfo(&text) else {
@@ -291,7 +293,7 @@ pub fn repair_all(
 
 /// The cgroup of a process, to name its container in logs and reports.
 pub fn container_hint(paths: &HostPaths, pid: u32) -> String {
-    let memberships = std::fs::read_to_string(paths.pid_file(pid, "cgroup"))
+    let memberships = crate::host::kernel_file::read_kernel_text(&paths.pid_file(pid, "cgroup"))
         .ok()
         .and_then(|text| parse_cgroup_membership(&text).ok())
         .unwrap_or_default();

@@ -10,6 +10,7 @@
 //!   container's `/sys` wherever this directory is mounted.
 
 use crate::cache::{CacheSettings, ViewCache};
+use crate::host::kernel_file::{open_kernel_file, read_kernel_prefix, read_kernel_text};
 use crate::metrics::{MetricFile, Metrics};
 use crate::parse::cpuset::CpuSet;
 use crate::parse::diskstats::DeviceId;
@@ -19,7 +20,6 @@ use crate::view::View;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::Metadata;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +38,7 @@ const FLOOR_INODE: Inode = 999;
 /// The diagnostic file's name in the mount's root; not listed.
 pub const FLOOR_NAME: &str = ".cgview-floor";
 /// Largest host file passed through (sysfs attributes are at most a page; this is generous).
-const MAX_PASSTHROUGH_BYTES: u64 = 1 << 20;
+const MAX_PASSTHROUGH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
@@ -647,7 +647,7 @@ impl Tree {
         let path = self.host_path(&self.mirrored_key(inode)?);
         let device = path
             .parent()
-            .and_then(|dir| std::fs::read_to_string(dir.join("dev")).ok())
+            .and_then(|dir| read_kernel_text(&dir.join("dev")).ok())
             .and_then(|dev| parse_device_id(&dev))
             .ok_or(Errno(libc::EIO))?;
         let known = Arc::new((path, device));
@@ -657,12 +657,8 @@ impl Tree {
 
     fn read_host(&self, inode: Inode) -> Result<Vec<u8>, Errno> {
         let path = self.host_path(&self.mirrored_key(inode)?);
-        let file = std::fs::File::open(path).map_err(|e| Errno::from_io(&e))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_PASSTHROUGH_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Errno::from_io(&e))?;
-        Ok(bytes)
+        let file = open_kernel_file(&path).map_err(|e| Errno::from_io(&e))?;
+        read_kernel_prefix(&file, MAX_PASSTHROUGH_BYTES).map_err(|e| Errno::from_io(&e))
     }
 
     /// The content a read of an open file at `offset` is cut from (slice it with [`slice_at`]).

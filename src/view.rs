@@ -9,6 +9,7 @@ use crate::host::cgroup_reader::{
 };
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::files::{FileSource, OpenEachTime};
+use crate::host::kernel_file::read_kernel_bytes;
 use crate::host::resolve::{Anchor, CgroupDir, Container, Resolver};
 use crate::model::cpu::visible_cpus;
 use crate::model::cpu_time::container_cpu_ticks;
@@ -29,6 +30,7 @@ use crate::render::uptime::{container_uptime, render_uptime};
 use crate::served::ServedFile;
 use crate::task_tracker::{ContainerAge, TaskTracker, TaskView, TrackRequest, TrackerSettings};
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,13 +136,13 @@ impl View {
     /// only when the host file itself cannot be read.
     pub fn render(&self, file: ServedFile, caller: Option<u32>) -> Result<Rendered, ReadError> {
         let Some(tid) = caller else {
-            let host = read_text(&file.host_path(self.resolver.paths()))?;
+            let host = read_host_bytes(&file.host_path(self.resolver.paths()))?;
             return Ok(host_rendered(host, Source::Host));
         };
         match self.resolver.resolve(tid) {
             Ok(container) => self.render_for(file, &container, tid, &OpenEachTime),
             Err(error) => {
-                let host = read_text(&file.host_path(self.resolver.paths()))?;
+                let host = read_host_bytes(&file.host_path(self.resolver.paths()))?;
                 Ok(self.fell_back(file, host, self.failure(error)))
             }
         }
@@ -154,19 +156,23 @@ impl View {
         tid: u32,
         files: &dyn FileSource,
     ) -> Result<Rendered, ReadError> {
-        let host = read_text(&file.host_path(self.resolver.paths()))?;
+        let host_path = file.host_path(self.resolver.paths());
+        let host = match host_text(&host_path)? {
+            Ok(text) => text,
+            Err(odd) => return Ok(self.fell_back(file, odd.bytes, odd.failure)),
+        };
         match self.virtualize(file, container, tid, &host, files) {
             Ok(Some(text)) => Ok(Rendered {
                 bytes: text.into_bytes(),
                 source: Source::Container,
             }),
-            Ok(None) => Ok(host_rendered(host, Source::Host)),
-            Err(failure) => Ok(self.fell_back(file, host, failure)),
+            Ok(None) => Ok(host_rendered(host.into_bytes(), Source::Host)),
+            Err(failure) => Ok(self.fell_back(file, host.into_bytes(), failure)),
         }
     }
 
     /// The host file, with the fallback recorded.
-    fn fell_back(&self, file: ServedFile, host: String, failure: Failure) -> Rendered {
+    fn fell_back(&self, file: ServedFile, host: Vec<u8>, failure: Failure) -> Rendered {
         self.fallbacks.record(file, failure.cause, &failure);
         host_rendered(host, Source::Fallback(failure.cause))
     }
@@ -192,14 +198,14 @@ impl View {
         caller: Option<u32>,
     ) -> Result<Rendered, ReadError> {
         let Some(tid) = caller else {
-            return Ok(host_rendered(read_text(host_stat)?, Source::Host));
+            return Ok(host_rendered(read_host_bytes(host_stat)?, Source::Host));
         };
         match self.resolver.resolve(tid) {
             Ok(container) => {
                 self.render_block_stat_for(host_stat, device, &container, &OpenEachTime)
             }
             Err(error) => {
-                let host = read_text(host_stat)?;
+                let host = read_host_bytes(host_stat)?;
                 Ok(self.fell_back(ServedFile::Diskstats, host, self.failure(error)))
             }
         }
@@ -213,7 +219,10 @@ impl View {
         container: &Container,
         files: &dyn FileSource,
     ) -> Result<Rendered, ReadError> {
-        let host = read_text(host_stat)?;
+        let host = match host_text(host_stat)? {
+            Ok(text) => text,
+            Err(odd) => return Ok(self.fell_back(ServedFile::Diskstats, odd.bytes, odd.failure)),
+        };
         let virtualized =
             container_dir(container.cgroups.io.as_ref(), "blkio/io").and_then(|dir| {
                 let Some(dir) = dir else {
@@ -228,8 +237,8 @@ impl View {
                 bytes: text.into_bytes(),
                 source: Source::Container,
             }),
-            Ok(None) => Ok(host_rendered(host, Source::Host)),
-            Err(failure) => Ok(self.fell_back(ServedFile::Diskstats, host, failure)),
+            Ok(None) => Ok(host_rendered(host.into_bytes(), Source::Host)),
+            Err(failure) => Ok(self.fell_back(ServedFile::Diskstats, host.into_bytes(), failure)),
         }
     }
 
@@ -507,11 +516,36 @@ impl View {
     }
 }
 
-fn host_rendered(host: String, source: Source) -> Rendered {
+fn host_rendered(host: Vec<u8>, source: Source) -> Rendered {
     Rendered {
-        bytes: host.into_bytes(),
+        bytes: host,
         source,
     }
+}
+
+/// A host file's bytes, whatever they hold.
+fn read_host_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
+    read_kernel_bytes(path).wrap_path(path)
+}
+
+/// A host file that is not text: served unchanged, as a fallback (renderers work on text).
+struct NotText {
+    bytes: Vec<u8>,
+    failure: Failure,
+}
+
+/// A host file as text, or its bytes and why it is not virtualized when it is not UTF-8.
+fn host_text(path: &Path) -> Result<Result<String, NotText>, ReadError> {
+    Ok(String::from_utf8(read_host_bytes(path)?).map_err(|error| {
+        let detail = format!("{}: not UTF-8 text: {}", path.display(), error.utf8_error());
+        NotText {
+            bytes: error.into_bytes(),
+            failure: Failure {
+                cause: FallbackCause::Unparsable,
+                detail,
+            },
+        }
+    }))
 }
 
 /// The container's cgroup for a controller the file needs: an error when there is none, `None` for the
@@ -550,7 +584,13 @@ fn container_key(container: &Container, dir: &CgroupDir) -> String {
         Anchor::HostNamespace => 0,
         Anchor::NamespaceInit { start_ticks, .. } => start_ticks,
     };
-    format!("{}@{start}", dir.path().display())
+    // The cgroups' inodes tell a cgroup made again at the same path (a restarted service) from the old one.
+    let incarnation = container
+        .inodes
+        .0
+        .iter()
+        .fold(0u64, |hash, inode| hash.rotate_left(13) ^ inode);
+    format!("{}@{start}#{incarnation:x}", dir.path().display())
 }
 
 /// `None` for the root cgroup, whose view is the host's.

@@ -156,3 +156,86 @@ fn recycled_thread_id_never_sees_the_previous_owners_container() {
     }
     assert!(reused > 0, "could not get a pid reused in 20 tries");
 }
+
+#[test]
+fn a_cgroup_made_again_at_the_same_path_is_read_as_the_new_one() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let parent = TestCgroup::new("recreated", &["memory"]);
+    // A systemd service restarted under a new MemoryMax=: its cgroup is removed and made again at once.
+    for trial in 0..10u64 {
+        let limit = (256 + 64 * (trial % 2)) * MIB;
+        let service = parent.child("service");
+        service.set("memory", "memory.limit_in_bytes", &limit.to_string());
+        // Twice: the second read of a container goes through its kept-open files.
+        for read in 0..2 {
+            let (_, line) = read_as_new_process(&service, &daemon);
+            assert_eq!(
+                meminfo_kb(&line, "MemTotal"),
+                limit / 1024,
+                "trial {trial}, read {read}: the re-created cgroup was served the old one's view"
+            );
+        }
+        drop(service);
+    }
+}
+
+#[test]
+fn a_reader_whose_cgroup_is_removed_after_a_move_never_sees_the_host() {
+    require_root_and_fuse();
+    let daemon = Daemon::start(&[], &[]);
+    let old = TestCgroup::new("moved-from", &["memory"]);
+    let new = TestCgroup::new("moved-to", &["memory"]);
+    old.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    new.set("memory", "memory.limit_in_bytes", &(320 * MIB).to_string());
+    // One thread keeps the file open and rereads it from offset 0, as top and agents do.
+    let script = format!(
+        r#"
+import sys, time
+f = open("{path}")
+sys.stdout.write("ready\n"); sys.stdout.flush()
+seen = []
+deadline = time.time() + 3
+while time.time() < deadline:
+    f.seek(0)
+    seen.append(f.readline().split()[1])
+    time.sleep(0.005)
+print(" ".join(seen))
+"#,
+        path = daemon.path("proc/meminfo").display()
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{}; exec python3 -c '{}'",
+            old.enter_script(),
+            script.replace('\'', "'\\''")
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    std::thread::sleep(Duration::from_millis(300));
+    new.set("memory", "cgroup.procs", &pid.to_string());
+    fs::remove_dir(old.dir("memory")).unwrap();
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut seen).unwrap();
+    assert!(child.wait().unwrap().success());
+    let values: Vec<&str> = seen.split_whitespace().collect();
+    let (old_kb, new_kb) = (
+        (256 * MIB / 1024).to_string(),
+        (320 * MIB / 1024).to_string(),
+    );
+    assert!(values.len() > 50, "{seen}");
+    for value in &values {
+        assert!(
+            *value == old_kb || *value == new_kb,
+            "a read showed {value} kB, neither the old nor the new cgroup's limit: {seen}"
+        );
+    }
+    assert_eq!(values.last(), Some(&new_kb.as_str()), "{seen}");
+}

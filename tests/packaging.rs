@@ -29,6 +29,16 @@ fn unit_starts_before_the_runtimes_and_restarts_on_failure() {
 }
 
 #[test]
+fn unit_gives_the_daemon_room_for_many_containers_descriptors() {
+    // systemd's default soft limit (1024) fills with a few dozen containers' kept cgroup files.
+    let limit: Vec<u64> = setting("LimitNOFILE")
+        .iter()
+        .map(|v| v.parse().expect("a number, soft=hard"))
+        .collect();
+    assert!(limit.len() == 1 && limit[0] >= 65_536, "{limit:?}");
+}
+
+#[test]
 fn unit_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("cgview.service");

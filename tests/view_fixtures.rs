@@ -500,3 +500,21 @@ fn fallback_cgroup_outside_mount_is_missing_controller() {
     let (_, source) = render_text(&host.view(), ServedFile::Meminfo, 1303);
     assert_eq!(source, Source::Fallback(FallbackCause::MissingController));
 }
+
+#[test]
+fn a_host_file_that_is_not_text_is_served_unchanged_not_failed() {
+    let host = hybrid_host();
+    v1_memory(&host, "/docker/odd", "536870912", 0);
+    host.process(&Process::host(520, hybrid_membership("/docker/odd")));
+    let mut odd = HOST_MEMINFO.as_bytes().to_vec();
+    odd.extend_from_slice(b"Weird\xff\xfe:   1 kB\n");
+    std::fs::write(host.path().join("proc/meminfo"), &odd).unwrap();
+    let view = host.view();
+    for caller in [Some(520), None] {
+        let rendered = view.render(ServedFile::Meminfo, caller).unwrap();
+        assert_eq!(rendered.bytes, odd, "caller {caller:?}");
+    }
+    let rendered = view.render(ServedFile::Meminfo, Some(520)).unwrap();
+    assert_eq!(rendered.source, Source::Fallback(FallbackCause::Unparsable));
+    assert!(view.fallbacks().count(FallbackCause::Unparsable) >= 2);
+}

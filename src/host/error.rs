@@ -66,15 +66,16 @@ impl<T> WrapPath<T> for Result<T, ParseError> {
     }
 }
 
-/// Reads a whole (small, kernel-generated) file as text.
+/// Reads a whole kernel-generated file as text (bounded and non-blocking: see
+/// [`kernel_file`](super::kernel_file)).
 pub fn read_text(path: &std::path::Path) -> Result<String, ReadError> {
-    std::fs::read_to_string(path).wrap_path(path)
+    super::kernel_file::read_kernel_text(path).wrap_path(path)
 }
 
 /// Like [`read_text`], but a missing file is `Ok(None)`: many cgroup files exist only with some kernels or
 /// controller settings.
 pub fn read_optional_text(path: &std::path::Path) -> Result<Option<String>, ReadError> {
-    match std::fs::read_to_string(path) {
+    match super::kernel_file::read_kernel_text(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ReadError::Io {

@@ -3,7 +3,9 @@
 pub mod cgroup_path;
 pub mod cgroup_reader;
 pub mod error;
+pub mod fd_budget;
 pub mod files;
+pub mod kernel_file;
 pub mod layout;
 pub mod paths;
 pub mod resolve;

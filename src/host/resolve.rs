@@ -95,6 +95,36 @@ pub enum Anchor {
 pub struct Container {
     pub cgroups: ContainerCgroups,
     pub anchor: Anchor,
+    /// Which incarnation of those cgroups: two containers with the same paths but different inodes are
+    /// different containers to every cache.
+    pub inodes: CgroupInodes,
+}
+
+/// Inode numbers of a container's cgroup directories, in [`ContainerCgroups`] field order (0 where it
+/// has none). On cgroup2 the inode is the cgroup id, and cgroupfs v1 numbers directories the same way
+/// (kernfs): a cgroup removed and made again at the same path (a systemd service restarted under
+/// `MemoryMax=`, a pod's container restarted) gets new numbers, so its new processes never meet the old
+/// cgroup's cached files or snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CgroupInodes(pub [u64; 6]);
+
+impl CgroupInodes {
+    /// Reads the inodes of `cgroups`' directories now.
+    pub fn of(cgroups: &ContainerCgroups) -> CgroupInodes {
+        let inode = |dir: &Option<CgroupDir>| {
+            dir.as_ref()
+                .and_then(|d| std::fs::metadata(d.path()).ok())
+                .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m))
+        };
+        CgroupInodes([
+            inode(&cgroups.memory),
+            inode(&cgroups.cpu),
+            inode(&cgroups.cpuacct),
+            inode(&cgroups.cpuset),
+            inode(&cgroups.io),
+            inode(&cgroups.unified),
+        ])
+    }
 }
 
 /// Deepest process tree walked looking for a namespace's init; real trees are a few levels deep.
@@ -108,6 +138,8 @@ pub struct Resolver {
     host_pid_namespace: Option<OsString>,
     /// pid namespace link (`pid:[inode]`) -> (init pid, init start ticks). Validated on every use.
     namespace_inits: Mutex<HashMap<OsString, (u32, u64)>>,
+    /// The proc root, for reading thread files relative to it without building paths.
+    proc_dir: Option<std::os::fd::OwnedFd>,
 }
 
 /// Entries kept in the namespace-init cache before it is cleared; bounds memory under pid churn.
@@ -118,11 +150,20 @@ impl Resolver {
         let host_pid_namespace = std::fs::read_link(paths.proc_file("self/ns/pid"))
             .ok()
             .map(PathBuf::into_os_string);
+        let proc_dir = nix::fcntl::open(
+            &paths.proc_root,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok();
         Resolver {
             paths,
             layout,
             host_pid_namespace,
             namespace_inits: Mutex::new(HashMap::new()),
+            proc_dir,
         }
     }
 
@@ -143,20 +184,39 @@ impl Resolver {
             .into_os_string();
         let in_host_namespace = self.host_pid_namespace.as_ref() == Some(&namespace);
         if in_host_namespace {
+            let cgroups = self.map_cgroups(&own, None);
             return Ok(Container {
-                cgroups: self.map_cgroups(&own, None),
+                inodes: CgroupInodes::of(&cgroups),
+                cgroups,
                 anchor: Anchor::HostNamespace,
             });
         }
         let (init_pid, start_ticks) = self.namespace_init(tid, namespace)?;
         let init = self.read_memberships(init_pid)?;
+        let cgroups = self.map_cgroups(&own, Some(&init));
         Ok(Container {
-            cgroups: self.map_cgroups(&own, Some(&init)),
+            inodes: CgroupInodes::of(&cgroups),
+            cgroups,
             anchor: Anchor::NamespaceInit {
                 pid: init_pid,
                 start_ticks,
             },
         })
+    }
+
+    /// Which thread `tid` names now: the inode number of its `/proc/<tid>` directory, read with one
+    /// `statx` and no descriptor. procfs makes that inode when the thread is first looked up and keeps it
+    /// while the thread lives; a thread that reuses the id gets a new inode with a new number (numbers
+    /// come from a counter that takes billions of inodes to wrap, far beyond a cached caller's lifetime).
+    /// It can also change for the same thread when the kernel drops the inode under memory pressure,
+    /// which only costs a caller a new resolve. `None` once the thread is gone.
+    pub fn thread_identity(&self, tid: u32) -> Option<u64> {
+        let proc_dir = self.proc_dir.as_ref()?;
+        let mut name = [0u8; 10];
+        let name = format_tid(tid, &mut name);
+        nix::sys::stat::fstatat(proc_dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|stat| stat.st_ino)
     }
 
     fn read_memberships(&self, pid: u32) -> Result<Vec<Membership>, ReadError> {
@@ -271,6 +331,20 @@ fn membership_in<'a>(
             }
         })
         .map(|m| m.path.as_str())
+}
+
+/// `tid` in decimal, written into `buffer` without allocating.
+fn format_tid(tid: u32, buffer: &mut [u8; 10]) -> &[u8] {
+    let mut start = buffer.len();
+    let mut rest = tid;
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            return &buffer[start..];
+        }
+    }
 }
 
 /// A numeric field of `/proc/<pid>/status`, e.g. `status_field(text, "PPid:")`.
@@ -432,6 +506,44 @@ mod tests {
             container.cgroups.memory.unwrap().relative,
             Path::new("docker/abc")
         );
+    }
+
+    #[test]
+    fn thread_identity_names_the_thread_and_changes_when_its_id_is_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resolver = resolver(tmp.path());
+        let proc_root = tmp.path().join("proc");
+        process(&proc_root, 4_294_967, 4_294_967, 1, "1", HOST_NS, "/a");
+        let first = resolver.thread_identity(4_294_967).unwrap();
+        assert_eq!(resolver.thread_identity(4_294_967), Some(first));
+        assert_eq!(resolver.thread_identity(12), None);
+        // The thread exits and another takes its id: a new /proc/<tid>.
+        let kept = tmp.path().join("old");
+        fs::rename(proc_root.join("4294967"), &kept).unwrap();
+        process(&proc_root, 4_294_967, 4_294_967, 1, "1", HOST_NS, "/a");
+        assert_ne!(resolver.thread_identity(4_294_967), Some(first));
+        let mut name = [0u8; 10];
+        assert_eq!(format_tid(u32::MAX, &mut name), b"4294967295");
+        assert_eq!(format_tid(0, &mut name), b"0");
+        assert_eq!(format_tid(7, &mut name), b"7");
+    }
+
+    #[test]
+    fn a_cgroup_made_again_at_the_same_path_is_another_container() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resolver = resolver(tmp.path());
+        process(&tmp.path().join("proc"), 70, 70, 1, "70", HOST_NS, "/svc");
+        let cgroup = tmp.path().join("cgroup/svc");
+        fs::create_dir_all(&cgroup).unwrap();
+        let before = resolver.resolve(70).unwrap();
+        // Keep the old inode in use so the file system cannot hand the same number out again at once.
+        let old = tmp.path().join("old-svc");
+        fs::rename(&cgroup, &old).unwrap();
+        fs::create_dir_all(&cgroup).unwrap();
+        let after = resolver.resolve(70).unwrap();
+        assert_eq!(before.cgroups, after.cgroups);
+        assert_ne!(before.inodes, after.inodes);
+        assert_ne!(before, after);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `procs_blocked` and the load average.
 
 use super::error::{read_optional_text, ReadError, WrapPath};
+use super::kernel_file::read_kernel_text;
 use super::layout::CgroupVersion;
 use super::paths::HostPaths;
 use super::resolve::CgroupDir;
@@ -26,15 +27,19 @@ pub struct TaskSample {
     pub total: u64,
     /// The thread ids seen, as the daemon's pid namespace numbers them.
     pub tids: Vec<u32>,
+    /// Only some threads' states were read; `running` and `blocked` are scaled up from theirs.
+    pub partial: bool,
 }
 
-/// Counts the threads of the cgroup `dir` and of every cgroup below it. `exclude` is the reader: while
-/// its read waits for cgview it sleeps, though to itself it is running, so the caller counts it apart.
-/// Threads that exit during the walk are skipped.
+/// Counts the threads of the cgroup `dir` and of every cgroup below it, reading the states of at most
+/// `max_states` of them (the counts of the others are estimated from those). `exclude` is the reader:
+/// while its read waits for cgview it sleeps, though to itself it is running, so the caller counts it
+/// apart. Threads that exit during the walk are skipped.
 pub fn sample_tasks(
     paths: &HostPaths,
     dir: &CgroupDir,
     exclude: Option<u32>,
+    max_states: usize,
 ) -> Result<TaskSample, ReadError> {
     let list_name = match dir.version {
         CgroupVersion::V1 => "tasks",
@@ -43,6 +48,7 @@ pub fn sample_tasks(
     let mut sample = TaskSample::default();
     let mut pending: Vec<(PathBuf, usize)> = vec![(dir.path(), 0)];
     let mut first = true;
+    let (mut states_read, mut states_skipped) = (0u64, 0u64);
     while let Some((cgroup, depth)) = pending.pop() {
         let list_path = cgroup.join(list_name);
         let list = match read_optional_text(&list_path) {
@@ -67,6 +73,11 @@ pub fn sample_tasks(
             if Some(tid) == exclude {
                 continue;
             }
+            if states_read >= max_states as u64 {
+                states_skipped += 1;
+                continue;
+            }
+            states_read += 1;
             match thread_state(paths, tid) {
                 Some('R') => sample.running += 1,
                 Some('D') => sample.blocked += 1,
@@ -77,11 +88,20 @@ pub fn sample_tasks(
             pending.extend(subdirectories(&cgroup).into_iter().map(|d| (d, depth + 1)));
         }
     }
+    if states_skipped > 0 && states_read > 0 {
+        let scale = |count: u64| {
+            let eligible = states_read + states_skipped;
+            (count.saturating_mul(eligible) + states_read / 2) / states_read
+        };
+        sample.running = scale(sample.running);
+        sample.blocked = scale(sample.blocked);
+        sample.partial = true;
+    }
     Ok(sample)
 }
 
 fn thread_state(paths: &HostPaths, tid: u32) -> Option<char> {
-    let text = std::fs::read_to_string(paths.pid_file(tid, "stat")).ok()?;
+    let text = read_kernel_text(&paths.pid_file(tid, "stat")).ok()?;
     parse_state(&text).ok()
 }
 
@@ -99,7 +119,7 @@ fn subdirectories(dir: &Path) -> Vec<PathBuf> {
 /// The innermost pid of thread `tid` (its id in its own pid namespace).
 pub fn innermost_pid(paths: &HostPaths, tid: u32) -> Result<u32, ReadError> {
     let path = paths.pid_file(tid, "status");
-    let status = std::fs::read_to_string(&path).wrap_path(&path)?;
+    let status = read_kernel_text(&path).wrap_path(&path)?;
     Ok(crate::parse::pid_stat::parse_nspid(&status)
         .and_then(|ids| ids.last().copied())
         .unwrap_or(tid))
@@ -143,14 +163,48 @@ mod tests {
             mount_point: root.path().join("cg"),
             relative: "pod/ctr".into(),
         };
-        let sample = sample_tasks(&paths, &dir, Some(104)).unwrap();
+        let sample = sample_tasks(&paths, &dir, Some(104), usize::MAX).unwrap();
         assert_eq!((sample.running, sample.blocked, sample.total), (1, 1, 5));
+        assert!(!sample.partial);
         assert_eq!(innermost_pid(&paths, 104).unwrap(), 4);
 
         let gone = CgroupDir {
             relative: "pod/gone".into(),
             ..dir
         };
-        assert!(sample_tasks(&paths, &gone, None).unwrap_err().is_vanished());
+        assert!(sample_tasks(&paths, &gone, None, 16)
+            .unwrap_err()
+            .is_vanished());
+    }
+
+    #[test]
+    fn a_bounded_sample_reads_few_states_and_scales_their_counts() {
+        let root = tempfile::tempdir().unwrap();
+        let proc_root = root.path().join("proc");
+        let cgroup = root.path().join("cg/big");
+        fs::create_dir_all(&cgroup).unwrap();
+        let tids: Vec<u32> = (1000..1100).collect();
+        let list: String = tids.iter().map(|t| format!("{t}\n")).collect();
+        fs::write(cgroup.join("cgroup.threads"), list).unwrap();
+        for &tid in &tids {
+            thread(&proc_root, tid, if tid % 2 == 0 { 'R' } else { 'S' });
+        }
+        let paths = HostPaths {
+            proc_root: proc_root.clone(),
+            sys_root: root.path().join("sys"),
+            cgroup_root: root.path().join("cg"),
+        };
+        let dir = CgroupDir {
+            version: CgroupVersion::V2,
+            mount_point: root.path().join("cg"),
+            relative: "big".into(),
+        };
+        // Any state read beyond the bound would be counted: make the skipped ones all runnable.
+        for &tid in &tids[10..] {
+            thread(&proc_root, tid, 'R');
+        }
+        let sample = sample_tasks(&paths, &dir, None, 10).unwrap();
+        assert!(sample.partial);
+        assert_eq!((sample.running, sample.total), (50, 100));
     }
 }
