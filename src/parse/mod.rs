@@ -14,6 +14,7 @@ pub mod limit;
 pub mod meminfo;
 pub mod mountinfo;
 pub mod pid_stat;
+pub mod task_credentials;
 pub mod uptime;
 
 use thiserror::Error;
