@@ -79,6 +79,8 @@ pub struct Attr {
     pub kind: FileKind,
     /// Permission bits.
     pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
     pub nlink: u32,
     pub blksize: u32,
     /// atime, mtime and ctime alike: when the tree was mounted.
@@ -120,7 +122,7 @@ impl FsOps {
                 .lookup(parent, name, caller.tid(), caller.credentials())
         }) {
             Ok((node, lifetime)) => {
-                let (attr, attr_ttl) = self.attr(&node, caller.tid());
+                let (attr, attr_ttl) = self.attr(&node, caller);
                 // A served file's attributes expire at once but its name does not: a path walk to it needs
                 // no LOOKUP (bind-mounted files never walk at all).
                 let entry_ttl = match lifetime {
@@ -144,7 +146,12 @@ impl FsOps {
 
     pub fn getattr(&self, caller: &Caller, ino: u64) -> Result<(Attr, Duration), Errno> {
         let node = self.tree.node(ino).map_err(|e| e.0)?;
-        Ok(self.attr(&node, caller.tid()))
+        Ok(self.attr(&node, caller))
+    }
+
+    /// FORGET and BATCH_FORGET: the kernel dropped `lookups` references to `ino`.
+    pub fn forget(&self, ino: u64, lookups: u64) {
+        self.tree.forget(ino, lookups);
     }
 
     pub fn readlink(&self, ino: u64) -> Result<PathBuf, Errno> {
@@ -213,7 +220,10 @@ impl FsOps {
     /// `access(2)`, and the kernel's check before `chdir`.
     pub fn access(&self, caller: &Caller, ino: u64, mask: u32) -> Result<(), Errno> {
         let node = self.tree.node(ino).map_err(|e| e.0)?;
-        if caller.credentials().permit(node.mode, mask) {
+        if self
+            .tree
+            .permits(&node, caller.credentials(), caller.tid(), mask)
+        {
             Ok(())
         } else {
             Err(libc::EACCES)
@@ -221,9 +231,14 @@ impl FsOps {
     }
 
     /// A node's attributes for `caller`, and how long the kernel may keep them.
-    fn attr(&self, node: &Node, caller: Option<u32>) -> (Attr, Duration) {
-        let size = guarded("size", || Ok(self.tree.size_for(node, caller))).unwrap_or(0);
+    fn attr(&self, node: &Node, caller: &Caller) -> (Attr, Duration) {
+        let size = guarded("size", || {
+            Ok(self.tree.size_for(node, caller.tid(), caller.credentials()))
+        })
+        .unwrap_or(0);
         let ttl = match node.kind {
+            // A size some callers may not be shown must be asked for by each.
+            _ if node.answers_per_caller() => Duration::ZERO,
             NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => TTL,
             NodeKind::HostFile => HOST_FILE_TTL,
             NodeKind::File(_) | NodeKind::BlockStat | NodeKind::Floor => Duration::ZERO,
@@ -233,6 +248,8 @@ impl FsOps {
             size,
             kind: node.kind.into(),
             perm: node.mode,
+            uid: node.owner.uid,
+            gid: node.owner.gid,
             nlink: if node.kind.is_directory() { 2 } else { 1 },
             blksize: BLOCK_SIZE,
             time: self.mounted_at,

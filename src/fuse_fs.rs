@@ -47,8 +47,8 @@ fn attr(attr: &Attr) -> FileAttr {
         kind: file_type(attr.kind),
         perm: attr.perm,
         nlink: attr.nlink,
-        uid: 0,
-        gid: 0,
+        uid: attr.uid,
+        gid: attr.gid,
         rdev: 0,
         blksize: attr.blksize,
         flags: 0,
@@ -115,6 +115,10 @@ impl Filesystem for CgviewFs {
             Ok(handle) => reply.opened(FileHandle(handle), OPEN_FLAGS),
             Err(e) => reply.error(Errno::from_i32(e)),
         }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ops.forget(ino.0, nlookup);
     }
 
     fn read(

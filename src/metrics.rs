@@ -90,6 +90,8 @@ pub struct Metrics {
     page_cache_refusals: AtomicU64,
     repaired_mounts: AtomicU64,
     moved_mounts: AtomicU64,
+    /// A gauge kept by the tree: the mirrored host entries the kernel holds.
+    mirrored_inodes: AtomicU64,
 }
 
 impl Metrics {
@@ -117,6 +119,11 @@ impl Metrics {
         if let Some(index) = index {
             self.errors[index].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The mirrored host entries the kernel holds now (their table follows LOOKUP and FORGET).
+    pub fn set_mirrored_inodes(&self, count: usize) {
+        self.mirrored_inodes.store(count as u64, Ordering::Relaxed);
     }
 
     pub fn record_page_cache_refusal(&self) {
@@ -311,6 +318,18 @@ impl Metrics {
             "Files and directories open on the mount.",
         );
         sample(&mut out, "cgview_open_files", &[], extras.open_files);
+        header(
+            &mut out,
+            "cgview_mirrored_inodes",
+            "gauge",
+            "Entries of the host's sys directories the kernel holds an inode for (freed when it forgets them).",
+        );
+        sample(
+            &mut out,
+            "cgview_mirrored_inodes",
+            &[],
+            load(&self.mirrored_inodes),
+        );
         header(&mut out, "cgview_container_requests_total", "counter",
             "Content requests (open, stat, reread) by container cgroup, for the busiest containers only.");
         for (cgroup, count) in &extras.top_containers {

@@ -10,20 +10,23 @@
 //!   container's `/sys` wherever this directory is mounted.
 
 use crate::cache::{CacheSettings, ViewCache};
+use crate::host::credentials::CredentialReader;
 use crate::host::kernel_file::{open_kernel_file, read_kernel_prefix, read_kernel_text};
 use crate::metrics::{MetricFile, Metrics};
 use crate::parse::cpuset::CpuSet;
 use crate::parse::diskstats::DeviceId;
-use crate::permissions::{self, Credentials};
+use crate::permissions::{self, Access, Credentials, Owner};
 use crate::served::ServedFile;
 use crate::view::View;
 use parking_lot::Mutex;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fs::Metadata;
-use std::os::unix::fs::PermissionsExt;
+use std::hash::BuildHasher;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 pub type Inode = u64;
@@ -32,7 +35,7 @@ pub const ROOT_INODE: Inode = 1;
 const CPU_DIR_INODE: Inode = 6;
 /// `sys/block`, a mirrored directory.
 const BLOCK_DIR_INODE: Inode = 8;
-/// Mirrored entries get inodes from here up, in the order they are first looked up.
+/// Mirrored entries are numbered from here up (see [`Mirror`]).
 const FIRST_MIRROR_INODE: Inode = 1000;
 const FLOOR_INODE: Inode = 999;
 /// The diagnostic file's name in the mount's root; not listed.
@@ -63,6 +66,13 @@ impl NodeKind {
     pub fn is_per_caller(self) -> bool {
         matches!(self, NodeKind::File(_) | NodeKind::BlockStat)
     }
+
+    pub fn is_regular_file(self) -> bool {
+        matches!(
+            self,
+            NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor
+        )
+    }
 }
 
 /// A node as the kernel sees it.
@@ -72,6 +82,24 @@ pub struct Node {
     pub kind: NodeKind,
     /// Permission bits.
     pub mode: u16,
+    /// root:root for the nodes cgview makes; the host node's for mirrored ones.
+    pub owner: Owner,
+}
+
+impl Node {
+    /// Whether two callers may be told different things about this file: its content is per caller, or
+    /// some callers may not read it (and are shown no size).
+    pub fn answers_per_caller(&self) -> bool {
+        self.kind.is_per_caller() || (self.kind.is_regular_file() && self.mode & 0o444 != 0o444)
+    }
+
+    fn access(&self) -> Access {
+        Access {
+            owner: self.owner,
+            mode: self.mode,
+            is_directory: self.kind.is_directory(),
+        }
+    }
 }
 
 /// How long the kernel may cache a name.
@@ -195,29 +223,117 @@ const BLOCK_STAT_MODE: u16 = 0o444;
 /// A mirrored entry: its root and its path relative to that root.
 type MirrorKey = (MirrorRoot, PathBuf);
 
-/// Mirrored host entries, numbered on first sight. Bounded by the size of the host's directories.
-#[derive(Debug, Default)]
+/// Mirrored entries are numbered in `FIRST_MIRROR_INODE..MIRROR_INODE_END`: 32 bits, as procfs and sysfs
+/// number theirs, so that a 32-bit program's `stat` never overflows.
+const MIRROR_INODE_END: Inode = 1 << 32;
+/// How many numbers an entry tries before its lookup fails. The range holds four billion; with the keyed
+/// hash, even a million entries make a second try rare.
+const MIRROR_PROBES: u32 = 64;
+
+/// Where a key's `attempt`th candidate number lies.
+type SlotFn = fn(&RandomState, &MirrorKey, u32) -> Inode;
+
+/// A key's candidate numbers: a hash of the key keyed per daemon, so that a number says nothing about
+/// which other entries exist or in what order anyone looked them up (a global counter did: a container
+/// could tell which block devices other containers had looked at, and when).
+fn keyed_slot(hasher: &RandomState, key: &MirrorKey, attempt: u32) -> Inode {
+    let span = MIRROR_INODE_END - FIRST_MIRROR_INODE;
+    FIRST_MIRROR_INODE + hasher.hash_one((key, attempt)) % span
+}
+
+#[derive(Debug)]
+struct MirrorEntry {
+    key: MirrorKey,
+    /// The kernel's lookup count (`nlookup`): replies that named the entry, less the counts it forgot.
+    lookups: u64,
+}
+
+/// Mirrored host entries the kernel holds: an entry lives from the first LOOKUP that names it until the
+/// kernel FORGETs every lookup, so the table follows the kernel's inode cache instead of growing with
+/// every name ever seen (block devices come and go).
+#[derive(Debug)]
 struct Mirror {
-    by_path: HashMap<MirrorKey, Inode>,
-    /// Index `inode - FIRST_MIRROR_INODE`.
-    keys: Vec<MirrorKey>,
+    hasher: RandomState,
+    slot: SlotFn,
+    by_key: HashMap<MirrorKey, Inode>,
+    entries: HashMap<Inode, MirrorEntry>,
+}
+
+impl Default for Mirror {
+    fn default() -> Mirror {
+        Mirror::with_slots(keyed_slot)
+    }
 }
 
 impl Mirror {
-    fn inode_for(&mut self, root: MirrorRoot, relative: &Path) -> Inode {
-        let key = (root, relative.to_owned());
-        if let Some(&inode) = self.by_path.get(&key) {
-            return inode;
+    fn with_slots(slot: SlotFn) -> Mirror {
+        Mirror {
+            hasher: RandomState::new(),
+            slot,
+            by_key: HashMap::new(),
+            entries: HashMap::new(),
         }
-        let inode = FIRST_MIRROR_INODE + self.keys.len() as Inode;
-        self.keys.push(key.clone());
-        self.by_path.insert(key, inode);
-        inode
+    }
+
+    /// The entry's number, counting one lookup: a LOOKUP reply is about to name it.
+    fn acquire(&mut self, root: MirrorRoot, relative: &Path) -> Result<Inode, Errno> {
+        let key = (root, relative.to_owned());
+        if let Some(&inode) = self.by_key.get(&key) {
+            if let Some(entry) = self.entries.get_mut(&inode) {
+                entry.lookups += 1;
+            }
+            return Ok(inode);
+        }
+        let inode = self.free_slot(&key).ok_or_else(|| {
+            tracing::error!(
+                entries = self.entries.len(),
+                "no free inode number for a mirrored entry"
+            );
+            Errno(libc::ENFILE)
+        })?;
+        self.by_key.insert(key.clone(), inode);
+        self.entries.insert(inode, MirrorEntry { key, lookups: 1 });
+        Ok(inode)
+    }
+
+    /// The number a listing shows for an entry: its own if the kernel holds it, otherwise the one a
+    /// lookup would give it now. Listings do not count as lookups (READDIR takes no reference), so they
+    /// add nothing to the table.
+    fn number_of(&self, root: MirrorRoot, relative: &Path) -> Inode {
+        let key = (root, relative.to_owned());
+        match self.by_key.get(&key) {
+            Some(&inode) => inode,
+            None => self
+                .free_slot(&key)
+                .unwrap_or_else(|| (self.slot)(&self.hasher, &key, 0)),
+        }
+    }
+
+    fn free_slot(&self, key: &MirrorKey) -> Option<Inode> {
+        (0..MIRROR_PROBES)
+            .map(|attempt| (self.slot)(&self.hasher, key, attempt))
+            .find(|candidate| !self.entries.contains_key(candidate))
+    }
+
+    /// The kernel dropped `lookups` of its references; the entry goes when none is left. Returns the key
+    /// of an entry that went.
+    fn forget(&mut self, inode: Inode, lookups: u64) -> Option<MirrorKey> {
+        let entry = self.entries.get_mut(&inode)?;
+        entry.lookups = entry.lookups.saturating_sub(lookups);
+        if entry.lookups > 0 {
+            return None;
+        }
+        let entry = self.entries.remove(&inode)?;
+        self.by_key.remove(&entry.key);
+        Some(entry.key)
     }
 
     fn key_of(&self, inode: Inode) -> Option<&MirrorKey> {
-        let index = inode.checked_sub(FIRST_MIRROR_INODE)?;
-        self.keys.get(usize::try_from(index).ok()?)
+        self.entries.get(&inode).map(|entry| &entry.key)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
     }
 }
 
@@ -236,6 +352,10 @@ pub struct Tree {
     host_block_dir: PathBuf,
     /// The host's `/sys`, to turn mirrored symlinks into absolute `/sys/...` targets.
     host_sys_root: PathBuf,
+    /// `host_sys_root` with every symlink resolved, once it could be: no mirrored symlink may lead out of it.
+    real_sys_root: OnceLock<PathBuf>,
+    /// Callers' groups and capabilities, for the access checks the request's ids do not decide.
+    credentials: CredentialReader,
     mirror: Mutex<Mirror>,
     open_files: Mutex<HashMap<u64, OpenFile>>,
     open_dirs: Mutex<HashMap<u64, Arc<[DirEntry]>>>,
@@ -257,6 +377,7 @@ impl Tree {
         let host_cpu_dir = paths.sys_file("devices/system/cpu");
         let host_block_dir = paths.sys_file("block");
         let host_sys_root = paths.sys_root.clone();
+        let credentials = CredentialReader::new(paths.proc_root.clone());
         Tree {
             cache: ViewCache::new(view, settings),
             block_devices: Mutex::new(HashMap::new()),
@@ -265,6 +386,8 @@ impl Tree {
             host_cpu_dir,
             host_block_dir,
             host_sys_root,
+            real_sys_root: OnceLock::new(),
+            credentials,
             mirror: Mutex::new(Mirror::default()),
             open_files: Mutex::new(HashMap::new()),
             open_dirs: Mutex::new(HashMap::new()),
@@ -298,6 +421,7 @@ impl Tree {
             inode: FLOOR_INODE,
             kind: NodeKind::Floor,
             mode: 0o444,
+            owner: Owner::ROOT,
         })
     }
 
@@ -311,8 +435,25 @@ impl Tree {
             })
     }
 
+    /// Whether `credentials` (of thread `caller`) may do everything in `mask` on `node`, as the kernel
+    /// would decide (see [`permissions`]). Reads the caller's groups or capabilities only when the
+    /// request's ids do not decide.
+    pub fn permits(
+        &self,
+        node: &Node,
+        credentials: Credentials,
+        caller: Option<u32>,
+        mask: u32,
+    ) -> bool {
+        let mut lookup = self.credentials.caller(caller, credentials);
+        permissions::permits(credentials, node.access(), mask, &mut lookup)
+    }
+
     /// The attributes of an inode.
     pub fn node(&self, inode: Inode) -> Result<Node, Errno> {
+        if let Some(root) = MirrorRoot::of_static_dir(inode) {
+            return Ok(self.mirror_root_node(root));
+        }
         if let Some(node) = self.static_node(inode) {
             return Ok(static_to_node(node));
         }
@@ -327,10 +468,14 @@ impl Tree {
                 inode,
                 kind: NodeKind::BlockStat,
                 mode: BLOCK_STAT_MODE,
+                owner: Owner::ROOT,
             });
         }
         let key = self.mirrored_key(inode)?;
-        self.mirrored_node(inode, &key)
+        Ok(Node {
+            inode,
+            ..self.mirrored_node(&key)?
+        })
     }
 
     fn mirrored_key(&self, inode: Inode) -> Result<MirrorKey, Errno> {
@@ -348,8 +493,30 @@ impl Tree {
         }
     }
 
+    /// A mirrored directory's root (`sys/devices/system/cpu`, `sys/block`): the host directory's owner and
+    /// mode, so a locked-down host directory stays locked down here. A host without it gets a directory
+    /// open to all, as the rest of cgview's own tree is.
+    fn mirror_root_node(&self, root: MirrorRoot) -> Node {
+        let inode = root.static_inode();
+        let host_dir = self.host_path(&(root, PathBuf::new()));
+        match std::fs::metadata(host_dir) {
+            Ok(metadata) if metadata.is_dir() => Node {
+                inode,
+                kind: NodeKind::Directory,
+                mode: host_permission_bits(&metadata),
+                owner: host_owner(&metadata),
+            },
+            _ => Node {
+                inode,
+                kind: NodeKind::Directory,
+                mode: 0o555,
+                owner: Owner::ROOT,
+            },
+        }
+    }
+
     /// The node of a mirrored entry, from the host's metadata now.
-    fn mirrored_node(&self, inode: Inode, key: &MirrorKey) -> Result<Node, Errno> {
+    fn mirrored_node(&self, key: &MirrorKey) -> Result<Node, Errno> {
         let path = self.host_path(key);
         let (root, relative) = key;
         // The host's sys/block entries are symlinks to device directories; here they are the directories.
@@ -360,11 +527,12 @@ impl Tree {
             std::fs::symlink_metadata(&path)
         }
         .map_err(|e| Errno::from_io(&e))?;
-        let node = mirrored_node(inode, &metadata)?;
+        let node = mirrored_node(&metadata)?;
         if *root == MirrorRoot::Block && is_block_stat(&path) && node.kind == NodeKind::HostFile {
             return Ok(Node {
                 kind: NodeKind::BlockStat,
                 mode: BLOCK_STAT_MODE,
+                owner: Owner::ROOT,
                 ..node
             });
         }
@@ -394,7 +562,7 @@ impl Tree {
         if !parent_node.kind.is_directory() {
             return Err(Errno(libc::ENOTDIR));
         }
-        if !credentials.permit(parent_node.mode, permissions::EXECUTE) {
+        if !self.permits(&parent_node, credentials, caller, permissions::EXECUTE) {
             return Err(Errno(libc::EACCES));
         }
         if let Some(node) = NODES
@@ -402,7 +570,7 @@ impl Tree {
             .find(|n| n.parent == parent && n.inode != ROOT_INODE && n.name.as_bytes() == name)
         {
             return match self.static_node(node.inode) {
-                Some(node) => Ok((static_to_node(node), NameLifetime::Stable)),
+                Some(node) => Ok((self.node(node.inode)?, NameLifetime::Stable)),
                 None => Err(Errno(libc::ENOENT)),
             };
         }
@@ -430,9 +598,19 @@ impl Tree {
         }
         let key = (root, parent_relative.join(name));
         // Check the host before numbering: names that do not exist get no inode.
-        std::fs::symlink_metadata(self.host_path(&key)).map_err(|e| Errno::from_io(&e))?;
-        let inode = self.mirror.lock().inode_for(root, &key.1);
-        Ok((self.mirrored_node(inode, &key)?, lifetime))
+        let metadata =
+            std::fs::symlink_metadata(self.host_path(&key)).map_err(|e| Errno::from_io(&e))?;
+        if metadata.file_type().is_symlink() && !self.stays_in_sys(&key) {
+            tracing::debug!(path = %self.host_path(&key).display(), "a mirrored symlink leads out of sysfs; hidden");
+            return Err(Errno(libc::ENOENT));
+        }
+        let node = self.mirrored_node(&key)?;
+        let (inode, count) = {
+            let mut mirror = self.mirror.lock();
+            (mirror.acquire(root, &key.1)?, mirror.len())
+        };
+        self.metrics.set_mirrored_inodes(count);
+        Ok((Node { inode, ..node }, lifetime))
     }
 
     /// The caller's visible CPUs; `None` when it sees all of the host's.
@@ -455,7 +633,7 @@ impl Tree {
             None => {
                 let (root, relative) = self.mirrored_key(inode)?;
                 match relative.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    Some(parent) => self.mirror.lock().inode_for(root, parent),
+                    Some(parent) => self.mirror.lock().number_of(root, parent),
                     None => root.static_inode(),
                 }
             }
@@ -505,10 +683,14 @@ impl Tree {
         let mut names: Vec<(String, std::fs::FileType)> = read_dir
             .filter_map(Result::ok)
             .filter_map(|e| Some((e.file_name().into_string().ok()?, e.file_type().ok()?)))
+            .filter(|(name, file_type)| {
+                // Listed only if a lookup would find it.
+                !file_type.is_symlink() || self.stays_in_sys(&(*root, relative.join(name)))
+            })
             .collect();
         // Host order is the file system's; sorted output is stable across calls and callers.
         names.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut mirror = self.mirror.lock();
+        let mirror = self.mirror.lock();
         Ok(names
             .into_iter()
             .filter(|(name, _)| {
@@ -529,7 +711,7 @@ impl Tree {
                 } else {
                     NodeKind::HostFile
                 };
-                let inode = mirror.inode_for(*root, &relative.join(&name));
+                let inode = mirror.number_of(*root, &relative.join(&name));
                 DirEntry { inode, kind, name }
             })
             .collect())
@@ -538,25 +720,75 @@ impl Tree {
     /// The target of a mirrored symlink. Below `sys/devices/system/cpu`, verbatim: the directory is
     /// mounted where it is on the host, so relative targets resolve in the container's `/sys` as on the
     /// host. Below `sys/block`, made absolute (`/sys/devices/...`): there a relative target would be
-    /// resolved from the device directory's new place.
+    /// resolved from the device directory's new place. A target that leads out of the host's sysfs is
+    /// refused (`ENOENT`, as its lookup is).
     pub fn readlink(&self, inode: Inode) -> Result<PathBuf, Errno> {
         if self.static_node(inode).is_some() {
             return Err(Errno(libc::EINVAL));
         }
         let key = self.mirrored_key(inode)?;
-        let path = self.host_path(&key);
-        let target = std::fs::read_link(&path).map_err(|e| Errno::from_io(&e))?;
-        if key.0 == MirrorRoot::Cpu || target.is_absolute() {
+        let target = std::fs::read_link(self.host_path(&key)).map_err(|e| Errno::from_io(&e))?;
+        let inside = self
+            .target_in_sys(&key, &target)
+            .ok_or(Errno(libc::ENOENT))?;
+        if key.0 == MirrorRoot::Cpu && target.is_relative() {
             return Ok(target);
         }
-        let Some(real_dir) = path.parent().and_then(|d| std::fs::canonicalize(d).ok()) else {
-            return Ok(target);
+        Ok(Path::new("/sys").join(inside))
+    }
+
+    /// Whether the mirrored symlink `key` leads to a place inside the host's sysfs. The entries of
+    /// `sys/block` are followed as directories here, so where they lead is checked with every symlink
+    /// on the way resolved; deeper links are shown, so their target is checked both as a container
+    /// resolves it (from the link's directory, with `/sys` for the sys root) and, where it exists, with
+    /// every symlink resolved.
+    fn stays_in_sys(&self, key: &MirrorKey) -> bool {
+        let (root, relative) = key;
+        if *root == MirrorRoot::Block && relative.components().count() == 1 {
+            let Some(sys_root) = self.real_sys_root() else {
+                return false;
+            };
+            return std::fs::canonicalize(self.host_path(key))
+                .is_ok_and(|real| real.starts_with(sys_root));
+        }
+        std::fs::read_link(self.host_path(key))
+            .ok()
+            .and_then(|target| self.target_in_sys(key, &target))
+            .is_some()
+    }
+
+    /// Where symlink `key`'s `target` leads, relative to the host's sysfs root; `None` if outside it (or
+    /// if that cannot be told).
+    fn target_in_sys(&self, key: &MirrorKey, target: &Path) -> Option<PathBuf> {
+        let sys_root = self.real_sys_root()?;
+        let resolved = if target.is_absolute() {
+            // As a container resolves it: its /sys is this sys root.
+            let inside = lexical_join(Path::new("/"), target)
+                .strip_prefix("/sys")
+                .ok()?
+                .to_owned();
+            sys_root.join(inside)
+        } else {
+            let link_dir = std::fs::canonicalize(self.host_path(key).parent()?).ok()?;
+            lexical_join(&link_dir, target)
         };
-        let sys_root = std::fs::canonicalize(&self.host_sys_root).unwrap_or_default();
-        match lexical_join(&real_dir, &target).strip_prefix(&sys_root) {
-            Ok(inside) => Ok(Path::new("/sys").join(inside)),
-            Err(_) => Ok(target),
+        let inside = resolved.strip_prefix(sys_root).ok()?;
+        // Symlinks on the way could still lead elsewhere: where the target exists, so must its real path.
+        if let Ok(real) = std::fs::canonicalize(&resolved) {
+            if !real.starts_with(sys_root) {
+                return None;
+            }
         }
+        Some(inside.to_owned())
+    }
+
+    /// The host's sysfs root with every symlink resolved.
+    fn real_sys_root(&self) -> Option<&Path> {
+        if let Some(root) = self.real_sys_root.get() {
+            return Some(root);
+        }
+        let real = std::fs::canonicalize(&self.host_sys_root).ok()?;
+        Some(self.real_sys_root.get_or_init(|| real))
     }
 
     /// Opens a file for a caller: renders it now and keeps the snapshot until [`Tree::release`].
@@ -574,7 +806,8 @@ impl Tree {
         if write {
             return Err(Errno(libc::EROFS));
         }
-        if !credentials.permit(node.mode, permissions::READ) {
+        // Before any work for the caller: a caller who may not read the file costs no read of it.
+        if !self.permits(&node, credentials, caller, permissions::READ) {
             return Err(Errno(libc::EACCES));
         }
         let started = self.metrics.enabled().then(Instant::now);
@@ -598,23 +831,31 @@ impl Tree {
     /// directories and symlinks). `sendfile(2)` and `splice(2)` (busybox `cat`) read through the page cache
     /// and stop at the inode's size, so a file reported empty reads as empty there; plain reads ignore it.
     ///
-    /// A per-caller file is never reported empty: the inode's size is whichever caller asked last, and
-    /// `sendfile(2)` on a size-0 inode returns end-of-file at once, so a container whose `cpu/offline` is
-    /// `2-3` would read nothing after one whose `offline` is empty. With a size of at least 1 it tries the
-    /// page cache, is refused ([`Tree::read_for_page_cache`]) and falls back to `read(2)`.
-    pub fn size_for(&self, node: &Node, caller: Option<u32>) -> u64 {
-        match node.kind {
-            NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => 0,
-            kind => {
-                let length = self
-                    .content(node, caller)
-                    .map_or(0, |content| content.len() as u64);
-                if kind.is_per_caller() {
-                    length.max(1)
-                } else {
-                    length
-                }
-            }
+    /// A file whose answer is per caller ([`Node::answers_per_caller`]) is never reported empty: the
+    /// inode's size is whichever caller asked last, and `sendfile(2)` on a size-0 inode returns
+    /// end-of-file at once, so a container whose `cpu/offline` is `2-3` would read nothing after one whose
+    /// `offline` is empty. With a size of at least 1 it tries the page cache, is refused
+    /// ([`Tree::read_for_page_cache`]) and falls back to `read(2)`.
+    ///
+    /// A caller who may not read the file is told nothing about it and costs no work: its size is that
+    /// floor, 1, without the file being read. (procfs shows 0 for every file; here a 0 would be what the
+    /// next reader's `sendfile(2)` stops at, and root's `cat /proc/slabinfo` in an Alpine container would
+    /// print nothing after `ls -l /proc` as another user.)
+    pub fn size_for(&self, node: &Node, caller: Option<u32>, credentials: Credentials) -> u64 {
+        if !node.kind.is_regular_file() {
+            return 0;
+        }
+        if node.answers_per_caller() && !self.permits(node, credentials, caller, permissions::READ)
+        {
+            return 1;
+        }
+        let length = self
+            .content(node, caller)
+            .map_or(0, |content| content.len() as u64);
+        if node.answers_per_caller() {
+            length.max(1)
+        } else {
+            length
         }
     }
 
@@ -690,14 +931,14 @@ impl Tree {
     }
 
     /// A read that fills the kernel's page cache rather than the reader's buffer: `sendfile(2)`,
-    /// `splice(2)`, `copy_file_range(2)` and private `mmap(2)` of a FUSE file go through the inode's
-    /// page cache even though every open is `direct_io`. That cache is one per inode, shared by every
-    /// container that has the file bind-mounted, so a page filled with one container's view would be
-    /// spliced out to another reading at the same moment (measured: one read in 40 to one in 6 came out
-    /// as the other container's file). Per-caller files therefore refuse it with `EINVAL`, the errno
+    /// `splice(2)` and `copy_file_range(2)` of a FUSE file go through the inode's page cache even though
+    /// every open is `direct_io`, and so does a private `mmap(2)`. That cache is one per inode, shared by every container that
+    /// has the file bind-mounted, so a page filled with one container's view would be spliced out to
+    /// another reading at the same moment (measured: one read in 40 to one in 6 came out as the other
+    /// container's file). Files whose answer is per caller therefore refuse it with `EINVAL`, the errno
     /// `sendfile(2)` documents for a descriptor it cannot use; busybox `cat`, GNU `cp` and Python's
     /// `shutil` then fall back to `read(2)`, which is served per open. Files that are the same for
-    /// everyone (host passthrough, the floor) may be cached.
+    /// everyone (host passthrough readable by all, the floor) may be cached.
     pub fn read_for_page_cache(
         &self,
         handle: u64,
@@ -710,7 +951,7 @@ impl Tree {
             .get(&handle)
             .ok_or(Errno(libc::EBADF))?
             .inode;
-        if self.node(inode)?.kind.is_per_caller() {
+        if self.node(inode)?.answers_per_caller() {
             self.metrics.record_page_cache_refusal();
             tracing::debug!(
                 inode,
@@ -726,6 +967,24 @@ impl Tree {
         self.open_files.lock().remove(&handle);
     }
 
+    /// The kernel dropped `lookups` references to `inode` (FORGET): a mirrored entry it no longer holds
+    /// is dropped, with what was kept about it.
+    pub fn forget(&self, inode: Inode, lookups: u64) {
+        let (forgotten, remaining) = {
+            let mut mirror = self.mirror.lock();
+            (mirror.forget(inode, lookups), mirror.len())
+        };
+        if forgotten.is_some() {
+            self.block_devices.lock().remove(&inode);
+            self.metrics.set_mirrored_inodes(remaining);
+        }
+    }
+
+    /// How many mirrored entries the kernel holds (and this tree keeps) now.
+    pub fn mirrored_count(&self) -> usize {
+        self.mirror.lock().len()
+    }
+
     /// Opens a directory: its listing for this caller is fixed now, so a listing read in several
     /// `readdir` calls is consistent.
     pub fn open_dir(
@@ -735,7 +994,7 @@ impl Tree {
         credentials: Credentials,
     ) -> Result<u64, Errno> {
         let node = self.node(inode)?;
-        if !credentials.permit(node.mode, permissions::READ) {
+        if !self.permits(&node, credentials, caller, permissions::READ) {
             return Err(Errno(libc::EACCES));
         }
         let entries = self.list_node(node, caller)?;
@@ -783,25 +1042,44 @@ fn static_to_node(node: &StaticNode) -> Node {
         inode: node.inode,
         kind: node.kind,
         mode,
+        owner: Owner::ROOT,
     }
 }
 
-/// A mirrored entry's node. Write bits are dropped (the mount is read-only); read bits follow the host,
-/// so a root-only sysfs file stays root-only.
-fn mirrored_node(inode: Inode, metadata: &Metadata) -> Result<Node, Errno> {
+/// A mirrored entry's node (its inode number is the caller's to fill in): the host node's owner, group
+/// and mode, so that every access check here is the one the kernel makes on the host's node. Write bits
+/// stay, as on a read-only mount of the host's sysfs: the mount is read-only, so writes fail with `EROFS`.
+/// Symlinks' bits are always 0777, as the kernel shows them.
+fn mirrored_node(metadata: &Metadata) -> Result<Node, Errno> {
     let file_type = metadata.file_type();
-    let host_mode = (metadata.permissions().mode() & 0o7777) as u16;
     let (kind, mode) = if file_type.is_dir() {
-        (NodeKind::HostDirectory, 0o555)
+        (NodeKind::HostDirectory, host_permission_bits(metadata))
     } else if file_type.is_symlink() {
         (NodeKind::HostSymlink, 0o777)
     } else if file_type.is_file() {
-        (NodeKind::HostFile, host_mode & 0o444)
+        (NodeKind::HostFile, host_permission_bits(metadata))
     } else {
         // sysfs has no device nodes or fifos; anything else is not passed through.
         return Err(Errno(libc::ENOENT));
     };
-    Ok(Node { inode, kind, mode })
+    Ok(Node {
+        inode: 0,
+        kind,
+        mode,
+        owner: host_owner(metadata),
+    })
+}
+
+/// Permission bits (with set-id and sticky bits) of a host node.
+fn host_permission_bits(metadata: &Metadata) -> u16 {
+    (metadata.permissions().mode() & 0o7777) as u16
+}
+
+fn host_owner(metadata: &Metadata) -> Owner {
+    Owner {
+        uid: metadata.uid(),
+        gid: metadata.gid(),
+    }
 }
 
 /// A block device's or partition's `stat`: a file named `stat` next to a `dev` file.
@@ -912,18 +1190,138 @@ mod tests {
     }
 
     #[test]
-    fn mirror_numbers_paths_once_per_root() {
+    fn mirror_numbers_paths_once_per_root_inside_the_mirror_range() {
         let mut mirror = Mirror::default();
-        let a = mirror.inode_for(MirrorRoot::Cpu, Path::new("cpu0"));
-        let b = mirror.inode_for(MirrorRoot::Cpu, Path::new("cpu0/topology"));
-        let c = mirror.inode_for(MirrorRoot::Block, Path::new("cpu0"));
-        assert_eq!(mirror.inode_for(MirrorRoot::Cpu, Path::new("cpu0")), a);
+        let a = mirror.acquire(MirrorRoot::Cpu, Path::new("cpu0")).unwrap();
+        let b = mirror
+            .acquire(MirrorRoot::Cpu, Path::new("cpu0/topology"))
+            .unwrap();
+        let c = mirror
+            .acquire(MirrorRoot::Block, Path::new("cpu0"))
+            .unwrap();
+        assert_eq!(
+            mirror.acquire(MirrorRoot::Cpu, Path::new("cpu0")).unwrap(),
+            a
+        );
         assert!(a != b && a != c && b != c);
+        for inode in [a, b, c] {
+            assert!(
+                (FIRST_MIRROR_INODE..MIRROR_INODE_END).contains(&inode),
+                "{inode}"
+            );
+        }
         assert_eq!(
             mirror.key_of(b),
             Some(&(MirrorRoot::Cpu, PathBuf::from("cpu0/topology")))
         );
         assert_eq!(mirror.key_of(5), None);
+        assert_eq!(mirror.len(), 3);
+    }
+
+    #[test]
+    fn mirror_numbers_do_not_follow_lookup_order_or_repeat_across_daemons() {
+        // A global counter numbered entries 1000, 1001, ... in lookup order: a container could tell what
+        // others had looked up. Keyed hashes depend on neither the order nor a guessable key.
+        let names: Vec<PathBuf> = (0..50).map(|i| PathBuf::from(format!("loop{i}"))).collect();
+        let mut forward = Mirror::default();
+        let forward_numbers: Vec<Inode> = names
+            .iter()
+            .map(|n| forward.acquire(MirrorRoot::Block, n).unwrap())
+            .collect();
+        let mut sorted = forward_numbers.clone();
+        sorted.sort_unstable();
+        assert_ne!(forward_numbers, sorted, "numbered in lookup order");
+        let sequential: Vec<Inode> = (FIRST_MIRROR_INODE..FIRST_MIRROR_INODE + 50).collect();
+        assert_ne!(forward_numbers, sequential);
+        // The same daemon numbers a path the same whatever the order.
+        let mut same_key = Mirror::with_slots(keyed_slot);
+        same_key.hasher = forward.hasher.clone();
+        for name in names.iter().rev() {
+            same_key.acquire(MirrorRoot::Block, name).unwrap();
+        }
+        for (name, &inode) in names.iter().zip(&forward_numbers) {
+            assert_eq!(same_key.number_of(MirrorRoot::Block, name), inode);
+        }
+        // Another daemon (another key) numbers them differently.
+        let mut other = Mirror::default();
+        let other_numbers: Vec<Inode> = names
+            .iter()
+            .map(|n| other.acquire(MirrorRoot::Block, n).unwrap())
+            .collect();
+        assert_ne!(forward_numbers, other_numbers);
+    }
+
+    /// Every key's first candidate is the first number of the range, its `n`th the `n`th: every second
+    /// key collides.
+    fn colliding_slot(_: &RandomState, _: &MirrorKey, attempt: u32) -> Inode {
+        FIRST_MIRROR_INODE + Inode::from(attempt)
+    }
+
+    #[test]
+    fn mirror_gives_a_colliding_entry_the_next_free_candidate() {
+        let mut mirror = Mirror::with_slots(colliding_slot);
+        let a = mirror.acquire(MirrorRoot::Block, Path::new("vda")).unwrap();
+        assert_eq!(mirror.number_of(MirrorRoot::Block, Path::new("vdb")), a + 1);
+        let b = mirror.acquire(MirrorRoot::Block, Path::new("vdb")).unwrap();
+        assert_eq!((a, b), (FIRST_MIRROR_INODE, FIRST_MIRROR_INODE + 1));
+        assert_eq!(mirror.key_of(a).unwrap().1, Path::new("vda"));
+        assert_eq!(mirror.key_of(b).unwrap().1, Path::new("vdb"));
+        // A freed number goes to the next entry that wants it.
+        mirror.forget(a, 1);
+        let c = mirror.acquire(MirrorRoot::Block, Path::new("vdc")).unwrap();
+        assert_eq!(c, a);
+        assert_eq!(mirror.key_of(c).unwrap().1, Path::new("vdc"));
+        assert_eq!(
+            mirror.acquire(MirrorRoot::Block, Path::new("vdb")).unwrap(),
+            b
+        );
+    }
+
+    #[test]
+    fn mirror_fails_a_lookup_when_every_candidate_is_taken() {
+        let mut mirror = Mirror::with_slots(|_, _, _| FIRST_MIRROR_INODE);
+        mirror.acquire(MirrorRoot::Block, Path::new("vda")).unwrap();
+        assert_eq!(
+            mirror.acquire(MirrorRoot::Block, Path::new("vdb")),
+            Err(Errno(libc::ENFILE))
+        );
+        assert_eq!(mirror.len(), 1);
+    }
+
+    #[test]
+    fn mirror_keeps_an_entry_until_every_lookup_is_forgotten() {
+        let mut mirror = Mirror::default();
+        let path = Path::new("loop3");
+        let inode = mirror.acquire(MirrorRoot::Block, path).unwrap();
+        mirror.acquire(MirrorRoot::Block, path).unwrap();
+        mirror.acquire(MirrorRoot::Block, path).unwrap();
+        assert_eq!(mirror.forget(inode, 2), None);
+        assert!(mirror.key_of(inode).is_some());
+        assert_eq!(
+            mirror.forget(inode, 1),
+            Some((MirrorRoot::Block, path.to_owned()))
+        );
+        assert_eq!(mirror.key_of(inode), None);
+        assert_eq!(mirror.len(), 0);
+        // Forgetting what is not there (or more than was counted) changes nothing.
+        assert_eq!(mirror.forget(inode, 1), None);
+        let again = mirror.acquire(MirrorRoot::Block, path).unwrap();
+        assert_eq!(again, inode, "a path keeps its number across a forget");
+        assert_eq!(
+            mirror.forget(again, u64::MAX),
+            Some((MirrorRoot::Block, path.to_owned()))
+        );
+    }
+
+    #[test]
+    fn mirror_listing_numbers_add_no_entries() {
+        let mut mirror = Mirror::default();
+        let listed = mirror.number_of(MirrorRoot::Cpu, Path::new("cpu1"));
+        assert_eq!(mirror.len(), 0);
+        assert_eq!(
+            mirror.acquire(MirrorRoot::Cpu, Path::new("cpu1")).unwrap(),
+            listed
+        );
     }
 
     #[test]

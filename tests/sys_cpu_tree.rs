@@ -132,21 +132,23 @@ fn contents_symlinks_and_lists_pass_through_or_are_rendered() {
 }
 
 #[test]
-fn modes_drop_write_bits_and_keep_root_only_files_root_only() {
+fn modes_are_the_hosts_and_writes_fail_on_the_read_only_mount() {
     let (host, tree) = tree();
     let dir = host.paths.sys_root.join("devices/system/cpu/cpu1");
     fs::write(dir.join("secret"), "1\n").unwrap();
     fs::set_permissions(dir.join("secret"), fs::Permissions::from_mode(0o400)).unwrap();
     fs::write(dir.join("tunable"), "1\n").unwrap();
     fs::set_permissions(dir.join("tunable"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(dir.join("topology"), fs::Permissions::from_mode(0o751)).unwrap();
     let mode = |name: &str| {
         tree.walk(&format!("{CPU_DIR}/cpu1/{name}"), Some(600))
             .unwrap()
             .mode
     };
     assert_eq!(mode("secret"), 0o400);
-    assert_eq!(mode("tunable"), 0o444);
-    assert_eq!(mode("topology"), 0o555);
+    // As a read-only mount of the host's sysfs shows it: the write bit stays, writing fails.
+    assert_eq!(mode("tunable"), 0o644);
+    assert_eq!(mode("topology"), 0o751);
     let tunable = tree
         .walk(&format!("{CPU_DIR}/cpu1/tunable"), Some(600))
         .unwrap();
@@ -156,6 +158,7 @@ fn modes_drop_write_bits_and_keep_root_only_files_root_only() {
             .0,
         libc::EROFS
     );
+    // Served files keep procfs's modes.
     assert_eq!(tree.walk("proc/slabinfo", None).unwrap().mode, 0o400);
     assert_eq!(tree.walk("proc/meminfo", None).unwrap().mode, 0o444);
 }

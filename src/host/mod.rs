@@ -2,6 +2,7 @@
 
 pub mod cgroup_path;
 pub mod cgroup_reader;
+pub mod credentials;
 pub mod error;
 pub mod fd_budget;
 pub mod files;

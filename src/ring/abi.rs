@@ -239,7 +239,7 @@ pub const OPEN_OUT_LEN: usize = 16;
 pub const STATFS_OUT_LEN: usize = 80;
 
 /// `struct fuse_attr`, field for field what fuser writes for the `FileAttr` the `fuser` adapter builds:
-/// owner root, no blocks, no device, no flags.
+/// the node's owner and group, no blocks, no device, no flags.
 pub fn fuse_attr(attr: &Attr) -> [u8; FUSE_ATTR_LEN] {
     let (secs, nsecs) = epoch_time(attr.time);
     let mut out = [0u8; FUSE_ATTR_LEN];
@@ -254,7 +254,9 @@ pub fn fuse_attr(attr: &Attr) -> [u8; FUSE_ATTR_LEN] {
     }
     put(&mut out, 60, &mode(attr.kind, attr.perm).to_ne_bytes());
     put(&mut out, 64, &attr.nlink.to_ne_bytes());
-    // uid (68), gid (72) and rdev (76) stay 0.
+    put(&mut out, 68, &attr.uid.to_ne_bytes());
+    put(&mut out, 72, &attr.gid.to_ne_bytes());
+    // rdev (76) stays 0.
     put(&mut out, 80, &attr.blksize.to_ne_bytes());
     // flags (84) stay 0.
     out
@@ -264,7 +266,8 @@ pub fn fuse_attr(attr: &Attr) -> [u8; FUSE_ATTR_LEN] {
 pub fn entry_out(entry: &Entry) -> [u8; ENTRY_OUT_LEN] {
     let mut out = [0u8; ENTRY_OUT_LEN];
     put(&mut out, 0, &entry.attr.ino.to_ne_bytes());
-    // generation (8) stays 0: inode numbers are never reused within a mount.
+    // generation (8) stays 0: a number names one path until the kernel forgets it, and only a number the
+    // kernel no longer holds may be given to another path (nothing exports this mount over NFS).
     put(&mut out, 16, &entry.entry_ttl.as_secs().to_ne_bytes());
     put(&mut out, 24, &entry.attr_ttl.as_secs().to_ne_bytes());
     put(&mut out, 32, &entry.entry_ttl.subsec_nanos().to_ne_bytes());
@@ -338,6 +341,8 @@ mod tests {
             size: 4242,
             kind: FileKind::RegularFile,
             perm: 0o444,
+            uid: 65534,
+            gid: 50,
             nlink: 1,
             blksize: 65536,
             time: UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
@@ -455,7 +460,9 @@ mod tests {
         }
         assert_eq!(u32_of(&out, 60), libc::S_IFREG | 0o444);
         assert_eq!(u32_of(&out, 64), 1);
-        assert_eq!(&out[68..80], &[0u8; 12], "uid, gid, rdev");
+        assert_eq!(u32_of(&out, 68), 65534, "uid");
+        assert_eq!(u32_of(&out, 72), 50, "gid");
+        assert_eq!(&out[76..80], &[0u8; 4], "rdev");
         assert_eq!(u32_of(&out, 80), 65536);
         assert_eq!(u32_of(&out, 84), 0, "flags");
     }
