@@ -5,9 +5,11 @@
 use crate::metrics::Operation;
 use crate::permissions::Credentials;
 use crate::tree::{Errno as TreeErrno, NameLifetime, Node, NodeKind, Snapshot, Tree};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// Names and attributes never change, so the kernel may cache them for long; content is never cached
@@ -98,9 +100,18 @@ pub struct Entry {
 /// An errno to reply with.
 pub type Errno = i32;
 
+/// sysfs's `f_type`: a sysfs attribute is what [`FsOps::mmap_refusal`] maps onto.
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// The sysfs attribute every open is backed by (see [`FsOps::mmap_refusal`]): present on every Linux
+/// system, and without an `mmap` of its own.
+const MMAP_REFUSING_ATTRIBUTE: &str = "devices/system/cpu/online";
+
 pub struct FsOps {
     tree: Arc<Tree>,
     mounted_at: SystemTime,
+    /// The backing file id every open names, once registered; `None` if it could not be.
+    mmap_refusal: OnceLock<Option<u32>>,
 }
 
 impl FsOps {
@@ -108,7 +119,61 @@ impl FsOps {
         FsOps {
             tree,
             mounted_at: SystemTime::now(),
+            mmap_refusal: OnceLock::new(),
         }
+    }
+
+    /// The backing file to name in every OPEN reply, so that `mmap(2)` of any file here fails as it
+    /// does on procfs and sysfs, instead of mapping and then killing the reader with `SIGBUS` at the first
+    /// access (the page-cache fill of a per-caller file is refused, see
+    /// [`Tree::read_for_page_cache`](crate::tree::Tree::read_for_page_cache)).
+    ///
+    /// `direct_io` alone refuses only shared mappings (`ENODEV`, as cgview never asks for
+    /// `FUSE_DIRECT_IO_ALLOW_MMAP`); the kernel maps a private one from the page cache. An open that is
+    /// also `FOPEN_PASSTHROUGH` (Linux 6.9+, negotiated at INIT) still reads from the daemon, since
+    /// `direct_io` wins for reads and writes, but is mapped by its backing file's `mmap`. Backed by a
+    /// sysfs attribute, which has none, every `mmap(2)` fails with `ENODEV`, sysfs's own answer (procfs
+    /// answers `EIO`; procfs cannot back a FUSE file, the kernel refuses to stack on it). Every open of
+    /// every file names this one backing file, as the kernel requires of all opens of an inode while one
+    /// is open in passthrough mode. The kernel keeps a reference to it for the life of the connection;
+    /// the daemon keeps no descriptor.
+    ///
+    /// `register` hands an open file to the kernel (`FUSE_DEV_IOC_BACKING_OPEN`) and returns its id; it
+    /// runs at most once, on the first open. When it fails (a kernel without passthrough, or a sys root
+    /// that is not sysfs) opens are plain `direct_io`, and a private mapping maps as before.
+    pub fn mmap_refusal(
+        &self,
+        register: impl FnOnce(BorrowedFd<'_>) -> io::Result<u32>,
+    ) -> Option<u32> {
+        *self.mmap_refusal.get_or_init(|| {
+            let path = self
+                .tree
+                .view()
+                .resolver()
+                .paths()
+                .sys_file(MMAP_REFUSING_ATTRIBUTE);
+            let registered = std::fs::File::open(&path).and_then(|file| {
+                let statfs = nix::sys::statfs::fstatfs(&file).map_err(io::Error::from)?;
+                if statfs.filesystem_type().0 as i64 != SYSFS_MAGIC {
+                    return Err(io::Error::other(format!(
+                        "{} is not on sysfs",
+                        path.display()
+                    )));
+                }
+                register(file.as_fd())
+            });
+            match registered {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(
+                        "mmap(2) of a served file cannot be refused ({}: {e}): a private mapping \
+                         maps, and its first access raises SIGBUS",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        })
     }
 
     #[cfg(test)]

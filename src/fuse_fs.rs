@@ -4,18 +4,31 @@
 use crate::fs_ops::{Attr, Caller, FileKind, FsOps, BLOCK_SIZE, NAME_MAX};
 use crate::tree::slice_at;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
-    ReplyXattr, Request,
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request,
 };
 use std::ffi::OsStr;
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Every open file is read past the page cache (per-caller content) and needs no FLUSH.
 pub const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_NOFLUSH);
+
+/// How deep file systems may stack on this one when passthrough is negotiated: 1 lets an overlayfs use
+/// this mount as a layer, as before, and lets sysfs (depth 0) back its files.
+const MAX_STACK_DEPTH: u32 = 1;
+
+/// Registers `file` as a backing file of the connection `device` (a `/dev/fuse` descriptor) and returns
+/// its id, which stays registered for the life of the connection. For the transports that answer OPEN
+/// without a `fuser` reply ([`ring`](crate::ring)).
+pub fn register_backing_file(device: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<u32> {
+    BackingId::create_raw(device, file)
+}
 
 /// The largest write (and so read) payload negotiated when the io_uring transport is asked for: each
 /// ring entry holds a buffer of that size, and fuser's default (16 MiB) would make every entry 16 MiB.
@@ -73,6 +86,11 @@ fn caller(req: &Request) -> Caller {
 
 impl Filesystem for CgviewFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Passthrough lets opens refuse mmap(2) (see `FsOps::mmap_refusal`); both transports' opens use
+        // it. A kernel without it leaves opens plain direct_io.
+        if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
+            let _ = config.set_max_stack_depth(MAX_STACK_DEPTH);
+        }
         if let Some(negotiated) = &self.io_uring {
             let _ = config.set_max_write(RING_MAX_WRITE);
             let agreed = config
@@ -111,9 +129,23 @@ impl Filesystem for CgviewFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        match self.ops.open(&caller(req), ino.0, write) {
-            Ok(handle) => reply.opened(FileHandle(handle), OPEN_FLAGS),
-            Err(e) => reply.error(Errno::from_i32(e)),
+        let handle = match self.ops.open(&caller(req), ino.0, write) {
+            Ok(handle) => FileHandle(handle),
+            Err(e) => return reply.error(Errno::from_i32(e)),
+        };
+        let backing = self
+            .ops
+            .mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
+        match backing {
+            Some(id) => {
+                // SAFETY: `id` was registered on this session's connection by `mmap_refusal` and is never
+                // closed while the daemon runs; `into_raw` below takes the wrapper apart again without
+                // closing it.
+                let backing = unsafe { reply.wrap_backing(id) };
+                reply.opened_passthrough(handle, OPEN_FLAGS, &backing);
+                let _ = backing.into_raw();
+            }
+            None => reply.opened(handle, OPEN_FLAGS),
         }
     }
 

@@ -932,7 +932,8 @@ impl Tree {
 
     /// A read that fills the kernel's page cache rather than the reader's buffer: `sendfile(2)`,
     /// `splice(2)` and `copy_file_range(2)` of a FUSE file go through the inode's page cache even though
-    /// every open is `direct_io`, and so does a private `mmap(2)`. That cache is one per inode, shared by every container that
+    /// every open is `direct_io` (and so does a private `mmap(2)` where the kernel cannot refuse it, see
+    /// [`crate::fs_ops::FsOps::mmap_refusal`]). That cache is one per inode, shared by every container that
     /// has the file bind-mounted, so a page filled with one container's view would be spliced out to
     /// another reading at the same moment (measured: one read in 40 to one in 6 came out as the other
     /// container's file). Files whose answer is per caller therefore refuse it with `EINVAL`, the errno

@@ -283,3 +283,19 @@ fn take_over(daemon: &mut Daemon) {
     let status = stop_process(&mut previous, "TERM").expect("the old daemon stops");
     assert!(status.success());
 }
+
+/// Opens over the rings are backed like those over `/dev/fuse`: `mmap(2)` is refused (ENODEV) instead
+/// of a private mapping killing the reader with SIGBUS at its first access.
+#[test]
+fn mmap_is_refused_over_the_rings() {
+    require_root_and_fuse();
+    let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _switch = KernelSwitch::set(ENABLE_URING, "Y");
+    let daemon = Daemon::start(&[], &["--io-uring"]);
+    let log = daemon.log_text();
+    assert!(
+        log.contains("serving over io_uring"),
+        "no ring started:\n{log}"
+    );
+    check_mmap_is_refused(&daemon);
+}

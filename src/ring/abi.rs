@@ -55,6 +55,8 @@ pub mod opcode {
 
 /// `fuse_read_in.read_flags`: the kernel named the reader's lock owner.
 pub const FUSE_READ_LOCKOWNER: u32 = 1 << 1;
+/// `fuse_open_out.open_flags`: the open is backed by the file `backing_id` names.
+pub const FOPEN_PASSTHROUGH: u32 = 1 << 7;
 /// `fuse_ioctl_in.flags`: an ioctl whose argument layout the kernel did not check (CUSE only).
 pub const FUSE_IOCTL_UNRESTRICTED: u32 = 1 << 1;
 
@@ -285,11 +287,13 @@ pub fn attr_out(attr: &Attr, ttl: Duration) -> [u8; ATTR_OUT_LEN] {
     out
 }
 
-/// `struct fuse_open_out`: OPEN's and OPENDIR's reply.
-pub fn open_out(fh: u64, open_flags: u32) -> [u8; OPEN_OUT_LEN] {
+/// `struct fuse_open_out`: OPEN's and OPENDIR's reply. `backing_id` names the backing file of a
+/// `FOPEN_PASSTHROUGH` open (0 otherwise).
+pub fn open_out(fh: u64, open_flags: u32, backing_id: u32) -> [u8; OPEN_OUT_LEN] {
     let mut out = [0u8; OPEN_OUT_LEN];
     put(&mut out, 0, &fh.to_ne_bytes());
     put(&mut out, 8, &open_flags.to_ne_bytes());
+    put(&mut out, 12, &backing_id.to_ne_bytes());
     out
 }
 
@@ -523,10 +527,13 @@ mod tests {
 
     #[test]
     fn open_and_statfs_layouts_match_the_kernel() {
-        let open = open_out(9, 0x21);
+        let open = open_out(9, 0x21, 0);
         assert_eq!(u64_of(&open, 0), 9);
         assert_eq!(u32_of(&open, 8), 0x21);
         assert_eq!(u32_of(&open, 12), 0, "backing_id");
+        let passthrough = open_out(9, 0x21 | FOPEN_PASSTHROUGH, 7);
+        assert_eq!(u32_of(&passthrough, 8), 0x21 | FOPEN_PASSTHROUGH);
+        assert_eq!(u32_of(&passthrough, 12), 7, "backing_id");
 
         let statfs = statfs_out(65536, 255);
         assert_eq!(

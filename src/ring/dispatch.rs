@@ -5,8 +5,9 @@
 
 use super::abi::{self, opcode, InHeader, ReadIn};
 use crate::fs_ops::{Caller, Errno, FsOps, BLOCK_SIZE, NAME_MAX};
-use crate::fuse_fs::OPEN_FLAGS;
+use crate::fuse_fs::{register_backing_file, OPEN_FLAGS};
 use crate::tree::{slice_at, DirEntry};
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
 
@@ -16,8 +17,9 @@ use std::panic::AssertUnwindSafe;
 const MALFORMED: Errno = libc::EIO;
 
 /// Answers the request in one entry's buffers: `header` is the entry's `fuse_uring_req_header`, `payload`
-/// its whole payload buffer. Writes the reply into both and returns the commit id that hands it back.
-pub fn answer(ops: &FsOps, header: &mut [u8], payload: &mut [u8]) -> u64 {
+/// its whole payload buffer; `device` is the connection's `/dev/fuse`. Writes the reply into both and
+/// returns the commit id that hands it back.
+pub fn answer(ops: &FsOps, device: BorrowedFd<'_>, header: &mut [u8], payload: &mut [u8]) -> u64 {
     let request = InHeader::decode(header);
     // Unreadable only if the header buffer were shorter than the kernel's header, which registration
     // rules out; the kernel then fails this one request.
@@ -32,7 +34,7 @@ pub fn answer(ops: &FsOps, header: &mut [u8], payload: &mut [u8]) -> u64 {
             // FsOps already turns a panicking handler into EIO; this covers the decoding and encoding
             // here, so that no request is left without a reply (its caller would hang in the kernel).
             std::panic::catch_unwind(AssertUnwindSafe(|| {
-                reply(ops, &request, op_in, payload, payload_in)
+                reply(ops, device, &request, op_in, payload, payload_in)
             }))
             .unwrap_or_else(|_| {
                 tracing::error!(opcode = request.opcode, "answering panicked; replying EIO");
@@ -64,6 +66,7 @@ fn error_field(errno: Errno) -> i32 {
 /// Writes the reply payload and returns its length.
 fn reply(
     ops: &FsOps,
+    device: BorrowedFd<'_>,
     request: &InHeader,
     op_in: &[u8],
     payload: &mut [u8],
@@ -106,7 +109,12 @@ fn reply(
                 libc::O_WRONLY | libc::O_RDWR
             );
             let fh = ops.open(&caller, ino, write)?;
-            put(payload, &abi::open_out(fh, OPEN_FLAGS.bits()))
+            // As the fuser adapter opens: backed by the file that refuses mmap(2), when there is one.
+            let open_out = match ops.mmap_refusal(|file| register_backing_file(device, file)) {
+                Some(id) => abi::open_out(fh, OPEN_FLAGS.bits() | abi::FOPEN_PASSTHROUGH, id),
+                None => abi::open_out(fh, OPEN_FLAGS.bits(), 0),
+            };
+            put(payload, &open_out)
         }
         opcode::READ => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
@@ -125,7 +133,7 @@ fn reply(
         }
         opcode::OPENDIR => {
             let fh = ops.opendir(&caller, ino)?;
-            put(payload, &abi::open_out(fh, 0))
+            put(payload, &abi::open_out(fh, 0, 0))
         }
         opcode::READDIR => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
@@ -213,6 +221,7 @@ mod tests {
     use crate::host::resolve::Resolver;
     use crate::tree::{NodeKind, Tree};
     use crate::view::{View, ViewOptions};
+    use std::os::fd::AsFd;
     use std::sync::Arc;
 
     const MEMINFO: &str = "MemTotal:        8000000 kB\nMemFree:         4000000 kB\n";
@@ -283,7 +292,12 @@ mod tests {
 
         /// Answers; returns (error, reply payload).
         fn answer(mut self, ops: &FsOps) -> (i32, Vec<u8>) {
-            assert_eq!(answer(ops, &mut self.header, &mut self.payload), UNIQUE);
+            // Not a FUSE device: registering a backing file with it fails, and opens are plain.
+            let device = std::fs::File::open("/dev/null").unwrap();
+            assert_eq!(
+                answer(ops, device.as_fd(), &mut self.header, &mut self.payload),
+                UNIQUE
+            );
             assert_eq!(
                 u64::from_ne_bytes(self.header[8..16].try_into().unwrap()),
                 UNIQUE

@@ -15,7 +15,7 @@ use super::sqe;
 use crate::fs_ops::FsOps;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -94,11 +94,10 @@ pub fn run(
     else {
         return;
     };
-    let mut queue = Queue::new(ring, qid, ops);
+    let mut queue = Queue::new(ring, qid, ops, fuse.clone());
     let registered = queue
         .allocate(depth, payload_len, &fuse)
         .and_then(|()| queue.register_all());
-    // The fixed file table holds its own reference from here on.
     drop(fuse);
     let (registered, error) = match registered {
         Ok(()) => (queue.live, queue.registration_error.take()),
@@ -145,6 +144,9 @@ struct Queue {
     ring: Ring,
     qid: u16,
     ops: Arc<FsOps>,
+    /// `/dev/fuse`, for OPEN to register its backing file (the fixed file table holds the ring's own
+    /// reference).
+    fuse: Arc<OwnedFd>,
     /// Never resized once registered: the kernel holds addresses inside it (iovecs, timers) and inside
     /// each entry's buffer.
     entries: Vec<RingEntry>,
@@ -157,12 +159,13 @@ struct Queue {
 }
 
 impl Queue {
-    fn new(ring: Ring, qid: u16, ops: Arc<FsOps>) -> Queue {
+    fn new(ring: Ring, qid: u16, ops: Arc<FsOps>, fuse: Arc<OwnedFd>) -> Queue {
         let completions = Vec::with_capacity(ring.params().cq_entries() as usize);
         Queue {
             ring,
             qid,
             ops,
+            fuse,
             entries: Vec::new(),
             live: 0,
             registration_error: None,
@@ -328,7 +331,9 @@ impl Queue {
         // the commit below, so the kernel neither reads nor writes its buffer meanwhile.
         let bytes = unsafe { entry.buffer.bytes_mut() };
         let commit_id = match bytes.split_at_mut_checked(HEADER_AREA) {
-            Some((header, payload)) => dispatch::answer(&self.ops, header, payload),
+            Some((header, payload)) => {
+                dispatch::answer(&self.ops, self.fuse.as_fd(), header, payload)
+            }
             None => 0,
         };
         let sqe = sqe::commit_and_fetch(FUSE_FILE, self.qid, commit_id, index as u64);

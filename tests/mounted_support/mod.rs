@@ -490,3 +490,58 @@ pub fn diskstats_line<'a>(text: &'a str, device: &str) -> Option<Vec<&'a str>> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|f| f.len() > 3 && f[0] == major && f[1] == minor)
 }
+
+/// A Python script that maps `paths` privately and shared, touches the mapping in a child (which a
+/// SIGBUS would kill), and prints one line per path and kind: the errno of a refused mapping, or how
+/// the child ended.
+const MMAP_PROBE: &str = r#"
+import mmap, os, sys
+for path in sys.argv[1:]:
+    for name, flag in (("private", mmap.MAP_PRIVATE), ("shared", mmap.MAP_SHARED)):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            m = mmap.mmap(fd, 0, flag, mmap.PROT_READ)
+        except OSError as e:
+            print(path, name, "errno", e.errno)
+            os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            m[0:1]
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print(path, name, "mapped", "signal" if os.WIFSIGNALED(status) else "exit",
+              os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+        os.close(fd)
+"#;
+
+/// Maps served, per-device and passed-through files of `daemon` and expects every mapping to be
+/// refused with ENODEV, as sysfs refuses it; reads keep working.
+pub fn check_mmap_is_refused(daemon: &Daemon) {
+    let mut paths = vec![
+        daemon.path("proc/meminfo"),
+        daemon.path("proc/cpuinfo"),
+        daemon.path("sys/devices/system/cpu/online"),
+        daemon.path("sys/devices/system/cpu/kernel_max"),
+    ];
+    let device = fs::read_dir(daemon.path("sys/block"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("stat").exists())
+        .expect("a block device");
+    paths.push(device.join("stat"));
+    let mut command = Command::new("python3");
+    command.arg("-c").arg(MMAP_PROBE).args(&paths);
+    let output = command.output().unwrap();
+    expect_success("mmap probe", &output);
+    let lines = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(lines.lines().count(), paths.len() * 2, "{lines}");
+    for line in lines.lines() {
+        assert!(
+            line.ends_with(" errno 19"),
+            "not refused with ENODEV: {line}\n{lines}"
+        );
+    }
+    let meminfo = fs::read_to_string(daemon.path("proc/meminfo")).unwrap();
+    assert!(meminfo.starts_with("MemTotal:"), "{meminfo}");
+}
