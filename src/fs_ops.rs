@@ -2,6 +2,7 @@
 //! adapts it to `fuser` (requests read from `/dev/fuse`), [`ring`](crate::ring) to FUSE over io_uring.
 //! Results are plain values and errnos; each transport encodes them.
 
+use crate::host::kernel_file::open_kernel_file;
 use crate::metrics::Operation;
 use crate::permissions::Credentials;
 use crate::tree::{Errno as TreeErrno, NameLifetime, Node, NodeKind, Snapshot, Tree};
@@ -152,7 +153,7 @@ impl FsOps {
                 .resolver()
                 .paths()
                 .sys_file(MMAP_REFUSING_ATTRIBUTE);
-            let registered = std::fs::File::open(&path).and_then(|file| {
+            let registered = open_kernel_file(&path).and_then(|file| {
                 let statfs = nix::sys::statfs::fstatfs(&file).map_err(io::Error::from)?;
                 if statfs.filesystem_type().0 as i64 != SYSFS_MAGIC {
                     return Err(io::Error::other(format!(

@@ -1,7 +1,9 @@
 //! Reading a caller's credentials from the host's procfs, for the access checks of
 //! [`permissions`](crate::permissions): `/proc/<tid>/status` for its groups and capabilities, and its user
-//! namespace's id maps when a capability is to override a node's bits. Nothing is kept open.
+//! namespace's id maps when a capability is to override a node's bits. Nothing is kept open, and every
+//! read is a bounded, non-blocking kernel-file read (the proc root is injectable).
 
+use super::kernel_file::read_kernel_text;
 use crate::parse::task_credentials::{parse_id_map, parse_task_credentials, TaskCredentials};
 use crate::permissions::{CallerLookup, Credentials, Owner};
 use std::path::PathBuf;
@@ -38,7 +40,7 @@ impl CredentialReader {
     /// the request, or a reused thread id, must not lend the request its groups.
     fn read_credentials(&self, tid: u32, request: Credentials) -> Option<TaskCredentials> {
         let path = self.task_file(tid, "status");
-        let text = std::fs::read_to_string(&path)
+        let text = read_kernel_text(&path)
             .map_err(|e| tracing::debug!(path = %path.display(), "cannot read a caller's credentials: {e}"))
             .ok()?;
         let credentials = parse_task_credentials(&text)
@@ -68,7 +70,7 @@ impl CredentialReader {
     /// Whether thread `tid`'s user namespace maps `owner`'s uid and gid.
     fn maps_owner(&self, tid: u32, owner: Owner) -> bool {
         let maps = |name: &str, id: u32| {
-            std::fs::read_to_string(self.task_file(tid, name))
+            read_kernel_text(&self.task_file(tid, name))
                 .ok()
                 .and_then(|text| parse_id_map(&text).ok())
                 .is_some_and(|map| map.maps(id))
@@ -142,6 +144,28 @@ mod tests {
             },
         );
         assert!(gone.credentials().is_none());
+    }
+
+    #[test]
+    fn caller_whose_status_is_not_a_regular_file_is_unknown_without_blocking() {
+        let root = proc_root();
+        fs::remove_file(root.path().join("42/status")).unwrap();
+        nix::unistd::mkfifo(
+            &root.path().join("42/status"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let reader = CredentialReader::new(root.path().to_owned());
+        assert!(reader
+            .caller(
+                Some(42),
+                Credentials {
+                    uid: 1000,
+                    gid: 1000
+                }
+            )
+            .credentials()
+            .is_none());
     }
 
     #[test]
