@@ -529,6 +529,7 @@ const SUPERSEDED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// may bind the old mount after its namespace was scanned).
 /// How often the janitor drops idle cache entries and keeps descriptors inside the budget.
 const JANITOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+const JANITOR_MIN_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Starts the thread that runs [`ViewCache::maintain`](crate::cache::ViewCache::maintain) every second,
 /// and at once when the descriptor budget runs out. It ends with the tree.
@@ -542,6 +543,9 @@ fn spawn_janitor(tree: &Arc<Tree>) {
                 Some(tree) => tree.cache().maintain(std::time::Instant::now()),
                 None => break,
             }
+            // A budget refused on every read wakes the janitor on every read: a round costs a pass
+            // over the caches, so rounds are spaced.
+            std::thread::sleep(JANITOR_MIN_SPACING);
         });
     match spawned {
         Ok(handle) => tree
