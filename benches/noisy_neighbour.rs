@@ -6,7 +6,8 @@
 //! `CGVIEW_NOISY_SECONDS` (default 20), checking `MemTotal` on every read; once alone, then once while a
 //! neighbour container (its own cgroups and pid namespace) runs `CGVIEW_NOISY_THREADS` (default 5,000)
 //! threads with 64 KiB stacks, each reading `<mnt>/proc/stat` in a loop. Prints the victim's latency
-//! percentiles for both runs and writes them to `benches/results/noisy-neighbour-<date>.txt`.
+//! percentiles for both runs and writes them to `benches/results/noisy-neighbour-<date>.txt` (with
+//! `-<CGVIEW_BENCH_LABEL>` before `.txt` when set).
 //!
 //! Run as root: `cargo bench --bench noisy_neighbour`. With `CGVIEW_BENCH_ASSERT=1` it exits non-zero
 //! when a victim read failed or was wrong, or the slowest read with the neighbour took 50 ms or more

@@ -13,9 +13,9 @@
 //! - Every 5 s the daemon's RSS and open descriptors are sampled.
 //!
 //! Prints progress and a summary (peak and final RSS and descriptors; reads, failed and wrong) and writes
-//! them to `benches/results/soak-<date>.txt`. `CGVIEW_SOAK_NOFILE=N` starts the daemon under
-//! `prlimit --nofile=N:N`. With `CGVIEW_BENCH_ASSERT=1` it exits non-zero on any failed or wrong read.
-//! Run as root: `cargo bench --bench soak`.
+//! them to `benches/results/soak-<date>[-<CGVIEW_BENCH_LABEL>].txt`. `CGVIEW_SOAK_NOFILE=N` starts the
+//! daemon under `prlimit --nofile=N:N`. With `CGVIEW_BENCH_ASSERT=1` it exits non-zero on any failed or
+//! wrong read. Run as root: `cargo bench --bench soak`.
 
 #[path = "../tests/mounted_support/mod.rs"]
 mod mounted_support;

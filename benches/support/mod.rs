@@ -235,11 +235,15 @@ impl Report {
         self.text.push('\n');
     }
 
-    /// Writes everything so far to `benches/results/<name>-<date>.txt` and returns the path.
+    /// Writes everything so far to `benches/results/<name>-<date>[-<CGVIEW_BENCH_LABEL>].txt` (a label
+    /// such as the commit keeps a before and an after apart) and returns the path.
     pub fn save(&self) -> PathBuf {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
         fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}-{}.txt", self.name, shell("date -u +%F")));
+        let label = std::env::var("CGVIEW_BENCH_LABEL")
+            .map(|l| format!("-{l}"))
+            .unwrap_or_default();
+        let path = dir.join(format!("{}-{}{label}.txt", self.name, shell("date -u +%F")));
         fs::write(&path, &self.text).unwrap();
         path
     }
