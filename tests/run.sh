@@ -22,6 +22,9 @@ for tool in free top uptime vmstat; do command -v $tool >/dev/null || { missing+
 command -v unshare >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
 command -v getconf >/dev/null || missing+=(libc-bin)
 command -v python3 >/dev/null || missing+=(python3)
+# tests/abuse.rs runs python as uid 65534, which cannot reach a python under /root (pyenv): Debian's.
+[ -x /usr/bin/python3 ] || missing+=(python3)
+command -v prlimit >/dev/null || missing+=(util-linux)
 command -v node >/dev/null || missing+=(nodejs)
 command -v iostat >/dev/null && command -v mpstat >/dev/null || missing+=(sysstat)
 [ -x /bin/busybox ] || missing+=(busybox-static)
