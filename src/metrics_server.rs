@@ -195,6 +195,7 @@ enum Dropped {
     Deadline,
 }
 
+/// Each reason's label, in the order of `Dropped`'s discriminants (the index of its counter).
 const DROP_REASONS: [(Dropped, &str); 3] = [
     (Dropped::Refused, "refused"),
     (Dropped::Evicted, "evicted"),
