@@ -309,21 +309,19 @@ impl ViewCache {
         entry.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The `limit` containers that asked for the most content, busiest first, named by cgroup path
-    /// (memory controller's, else the unified one).
+    /// The `limit` cgroups whose containers asked for the most content, busiest first, named by cgroup
+    /// path (memory controller's, else the unified one). Entries that share a cgroup (one per pid
+    /// namespace in it) are summed: a metric series per cgroup must be unique, keep its name while the
+    /// cgroup lives, and not multiply with the pid namespaces a tenant creates.
     pub fn busiest_containers(&self, limit: usize) -> Vec<(String, u64)> {
-        let mut all: Vec<(String, u64)> = self
-            .containers
-            .lock()
-            .values()
-            .map(|entry| {
-                let cgroups = &entry.container.cgroups;
-                let dir = cgroups.memory.as_ref().or(cgroups.unified.as_ref());
-                let name =
-                    dir.map_or_else(|| "?".to_owned(), |d| format!("/{}", d.relative.display()));
-                (name, entry.requests.load(Ordering::Relaxed))
-            })
-            .collect();
+        let mut by_cgroup: HashMap<String, u64> = HashMap::new();
+        for entry in self.containers.lock().values() {
+            let cgroups = &entry.container.cgroups;
+            let dir = cgroups.memory.as_ref().or(cgroups.unified.as_ref());
+            let name = dir.map_or_else(|| "?".to_owned(), |d| format!("/{}", d.relative.display()));
+            *by_cgroup.entry(name).or_default() += entry.requests.load(Ordering::Relaxed);
+        }
+        let mut all: Vec<(String, u64)> = by_cgroup.into_iter().collect();
         all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(limit);
         all

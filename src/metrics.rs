@@ -148,7 +148,7 @@ pub struct ScrapeExtras {
     pub containers: u64,
     pub callers: u64,
     pub open_files: u64,
-    /// The busiest containers (cgroup path, content requests), busiest first.
+    /// The busiest containers' cgroups (cgroup path, content requests), busiest first, each path once.
     pub top_containers: Vec<(String, u64)>,
     pub mount_live: bool,
 }
@@ -331,7 +331,8 @@ impl Metrics {
             load(&self.mirrored_inodes),
         );
         header(&mut out, "cgview_container_requests_total", "counter",
-            "Content requests (open, stat, reread) by container cgroup, for the busiest containers only.");
+            "Content requests (open, stat, reread) by container cgroup (summed over the pid namespaces in it), \
+             for the busiest cgroups only; resets when the daemon forgets an idle container.");
         for (cgroup, count) in &extras.top_containers {
             sample(
                 &mut out,

@@ -34,16 +34,111 @@ def overlay(components, directory):
     return directory
 
 
+# The namespace components/metrics admits to the daemon's metrics port, as README documents it.
+MONITORING_NAMESPACE = "monitoring"
+LOOPBACK = ("127.0.0.1", "[::1]")
+
+
+def metrics_address(ds):
+    """The daemon's --metrics-addr as (host, port)."""
+    address = arg(ds["spec"]["template"]["spec"]["containers"][0]["args"], "--metrics-addr")
+    check(address is not None, "metrics are not served")
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def check_exposed_metrics(docs, pod_labels):
+    """What components/metrics adds, wherever it is rendered: the daemon binds every address, its port is the
+    container port `metrics` with scrape annotations, and a NetworkPolicy admits only the monitoring namespace,
+    only to that port. Returns the port."""
+    ds = one(docs, "DaemonSet")
+    host, port = metrics_address(ds)
+    check(host == "0.0.0.0", f"the exposed metrics bind {host}, not every address")
+    (container,) = ds["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p for p in container.get("ports", [])}
+    check(ports.get("metrics", {}).get("containerPort") == port, f"the metrics port {port} is not 'metrics': {ports}")
+    annotations = ds["spec"]["template"]["metadata"].get("annotations", {})
+    check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(port),
+          f"scrape annotations {annotations}")
+
+    policy = one(docs, "NetworkPolicy")
+    check(policy["metadata"].get("namespace") == "cgview", "NetworkPolicy not in the cgview namespace")
+    spec = policy["spec"]
+    check(selects(spec["podSelector"], pod_labels), "the NetworkPolicy does not select the daemon's pods")
+    check(spec.get("policyTypes") == ["Ingress"], f"policyTypes {spec.get('policyTypes')}: ingress is what to limit")
+    rules = spec.get("ingress", [])
+    check(rules, "a NetworkPolicy without ingress rules shuts Prometheus out too")
+    def namespace(name):
+        return {"kubernetes.io/metadata.name": name}
+    for rule in rules:
+        # A rule without `from` (or with an empty peer) admits every source, an ipBlock peer addresses outside
+        # any namespace; a rule without `ports` admits every port. A podSelector beside the namespaceSelector
+        # only narrows it.
+        peers = rule.get("from", [])
+        check(peers and all("namespaceSelector" in p and set(p) <= {"namespaceSelector", "podSelector"}
+                            for p in peers), f"an ingress rule admits sources outside a namespace selector: {rule}")
+        for peer in peers:
+            selector = peer["namespaceSelector"]
+            check(selects(selector, namespace(MONITORING_NAMESPACE)),
+                  f"{selector} does not select {MONITORING_NAMESPACE}")
+            for other in ["default", "cgview", "kube-system", "apps"]:
+                check(not selects(selector, namespace(other)), f"{selector} admits the namespace {other}")
+        check(rule.get("ports") and all(p.get("port") in (port, "metrics") and p.get("protocol", "TCP") == "TCP"
+                                        for p in rule["ports"]), f"an ingress rule admits other ports: {rule}")
+    return port
+
+
+def check_metrics_component(base, pod_labels):
+    """components/metrics in an overlay: validates, exposes the metrics as check_exposed_metrics says, and
+    changes nothing else in the DaemonSet."""
+    with tempfile.TemporaryDirectory() as directory:
+        text, docs = render(overlay(["components/metrics"], directory))
+    for version in VERSIONS:
+        ok, report = validate(text, version)
+        check(ok, f"with the metrics component, validation against {version} failed:\n{report}")
+    check_exposed_metrics(docs, pod_labels)
+    ds = one(docs, "DaemonSet")
+    template = ds["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    container["args"] = base["spec"]["template"]["spec"]["containers"][0]["args"]
+    del container["ports"]
+    del template["metadata"]["annotations"]
+    check(ds == base, "the metrics component changes more than the address, port and annotations")
+    check_metrics_component_guard()
+
+
+def check_metrics_component_guard():
+    """The component replaces the argument after --metrics-addr by index, guarded by a JSON patch `test`: a base
+    whose arguments moved must fail to render, not get another argument replaced."""
+    with tempfile.TemporaryDirectory() as directory:
+        base = os.path.join(directory, "daemonset")
+        shutil.copytree("daemonset", base)
+        manifest = os.path.join(base, "daemonset.yaml")
+        with open(manifest) as f:
+            text = f.read()
+        moved = text.replace('args: ["mount", "/var/lib/cgview", "--metrics-addr"',
+                             'args: ["mount", "--foreground", "/var/lib/cgview", "--metrics-addr"')
+        check(moved != text, "the guard check could not move the DaemonSet's arguments")
+        with open(manifest, "w") as f:
+            f.write(moved)
+        out = os.path.join(directory, "overlay")
+        os.mkdir(out)
+        with open(os.path.join(out, "kustomization.yaml"), "w") as f:
+            f.write("resources:\n  - ../daemonset\ncomponents:\n  - ../daemonset/components/metrics\n")
+        run = subprocess.run(["kubectl", "kustomize", out], capture_output=True, text=True)
+    check(run.returncode != 0, "components/metrics patched a base whose --metrics-addr moved")
+
+
 def check_podmonitor_component(pod_labels):
-    """The optional PodMonitor component, applied in an overlay, selects the daemon's pods and port."""
+    """The optional PodMonitor component, applied alone in an overlay, brings components/metrics with it (the
+    port it scrapes, reachable from the monitoring namespace) and selects the daemon's pods and that port."""
     with tempfile.TemporaryDirectory() as directory:
         _, docs = render(overlay(["components/podmonitor"], directory))
-    monitors = [d for d in docs if d["kind"] == "PodMonitor"]
-    check(len(monitors) == 1, "the podmonitor component adds no PodMonitor")
-    monitor = monitors[0]
+    check_exposed_metrics(docs, pod_labels)
+    monitor = one(docs, "PodMonitor")
     check(monitor["metadata"]["namespace"] == "cgview", "PodMonitor not in the cgview namespace")
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    check(all(pod_labels.get(k) == v for k, v in selector.items()), "PodMonitor selects no daemon pod")
+    selector = monitor["spec"]["selector"]
+    check(selects(selector, pod_labels), "PodMonitor selects no daemon pod")
     check(monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics", "PodMonitor port is not 'metrics'")
 
 
@@ -453,13 +548,14 @@ def main():
     check(pod.get("terminationGracePeriodSeconds", 30) >= 10, "too short a grace period to unmount")
     args = container["args"]
     check(args[:2] == ["mount", "/var/lib/cgview"], f"args {args}")
-    check("--metrics-addr" in args, "metrics are not served")
-    port = args[args.index("--metrics-addr") + 1].rsplit(":", 1)[1]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    check(ports.get("metrics") == int(port), f"the metrics port {port} is not exposed as 'metrics': {ports}")
-    annotations = ds["spec"]["template"]["metadata"]["annotations"]
-    check(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == port,
-          f"scrape annotations {annotations}")
+    # Unauthenticated: by default only the pod itself (and `kubectl port-forward`) reaches it.
+    host, _ = metrics_address(ds)
+    check(host in LOOPBACK, f"by default the metrics must bind the pod's loopback, not {host}")
+    check(not container.get("ports"), f"by default no port is exposed: {container.get('ports')}")
+    annotations = ds["spec"]["template"]["metadata"].get("annotations", {})
+    check(not any(k.startswith("prometheus.io/") for k in annotations),
+          f"scrape annotations on a pod whose metrics nobody outside can reach: {annotations}")
+    check_metrics_component(copy.deepcopy(ds), labels)
     check_podmonitor_component(labels)
     check_io_uring_component(copy.deepcopy(ds))
     with_cert_manager = check_cert_manager_overlay(labels)
