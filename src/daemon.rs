@@ -8,7 +8,7 @@ use crate::fs_ops::FsOps;
 use crate::fuse_fs::{CgviewFs, RING_MAX_WRITE};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
-use crate::metrics::{Metrics, ScrapeExtras};
+use crate::metrics::{DescriptorUse, Metrics, ScrapeExtras};
 use crate::metrics_server;
 use crate::mount_api::{self, Placement};
 use crate::parse::mountinfo::{parse_mountinfo, MountEntry};
@@ -508,6 +508,14 @@ impl metrics_server::Endpoint for DaemonEndpoint {
             open_files: self.tree.open_count() as u64,
             top_containers: cache.busiest_containers(BUSIEST_CONTAINERS),
             mount_live: self.mount_state().is_ok(),
+            descriptors: DescriptorUse {
+                limit: crate::host::fd_budget::nofile_limit(),
+                budget: cache.fd_budget().limit() as u64,
+                kept: cache.fd_budget().used() as u64,
+                refused: cache.fd_budget().refused(),
+                closed_for_budget: load(&stats.files_closed_for_budget),
+            },
+            re_resolved: load(&stats.re_resolved),
         };
         self.tree.metrics().render(&extras)
     }

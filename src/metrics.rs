@@ -151,6 +151,23 @@ pub struct ScrapeExtras {
     /// The busiest containers' cgroups (cgroup path, content requests), busiest first, each path once.
     pub top_containers: Vec<(String, u64)>,
     pub mount_live: bool,
+    /// The descriptor budget for kept-open cgroup files.
+    pub descriptors: DescriptorUse,
+    /// Renders that found the caller's cgroup gone and resolved it again.
+    pub re_resolved: u64,
+}
+
+/// How the descriptor budget is used (see [`FdBudget`](crate::host::fd_budget::FdBudget)).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorUse {
+    /// The process's soft `RLIMIT_NOFILE`.
+    pub limit: u64,
+    pub budget: u64,
+    pub kept: u64,
+    /// Files read with open-read-close because the budget was spent.
+    pub refused: u64,
+    /// Containers whose kept files the janitor closed to make room.
+    pub closed_for_budget: u64,
 }
 
 impl Metrics {
@@ -318,6 +335,65 @@ impl Metrics {
             "Files and directories open on the mount.",
         );
         sample(&mut out, "cgview_open_files", &[], extras.open_files);
+        let descriptors = &extras.descriptors;
+        header(
+            &mut out,
+            "cgview_descriptor_limit",
+            "gauge",
+            "The daemon's soft RLIMIT_NOFILE (raised to the hard limit at start).",
+        );
+        sample(&mut out, "cgview_descriptor_limit", &[], descriptors.limit);
+        header(
+            &mut out,
+            "cgview_kept_files_budget",
+            "gauge",
+            "Cgroup files the caches may keep open, over all containers.",
+        );
+        sample(
+            &mut out,
+            "cgview_kept_files_budget",
+            &[],
+            descriptors.budget,
+        );
+        header(
+            &mut out,
+            "cgview_kept_files",
+            "gauge",
+            "Cgroup files kept open now.",
+        );
+        sample(&mut out, "cgview_kept_files", &[], descriptors.kept);
+        header(
+            &mut out,
+            "cgview_kept_files_refused_total",
+            "counter",
+            "Cgroup files read with open-read-close because the budget was spent.",
+        );
+        sample(
+            &mut out,
+            "cgview_kept_files_refused_total",
+            &[],
+            descriptors.refused,
+        );
+        header(
+            &mut out,
+            "cgview_kept_files_closed_total",
+            "counter",
+            "Containers whose kept files were closed to stay inside the budget.",
+        );
+        sample(
+            &mut out,
+            "cgview_kept_files_closed_total",
+            &[],
+            descriptors.closed_for_budget,
+        );
+        header(&mut out, "cgview_callers_re_resolved_total", "counter",
+            "Reads whose cgroup had vanished (moved caller, cgroup made again) and were resolved again.");
+        sample(
+            &mut out,
+            "cgview_callers_re_resolved_total",
+            &[],
+            extras.re_resolved,
+        );
         header(
             &mut out,
             "cgview_mirrored_inodes",
@@ -455,9 +531,25 @@ mod tests {
             top_containers: vec![("/kubepods/pod\"x\\y".to_owned(), 7)],
             fallbacks: vec![(FallbackCause::CallerGone, 4)],
             mount_live: true,
+            descriptors: DescriptorUse {
+                limit: 1_048_576,
+                budget: 65_536,
+                kept: 12,
+                refused: 3,
+                closed_for_budget: 1,
+            },
             ..ScrapeExtras::default()
         };
         let text = metrics.render(&extras);
+        for line in [
+            "cgview_descriptor_limit 1048576",
+            "cgview_kept_files_budget 65536",
+            "cgview_kept_files 12",
+            "cgview_kept_files_refused_total 3",
+            "cgview_kept_files_closed_total 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
         assert!(
             text.contains("cgview_container_requests_total{cgroup=\"/kubepods/pod\\\"x\\\\y\"} 7"),
             "{text}"
