@@ -208,6 +208,20 @@ impl ViewCache {
         &self.stats
     }
 
+    /// Which container the requests of thread `tid` queue under (see [`crate::fair_queue`]): its cached
+    /// container entry's identity; for a thread not seen yet, its pid namespace (one `statx`), so that a
+    /// container starting thousands of threads at once queues them under one key.
+    pub fn fairness_key(&self, tid: u32) -> u64 {
+        let known = self
+            .callers
+            .lock()
+            .get(&tid)
+            .map(|caller| Arc::as_ptr(&caller.container) as u64);
+        known
+            .or_else(|| self.view.resolver().pid_namespace_of(tid))
+            .unwrap_or(0)
+    }
+
     /// The descriptors kept open for cgroup files.
     pub fn fd_budget(&self) -> &Arc<FdBudget> {
         &self.budget

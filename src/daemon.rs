@@ -276,7 +276,7 @@ pub fn serve(
     let tree_paths = tree.view().resolver().paths().clone();
     let ops = Arc::new(FsOps::new(tree.clone()));
     let session = Session::from_fd(
-        CgviewFs::new(ops.clone(), negotiated.clone()),
+        CgviewFs::new(ops.clone(), negotiated.clone(), threads).map_err(mount_failed)?,
         fuse_device,
         SessionACL::All,
         config,

@@ -116,6 +116,11 @@ pub struct FsOps {
 }
 
 impl FsOps {
+    /// The turn `caller`'s requests take (see [`crate::fair_queue`]).
+    pub fn fairness_key(&self, caller: &Caller) -> u64 {
+        self.tree.cache().fairness_key(caller.pid)
+    }
+
     pub fn new(tree: Arc<Tree>) -> FsOps {
         FsOps {
             tree,

@@ -1,6 +1,7 @@
 //! The `fuser` adapter: the only module that imports `fuser`. Each handler turns an [`FsOps`] result
 //! into exactly one reply.
 
+use crate::fair_queue::WorkerPool;
 use crate::fs_ops::{Attr, Caller, FileKind, FsOps, BLOCK_SIZE, NAME_MAX};
 use crate::tree::slice_at;
 use fuser::{
@@ -34,17 +35,38 @@ pub fn register_backing_file(device: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io
 /// ring entry holds a buffer of that size, and fuser's default (16 MiB) would make every entry 16 MiB.
 pub const RING_MAX_WRITE: u32 = 128 * 1024;
 
+/// Handles requests from `/dev/fuse`. The session's threads only take requests off the device: those
+/// that read the host or render (lookup, getattr, access, open, opendir, read) are queued by the caller's
+/// container and served in turns by a worker pool ([`crate::fair_queue`]); the rest are answered at once.
 pub struct CgviewFs {
     ops: Arc<FsOps>,
     /// Asked to negotiate FUSE over io_uring at INIT; set to whether the kernel agreed.
     io_uring: Option<Arc<AtomicBool>>,
+    workers: WorkerPool,
 }
 
 impl CgviewFs {
     /// With `io_uring`, INIT asks the kernel for FUSE over io_uring and records whether it agreed; the
-    /// rings must then be registered (see [`ring`](crate::ring)), or requests wait for them.
-    pub fn new(ops: Arc<FsOps>, io_uring: Option<Arc<AtomicBool>>) -> CgviewFs {
-        CgviewFs { ops, io_uring }
+    /// rings must then be registered (see [`ring`](crate::ring)), or requests wait for them. `workers`
+    /// threads serve the queued requests.
+    pub fn new(
+        ops: Arc<FsOps>,
+        io_uring: Option<Arc<AtomicBool>>,
+        workers: usize,
+    ) -> io::Result<CgviewFs> {
+        Ok(CgviewFs {
+            ops,
+            io_uring,
+            workers: WorkerPool::start(workers)?,
+        })
+    }
+
+    /// Runs `job` in the turn of the caller's container.
+    fn in_turn(&self, caller: Caller, job: impl FnOnce(&FsOps, &Caller) + Send + 'static) {
+        let ops = self.ops.clone();
+        let key = ops.fairness_key(&caller);
+        self.workers
+            .submit(key, Box::new(move || job(&ops, &caller)));
     }
 }
 
@@ -76,6 +98,26 @@ fn file_type(kind: FileKind) -> FileType {
     }
 }
 
+/// Answers an OPEN: a handle, with the mmap-refusing backing file when there is one.
+fn open(ops: &FsOps, caller: &Caller, ino: INodeNo, write: bool, reply: ReplyOpen) {
+    let handle = match ops.open(caller, ino.0, write) {
+        Ok(handle) => FileHandle(handle),
+        Err(e) => return reply.error(Errno::from_i32(e)),
+    };
+    let backing = ops.mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
+    match backing {
+        Some(id) => {
+            // SAFETY: `id` was registered on this session's connection by `mmap_refusal` and is never
+            // closed while the daemon runs; `into_raw` below takes the wrapper apart again without
+            // closing it.
+            let backing = unsafe { reply.wrap_backing(id) };
+            reply.opened_passthrough(handle, OPEN_FLAGS, &backing);
+            let _ = backing.into_raw();
+        }
+        None => reply.opened(handle, OPEN_FLAGS),
+    }
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
         pid: req.pid(),
@@ -102,22 +144,27 @@ impl Filesystem for CgviewFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.ops.lookup(&caller(req), parent.0, name.as_bytes()) {
-            Ok(entry) => reply.entry_with_ttls(
-                &entry.attr_ttl,
-                &entry.entry_ttl,
-                &attr(&entry.attr),
-                Generation(0),
-            ),
-            Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        let name = name.as_bytes().to_vec();
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.lookup(caller, parent.0, &name) {
+                Ok(entry) => reply.entry_with_ttls(
+                    &entry.attr_ttl,
+                    &entry.entry_ttl,
+                    &attr(&entry.attr),
+                    Generation(0),
+                ),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.ops.getattr(&caller(req), ino.0) {
-            Ok((found, ttl)) => reply.attr(&ttl, &attr(&found)),
-            Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.getattr(caller, ino.0) {
+                Ok((found, ttl)) => reply.attr(&ttl, &attr(&found)),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -129,26 +176,10 @@ impl Filesystem for CgviewFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        let handle = match self.ops.open(&caller(req), ino.0, write) {
-            Ok(handle) => FileHandle(handle),
-            Err(e) => return reply.error(Errno::from_i32(e)),
-        };
-        let backing = self
-            .ops
-            .mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
-        match backing {
-            Some(id) => {
-                // SAFETY: `id` was registered on this session's connection by `mmap_refusal` and is never
-                // closed while the daemon runs; `into_raw` below takes the wrapper apart again without
-                // closing it.
-                let backing = unsafe { reply.wrap_backing(id) };
-                reply.opened_passthrough(handle, OPEN_FLAGS, &backing);
-                let _ = backing.into_raw();
-            }
-            None => reply.opened(handle, OPEN_FLAGS),
-        }
+        self.in_turn(caller(req), move |ops, caller| {
+            open(ops, caller, ino, write, reply)
+        });
     }
-
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.ops.forget(ino.0, nlookup);
     }
@@ -164,13 +195,13 @@ impl Filesystem for CgviewFs {
         lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self
-            .ops
-            .read(&caller(req), fh.0, offset, lock_owner.is_some())
-        {
-            Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
-            Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        let into_buffer = lock_owner.is_some();
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.read(caller, fh.0, offset, into_buffer) {
+                Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
     }
 
     fn release(
@@ -188,10 +219,12 @@ impl Filesystem for CgviewFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.ops.opendir(&caller(req), ino.0) {
-            Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
-            Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.opendir(caller, ino.0) {
+                Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
     }
 
     fn readdir(
@@ -234,10 +267,13 @@ impl Filesystem for CgviewFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.ops.access(&caller(req), ino.0, mask.bits() as u32) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        let mask = mask.bits() as u32;
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.access(caller, ino.0, mask) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

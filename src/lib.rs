@@ -10,6 +10,7 @@ pub mod cache;
 pub mod container_binds;
 pub mod cpu_ledger;
 pub mod daemon;
+pub mod fair_queue;
 pub mod fallback;
 pub mod fs_ops;
 pub mod fuse_fs;

@@ -219,6 +219,21 @@ impl Resolver {
             .map(|stat| stat.st_ino)
     }
 
+    /// The inode of thread `tid`'s pid namespace (one `statx`, no descriptor): what a thread's requests
+    /// are queued by before its container is known. `None` once the thread is gone.
+    pub fn pid_namespace_of(&self, tid: u32) -> Option<u64> {
+        let proc_dir = self.proc_dir.as_ref()?;
+        let mut digits = [0u8; 10];
+        let tid = format_tid(tid, &mut digits);
+        let mut path = [0u8; 17];
+        path[..tid.len()].copy_from_slice(tid);
+        path[tid.len()..tid.len() + 7].copy_from_slice(b"/ns/pid");
+        let path = &path[..tid.len() + 7];
+        nix::sys::stat::fstatat(proc_dir, path, nix::fcntl::AtFlags::empty())
+            .ok()
+            .map(|stat| stat.st_ino)
+    }
+
     fn read_memberships(&self, pid: u32) -> Result<Vec<Membership>, ReadError> {
         let path = self.paths.pid_file(pid, "cgroup");
         parse_cgroup_membership(&read_text(&path)?).wrap_path(&path)
@@ -526,6 +541,18 @@ mod tests {
         assert_eq!(format_tid(u32::MAX, &mut name), b"4294967295");
         assert_eq!(format_tid(0, &mut name), b"0");
         assert_eq!(format_tid(7, &mut name), b"7");
+    }
+
+    #[test]
+    fn pid_namespace_of_a_live_thread_is_its_namespace_inode() {
+        let resolver = Resolver::new(HostPaths::default(), CgroupLayout::default());
+        let own = std::fs::metadata("/proc/self/ns/pid").unwrap();
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        assert_eq!(
+            resolver.pid_namespace_of(tid),
+            Some(std::os::unix::fs::MetadataExt::ino(&own))
+        );
+        assert_eq!(resolver.pid_namespace_of(u32::MAX), None);
     }
 
     #[test]
