@@ -24,7 +24,9 @@ pub fn answer(ops: &FsOps, header: &mut [u8], payload: &mut [u8]) -> u64 {
     let commit_id = abi::commit_id(header).unwrap_or(0);
     let unique = request.map_or(0, |request| request.unique);
     let result = match (request, abi::op_in(header)) {
-        (Some(request), Some(op_in)) => {
+        // A header too short to carry the reply (registration rules it out) is never acted on: an OPEN
+        // would leave behind a handle that no reply names and so nobody releases.
+        (Some(request), Some(op_in)) if header.len() >= abi::REQ_HEADER_LEN => {
             let payload_in = abi::payload_sz(header)
                 .and_then(|len| usize::try_from(len).ok())
                 .unwrap_or(0)
@@ -548,6 +550,20 @@ mod tests {
             .with_op_in(&ioctl_in)
             .answer(&host.ops);
         assert_eq!(error, -libc::ENOSYS);
+    }
+
+    #[test]
+    fn header_too_short_for_the_reply_opens_nothing() {
+        let host = host();
+        let proc_dir = lookup(&host.ops, ROOT, "proc");
+        let meminfo = lookup(&host.ops, proc_dir, "meminfo");
+        let buffers =
+            Buffers::new(opcode::OPEN, meminfo).with_op_in(&(libc::O_RDONLY as u32).to_ne_bytes());
+        // Long enough for the request and its first argument, too short for the reply's payload size.
+        let mut header = buffers.header[..abi::REQ_HEADER_LEN - 16].to_vec();
+        let mut payload = buffers.payload;
+        answer(&host.ops, &mut header, &mut payload);
+        assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
     }
 
     #[test]
