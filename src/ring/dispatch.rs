@@ -108,7 +108,8 @@ fn reply(
                 libc::O_WRONLY | libc::O_RDWR
             );
             let fh = ops.open(&caller, ino, write)?;
-            put(payload, &abi::open_out(fh, OPEN_FLAGS.bits()))
+            // A handle the kernel is never told of would never be released.
+            put(payload, &abi::open_out(fh, OPEN_FLAGS.bits())).inspect_err(|_| ops.release(fh))
         }
         opcode::READ => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
@@ -127,7 +128,7 @@ fn reply(
         }
         opcode::OPENDIR => {
             let fh = ops.opendir(&caller, ino)?;
-            put(payload, &abi::open_out(fh, 0))
+            put(payload, &abi::open_out(fh, 0)).inspect_err(|_| ops.releasedir(fh))
         }
         opcode::READDIR => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
@@ -564,6 +565,21 @@ mod tests {
         let mut payload = buffers.payload;
         answer(&host.ops, &mut header, &mut payload);
         assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
+    }
+
+    #[test]
+    fn open_whose_reply_does_not_fit_is_released() {
+        let host = host();
+        let proc_dir = lookup(&host.ops, ROOT, "proc");
+        let meminfo = lookup(&host.ops, proc_dir, "meminfo");
+        let file =
+            Buffers::new(opcode::OPEN, meminfo).with_op_in(&(libc::O_RDONLY as u32).to_ne_bytes());
+        for mut buffers in [file, Buffers::new(opcode::OPENDIR, ROOT)] {
+            buffers.payload.truncate(abi::OPEN_OUT_LEN - 1);
+            let (error, reply) = buffers.answer(&host.ops);
+            assert_eq!((error, reply.len()), (-libc::EIO, 0));
+            assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
+        }
     }
 
     #[test]
