@@ -17,10 +17,12 @@ pub fn container_uptime(
 ) -> Uptime {
     let up_secs = (host_up_secs - start_secs).max(0.0);
     // An absurd host uptime (any finite number parses) times the CPUs overflows to infinity, which would
-    // render as `inf`: the largest finite value is as far as idle goes.
-    let idle_secs = (up_secs * visible_cpus as f64 - cpu_used_secs)
-        .max(0.0)
-        .min(f64::MAX);
+    // render as `inf`: the largest finite value is as far as idle goes. NaN (infinite CPU time used on an
+    // infinite uptime) is no idle time.
+    let idle_secs = match up_secs * visible_cpus as f64 - cpu_used_secs {
+        idle if idle.is_nan() => 0.0,
+        idle => idle.clamp(0.0, f64::MAX),
+    };
     Uptime { up_secs, idle_secs }
 }
 
