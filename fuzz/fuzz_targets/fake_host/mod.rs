@@ -13,7 +13,7 @@ use cgview::tree::Tree;
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// A caller in the restricted container.
@@ -30,22 +30,22 @@ pub struct MountedHost {
     pub tree: Arc<Tree>,
 }
 
-impl MountedHost {
-    /// The host's sys root, where every symlink the tree shows must stay.
-    pub fn sys_root(&self) -> &Path {
-        &self.host.paths.sys_root
-    }
-}
-
 static MOUNTED: OnceLock<MountedHost> = OnceLock::new();
 
-/// The process's fake host and tree, built on first use and removed when the fuzzer exits.
+/// The process's fake host and tree, built on first use and removed when the fuzzer exits or a check
+/// fails.
 pub fn mounted() -> &'static MountedHost {
     MOUNTED.get_or_init(|| {
         let mounted = build();
         // SAFETY: `remove_fixture` is an `extern "C" fn()` that unwinds nowhere (it ignores every
         // error); registering it has no other precondition.
         unsafe { libc::atexit(remove_fixture) };
+        // libFuzzer's panic hook aborts, which skips `atexit`: remove the fixture before it runs.
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            remove_fixture();
+            abort(info);
+        }));
         mounted
     })
 }
