@@ -68,11 +68,13 @@ impl DeviceIo {
         }
         let service = service_ns.unwrap_or_default();
         let wait = wait_ns.unwrap_or_default();
-        let ms = |ns: u64| ns / 1_000_000;
-        counters[column::READ_MS] = ms(service.read + wait.read);
-        counters[column::WRITE_MS] = ms(service.write + wait.write);
-        counters[column::IO_MS] = ms(service.read + service.write);
-        counters[column::WEIGHTED_MS] = ms(service.read + service.write + wait.read + wait.write);
+        // Sums of kernel counters saturate: a bad or wrapped blkio file must not panic or wrap here.
+        let ms =
+            |parts: &[u64]| parts.iter().fold(0u64, |sum, &ns| sum.saturating_add(ns)) / 1_000_000;
+        counters[column::READ_MS] = ms(&[service.read, wait.read]);
+        counters[column::WRITE_MS] = ms(&[service.write, wait.write]);
+        counters[column::IO_MS] = ms(&[service.read, service.write]);
+        counters[column::WEIGHTED_MS] = ms(&[service.read, service.write, wait.read, wait.write]);
         DeviceIo { counters }
     }
 }
@@ -142,6 +144,21 @@ mod tests {
         assert_eq!(io.counters[7], 6);
         assert_eq!(io.counters[9], 7);
         assert_eq!(io.counters[10], 9);
+    }
+
+    #[test]
+    fn from_blkio_times_at_u64_max_saturate() {
+        let max = BlkioReadWrite {
+            read: u64::MAX,
+            write: u64::MAX,
+            discard: u64::MAX,
+        };
+        let io = DeviceIo::from_blkio(max, max, Some(max), Some(max), Some(max));
+        let max_ms = u64::MAX / 1_000_000;
+        assert_eq!(io.counters[3], max_ms);
+        assert_eq!(io.counters[7], max_ms);
+        assert_eq!(io.counters[9], max_ms);
+        assert_eq!(io.counters[10], max_ms);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl MemoryStat {
         let slab = stat
             .get("slab")
             .or(match (slab_reclaimable, slab_unreclaimable) {
-                (Some(r), Some(u)) => Some(r + u),
+                (Some(r), Some(u)) => Some(r.saturating_add(u)),
                 _ => None,
             });
         MemoryStat {
@@ -108,8 +108,11 @@ impl MemoryStat {
 
     /// Anonymous memory excluding shmem (which the kernel counts as anon on the LRU but as Cached in meminfo).
     pub fn anon_pages(&self) -> u64 {
-        self.anon
-            .unwrap_or_else(|| (self.active_anon + self.inactive_anon).saturating_sub(self.shmem))
+        self.anon.unwrap_or_else(|| {
+            self.active_anon
+                .saturating_add(self.inactive_anon)
+                .saturating_sub(self.shmem)
+        })
     }
 }
 
@@ -125,15 +128,18 @@ pub struct MemoryTotals {
 
 impl MemoryState {
     /// Applies design.md's rules: totals capped by the host's, free clamped to `[0, total]`, swap per the
-    /// accounting mode.
+    /// accounting mode. Every input is a kernel-provided number, so every sum saturates: no value can make
+    /// this panic (debug builds) or wrap to a tiny figure (release).
     pub fn totals(&self, host_mem_total: u64, host_swap_total: u64) -> MemoryTotals {
         let mem_total = self
             .limit_bytes
             .map_or(host_mem_total, |limit| limit.min(host_mem_total));
         let mem_free = mem_total.saturating_sub(self.usage_bytes);
-        let reclaimable = self.stat.active_file
-            + self.stat.inactive_file
-            + self.stat.slab_reclaimable.unwrap_or(0);
+        let reclaimable = self
+            .stat
+            .active_file
+            .saturating_add(self.stat.inactive_file)
+            .saturating_add(self.stat.slab_reclaimable.unwrap_or(0));
         let mem_available = mem_free.saturating_add(reclaimable).min(mem_total);
         let (swap_total, swap_free) = match self.swap {
             Swap::NotAccounted => (0, 0),
@@ -245,6 +251,57 @@ mod tests {
         let totals = state(Some(GIB), 0, swap).totals(GIB, 2 * GIB);
         assert_eq!(totals.swap_total, 4 * MIB);
         assert_eq!(totals.swap_free, 0);
+    }
+
+    #[test]
+    fn totals_reclaimable_at_u64_max_saturates_to_mem_total() {
+        let mut s = state(Some(100 * MIB), 90 * MIB, Swap::NotAccounted);
+        s.stat.active_file = u64::MAX;
+        s.stat.inactive_file = u64::MAX;
+        s.stat.slab_reclaimable = Some(u64::MAX);
+        let totals = s.totals(GIB, 0);
+        assert_eq!(totals.mem_available, 100 * MIB);
+        assert_eq!(totals.mem_free, 10 * MIB);
+    }
+
+    #[test]
+    fn totals_every_input_at_u64_max_stays_within_bounds() {
+        let swap = Swap::Accounted {
+            limit_bytes: Some(u64::MAX),
+            usage_bytes: u64::MAX,
+            may_swap: true,
+        };
+        let mut s = state(Some(u64::MAX), u64::MAX, swap);
+        s.stat.active_file = u64::MAX;
+        s.stat.inactive_file = u64::MAX;
+        s.stat.slab_reclaimable = Some(u64::MAX);
+        let totals = s.totals(u64::MAX, u64::MAX);
+        assert_eq!(totals.mem_total, u64::MAX);
+        assert_eq!(totals.mem_free, 0);
+        assert!(totals.mem_available <= totals.mem_total);
+        assert_eq!(totals.swap_total, u64::MAX);
+        assert_eq!(totals.swap_free, 0);
+    }
+
+    #[test]
+    fn memory_stat_v2_slab_sum_saturates() {
+        let raw = parse_flat_keyed(
+            "slab_reclaimable 18446744073709551615
+slab_unreclaimable 2
+",
+        );
+        assert_eq!(MemoryStat::from_v2(&raw).slab, Some(u64::MAX));
+    }
+
+    #[test]
+    fn memory_stat_v1_anon_sum_saturates() {
+        let raw = parse_flat_keyed(
+            "total_active_anon 18446744073709551615
+total_inactive_anon 7
+total_shmem 5
+",
+        );
+        assert_eq!(MemoryStat::from_v1(&raw).anon_pages(), u64::MAX - 5);
     }
 
     #[test]

@@ -40,8 +40,8 @@ fn replacement_kb(
         "MemAvailable" => totals.mem_available,
         "Buffers" | "SwapCached" => 0,
         "Cached" => stat.cache,
-        "Active" => stat.active_anon + stat.active_file,
-        "Inactive" => stat.inactive_anon + stat.inactive_file,
+        "Active" => stat.active_anon.saturating_add(stat.active_file),
+        "Inactive" => stat.inactive_anon.saturating_add(stat.inactive_file),
         "Active(anon)" => stat.active_anon,
         "Inactive(anon)" => stat.inactive_anon,
         "Active(file)" => stat.active_file,
@@ -178,6 +178,19 @@ DirectMap1G:    25165824 kB
     fn render_meminfo_without_mem_total_is_an_error() {
         render_meminfo("MemFree: 1 kB\n", &container()).unwrap_err();
         render_meminfo("", &container()).unwrap_err();
+    }
+
+    #[test]
+    fn render_meminfo_lru_sums_at_u64_max_saturate() {
+        let mut memory = container();
+        memory.stat.active_anon = u64::MAX;
+        memory.stat.active_file = 1;
+        memory.stat.inactive_anon = 1;
+        memory.stat.inactive_file = u64::MAX;
+        let host = "MemTotal: 8 kB\nActive: 1 kB\nInactive: 1 kB\n";
+        let out = render_meminfo(host, &memory).unwrap();
+        assert_eq!(field(&out, "Active"), u64::MAX / 1024);
+        assert_eq!(field(&out, "Inactive"), u64::MAX / 1024);
     }
 
     #[test]

@@ -16,7 +16,13 @@ pub fn container_uptime(
     cpu_used_secs: f64,
 ) -> Uptime {
     let up_secs = (host_up_secs - start_secs).max(0.0);
-    let idle_secs = (up_secs * visible_cpus as f64 - cpu_used_secs).max(0.0);
+    // An absurd host uptime (any finite number parses) times the CPUs overflows to infinity, which would
+    // render as `inf`: the largest finite value is as far as idle goes. NaN (infinite CPU time used on an
+    // infinite uptime) is no idle time.
+    let idle_secs = match up_secs * visible_cpus as f64 - cpu_used_secs {
+        idle if idle.is_nan() => 0.0,
+        idle => idle.clamp(0.0, f64::MAX),
+    };
     Uptime { up_secs, idle_secs }
 }
 
@@ -35,6 +41,14 @@ mod tests {
         assert_eq!(uptime.up_secs, 60.0);
         assert_eq!(uptime.idle_secs, 100.0);
         assert_eq!(render_uptime(uptime), "60.00 100.00\n");
+    }
+
+    #[test]
+    fn container_uptime_huge_host_uptime_renders_finite_numbers() {
+        let uptime = container_uptime(1e308, 0.0, 4, 0.0);
+        assert_eq!(uptime.idle_secs, f64::MAX);
+        let text = render_uptime(uptime);
+        assert!(!text.contains("inf"), "{text}");
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn answer(ops: &FsOps, device: BorrowedFd<'_>, header: &mut [u8], payload: &
     let commit_id = abi::commit_id(header).unwrap_or(0);
     let unique = request.map_or(0, |request| request.unique);
     let result = match (request, abi::op_in(header)) {
-        (Some(request), Some(op_in)) => {
+        // A header too short to carry the reply (registration rules it out) is never acted on: an OPEN
+        // would leave behind a handle that no reply names and so nobody releases.
+        (Some(request), Some(op_in)) if header.len() >= abi::REQ_HEADER_LEN => {
             let payload_in = abi::payload_sz(header)
                 .and_then(|len| usize::try_from(len).ok())
                 .unwrap_or(0)
@@ -114,7 +116,8 @@ fn reply(
                 Some(id) => abi::open_out(fh, OPEN_FLAGS.bits() | abi::FOPEN_PASSTHROUGH, id),
                 None => abi::open_out(fh, OPEN_FLAGS.bits(), 0),
             };
-            put(payload, &open_out)
+            // A handle the kernel is never told of would never be released.
+            put(payload, &open_out).inspect_err(|_| ops.release(fh))
         }
         opcode::READ => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
@@ -133,7 +136,7 @@ fn reply(
         }
         opcode::OPENDIR => {
             let fh = ops.opendir(&caller, ino)?;
-            put(payload, &abi::open_out(fh, 0, 0))
+            put(payload, &abi::open_out(fh, 0, 0)).inspect_err(|_| ops.releasedir(fh))
         }
         opcode::READDIR => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
@@ -562,6 +565,36 @@ mod tests {
             .with_op_in(&ioctl_in)
             .answer(&host.ops);
         assert_eq!(error, -libc::ENOSYS);
+    }
+
+    #[test]
+    fn header_too_short_for_the_reply_opens_nothing() {
+        let host = host();
+        let proc_dir = lookup(&host.ops, ROOT, "proc");
+        let meminfo = lookup(&host.ops, proc_dir, "meminfo");
+        let buffers =
+            Buffers::new(opcode::OPEN, meminfo).with_op_in(&(libc::O_RDONLY as u32).to_ne_bytes());
+        // Long enough for the request and its first argument, too short for the reply's payload size.
+        let mut header = buffers.header[..abi::REQ_HEADER_LEN - 16].to_vec();
+        let mut payload = buffers.payload;
+        let device = std::fs::File::open("/dev/null").unwrap();
+        answer(&host.ops, device.as_fd(), &mut header, &mut payload);
+        assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
+    }
+
+    #[test]
+    fn open_whose_reply_does_not_fit_is_released() {
+        let host = host();
+        let proc_dir = lookup(&host.ops, ROOT, "proc");
+        let meminfo = lookup(&host.ops, proc_dir, "meminfo");
+        let file =
+            Buffers::new(opcode::OPEN, meminfo).with_op_in(&(libc::O_RDONLY as u32).to_ne_bytes());
+        for mut buffers in [file, Buffers::new(opcode::OPENDIR, ROOT)] {
+            buffers.payload.truncate(abi::OPEN_OUT_LEN - 1);
+            let (error, reply) = buffers.answer(&host.ops);
+            assert_eq!((error, reply.len()), (-libc::EIO, 0));
+            assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
+        }
     }
 
     #[test]

@@ -16,7 +16,13 @@ mod queue;
 mod sqe;
 
 use crate::fs_ops::FsOps;
+
 use crate::parse::cpuset::parse_cpu_list;
+/// The request decoder and its buffer sizes, public for the fuzz target that feeds it arbitrary
+/// header and payload bytes (`fuzz/fuzz_targets/ring_request.rs`); the daemon itself only reaches it
+/// through the queues.
+pub use abi::{MIN_PAYLOAD_LEN, REQ_HEADER_LEN};
+pub use dispatch::answer;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{mpsc, Arc};

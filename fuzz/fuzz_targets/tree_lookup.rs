@@ -1,0 +1,223 @@
+#![no_main]
+//! Fuzzes the mounted tree's lookup, listing, readlink and open/read on a fake host with crafted `sys`
+//! entries (see `fake_host`): any sequence of names and inode numbers, for the container, the host or an
+//! unknown caller. Nothing may panic; no reply may reach outside the host's sys root (no entry, content
+//! or name of the marker beside it), and every symlink target, resolved where the container sees the
+//! link, stays inside `/sys`.
+//!
+//! Input: a sequence of operations, each an opcode byte and its arguments; inodes are picked among those
+//! this input has met (with their paths) or given raw.
+
+mod fake_host;
+
+use cgview::permissions::Credentials;
+use cgview::tree::{Inode, Tree, ROOT_INODE};
+use fake_host::{mounted, CONTAINER_PID, HOST_PID, OUTSIDE_MARKER, OUTSIDE_NAME};
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use std::path::{Component, Path, PathBuf};
+
+const MAX_OPERATIONS: usize = 32;
+
+/// Names the fixture has, so that inputs reach deep entries quickly; any other name is arbitrary bytes.
+const NAMES: &[&str] = &[
+    "proc",
+    "sys",
+    "devices",
+    "system",
+    "cpu",
+    "block",
+    "vda",
+    "vda1",
+    "stat",
+    "dev",
+    "size",
+    "device",
+    "subsystem",
+    "escape",
+    "absolute",
+    "passwd",
+    "evil",
+    "cpu0",
+    "cpu1",
+    "cpu2",
+    "cpu3",
+    "topology",
+    "core_id",
+    "online",
+    "offline",
+    "possible",
+    "present",
+    "cpufreq",
+    "kernel_max",
+    "vulnerabilities",
+    "meltdown",
+    "meminfo",
+    "cpuinfo",
+    "uptime",
+    "diskstats",
+    "loadavg",
+    "swaps",
+    "slabinfo",
+    "pressure",
+    "memory",
+    "io",
+    ".",
+    "..",
+    "",
+    "/",
+    ".cgview-floor",
+    OUTSIDE_NAME,
+];
+
+/// An inode this input has met, with its path below the mount (`None` when it was given raw).
+struct Known {
+    inode: Inode,
+    path: Option<PathBuf>,
+}
+
+fn pick_inode(u: &mut Unstructured, known: &[Known]) -> Result<(Inode, Option<PathBuf>)> {
+    if u.arbitrary()? {
+        return Ok((u.arbitrary()?, None));
+    }
+    let entry = &known[u.choose_index(known.len())?];
+    Ok((entry.inode, entry.path.clone()))
+}
+
+fn pick_name(u: &mut Unstructured) -> Result<Vec<u8>> {
+    if u.arbitrary()? {
+        return Ok(u.arbitrary::<&[u8]>()?.to_vec());
+    }
+    Ok(u.choose(NAMES)?.as_bytes().to_vec())
+}
+
+fn pick_caller(u: &mut Unstructured) -> Result<Option<u32>> {
+    Ok(match u.int_in_range(0..=3u8)? {
+        0 => None,
+        1 => Some(CONTAINER_PID),
+        2 => Some(HOST_PID),
+        _ => Some(u.arbitrary()?),
+    })
+}
+
+/// `path`'s place in the container: the tree is mounted so that its `sys/...` is the container's
+/// `/sys/...`.
+fn in_container(path: &Path) -> PathBuf {
+    Path::new("/").join(path)
+}
+
+/// `target` resolved from the directory holding the link, lexically (`..` at `/` stays at `/`).
+fn resolve(link_dir: &Path, target: &Path) -> PathBuf {
+    let mut resolved = if target.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        link_dir.to_owned()
+    };
+    for part in target.components() {
+        match part {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(name) => resolved.push(name),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    resolved
+}
+
+fn check_content(content: &[u8]) {
+    let text = String::from_utf8_lossy(content);
+    assert!(
+        !text.contains(OUTSIDE_MARKER),
+        "read a file outside the sys root: {text}"
+    );
+}
+
+fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
+    let mut known = vec![Known {
+        inode: ROOT_INODE,
+        path: Some(PathBuf::new()),
+    }];
+    for _ in 0..MAX_OPERATIONS {
+        if u.is_empty() {
+            break;
+        }
+        match u.int_in_range(0..=4u8)? {
+            0 => {
+                let (parent, parent_path) = pick_inode(u, &known)?;
+                let name = pick_name(u)?;
+                let caller = pick_caller(u)?;
+                if let Ok((node, _)) = tree.lookup(parent, &name, caller, Credentials::ROOT) {
+                    let name = String::from_utf8_lossy(&name);
+                    assert_ne!(name, OUTSIDE_NAME, "looked up a name outside the sys root");
+                    let path = parent_path.map(|p| p.join(&*name));
+                    known.push(Known {
+                        inode: node.inode,
+                        path,
+                    });
+                }
+            }
+            1 => {
+                let (inode, path) = pick_inode(u, &known)?;
+                if let (Ok(target), Some(path)) = (tree.readlink(inode), path) {
+                    let link = in_container(&path);
+                    let link_dir = link.parent().unwrap_or(Path::new("/"));
+                    let resolved = resolve(link_dir, &target);
+                    assert!(
+                        resolved.starts_with("/sys"),
+                        "{} -> {} resolves to {} in the container",
+                        link.display(),
+                        target.display(),
+                        resolved.display()
+                    );
+                }
+            }
+            2 => {
+                let (inode, path) = pick_inode(u, &known)?;
+                let caller = pick_caller(u)?;
+                if let Ok(entries) = tree.list(inode, caller) {
+                    for entry in entries {
+                        assert_ne!(
+                            entry.name, OUTSIDE_NAME,
+                            "listed a directory outside the sys root"
+                        );
+                        if entry.name != "." && entry.name != ".." {
+                            known.push(Known {
+                                inode: entry.inode,
+                                path: path.as_ref().map(|p| p.join(&entry.name)),
+                            });
+                        }
+                    }
+                }
+            }
+            3 => {
+                let (inode, _) = pick_inode(u, &known)?;
+                let caller = pick_caller(u)?;
+                let offset = u.arbitrary()?;
+                if let Ok(handle) = tree.open(inode, caller, false, Credentials::ROOT) {
+                    let first = tree.read(handle, 0, caller);
+                    let again = tree.read(handle, offset, caller);
+                    tree.release(handle);
+                    for content in [first, again].into_iter().flatten() {
+                        check_content(&content);
+                    }
+                }
+            }
+            _ => {
+                let (inode, _) = pick_inode(u, &known)?;
+                let _ = tree.node(inode);
+            }
+        }
+    }
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mounted = mounted();
+    let _ = run(&mounted.tree, &mut Unstructured::new(data));
+    assert_eq!(
+        mounted.tree.open_count(),
+        0,
+        "a handle outlived its release"
+    );
+});
