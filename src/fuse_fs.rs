@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Every open file is read past the page cache (per-caller content) and needs no FLUSH.
@@ -43,12 +43,15 @@ pub struct CgviewFs {
     /// Asked to negotiate FUSE over io_uring at INIT; set to whether the kernel agreed.
     io_uring: Option<Arc<AtomicBool>>,
     workers: WorkerPool,
+    /// How many more session threads may serve a request themselves: one fewer than there are, so that
+    /// one always takes requests off the device.
+    inline_slots: AtomicUsize,
 }
 
 impl CgviewFs {
     /// With `io_uring`, INIT asks the kernel for FUSE over io_uring and records whether it agreed; the
     /// rings must then be registered (see [`ring`](crate::ring)), or requests wait for them. `workers`
-    /// threads serve the queued requests.
+    /// threads serve the queued requests; the session runs as many threads.
     pub fn new(
         ops: Arc<FsOps>,
         io_uring: Option<Arc<AtomicBool>>,
@@ -58,11 +61,25 @@ impl CgviewFs {
             ops,
             io_uring,
             workers: WorkerPool::start(workers)?,
+            inline_slots: AtomicUsize::new(workers.saturating_sub(1)),
         })
     }
 
-    /// Runs `job` in the turn of the caller's container.
+    /// Runs `job` in the turn of the caller's container. While nothing waits in the queues, the session
+    /// thread that took the request serves it (a hand-over wakes a worker, which on a VM costs about as
+    /// much as the request); one session thread always stays free to take requests off the device, so a
+    /// burst still reaches the queues, where containers take turns.
     fn in_turn(&self, caller: Caller, job: impl FnOnce(&FsOps, &Caller) + Send + 'static) {
+        if self.workers.queued() == 0
+            && self
+                .inline_slots
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            job(&self.ops, &caller);
+            self.inline_slots.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
         let ops = self.ops.clone();
         let key = ops.fairness_key(&caller);
         self.workers
