@@ -72,11 +72,6 @@ impl FdBudget {
         })
     }
 
-    /// The budget for this process's descriptor limit now.
-    pub fn for_this_process() -> Arc<FdBudget> {
-        FdBudget::new(budget_for_limit(nofile_limit()))
-    }
-
     /// A share of the budget, or `None` when it is spent (the caller then closes what it opened).
     pub fn try_acquire(self: &Arc<Self>) -> Option<FdPermit> {
         let acquired = self

@@ -53,37 +53,27 @@ pub fn not_text(error: std::string::FromUtf8Error) -> io::Error {
 /// At most the first `cap` bytes of an open kernel file, from offset 0 (for files served as they are,
 /// where a prefix is still useful).
 pub fn read_kernel_prefix(file: &File, cap: usize) -> io::Result<Vec<u8>> {
-    match read_capped(file, cap) {
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            let mut bytes = vec![0; cap];
-            let mut filled = 0;
-            while filled < cap {
-                match file.read_at(&mut bytes[filled..], filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            bytes.truncate(filled);
-            Ok(bytes)
-        }
-        other => other,
-    }
+    read_up_to(file, cap).map(|(bytes, _)| bytes)
 }
 
 fn read_capped(file: &File, cap: usize) -> io::Result<Vec<u8>> {
-    let too_large = || {
-        io::Error::new(
+    match read_up_to(file, cap)? {
+        (_, true) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("larger than {cap} bytes"),
-        )
-    };
+        )),
+        (bytes, false) => Ok(bytes),
+    }
+}
+
+/// The first `cap` bytes of an open file from offset 0, and whether more follow.
+fn read_up_to(file: &File, cap: usize) -> io::Result<(Vec<u8>, bool)> {
     let mut bytes = Vec::with_capacity(4096.min(cap + 1));
     loop {
-        // One byte more than the cap may be read: it tells a file of exactly `cap` bytes from a longer one.
+        // One byte more than the cap is read: it tells a file of exactly `cap` bytes from a longer one.
         if bytes.len() > cap {
-            return Err(too_large());
+            bytes.truncate(cap);
+            return Ok((bytes, true));
         }
         let start = bytes.len();
         if start == bytes.capacity() {
@@ -94,7 +84,7 @@ fn read_capped(file: &File, cap: usize) -> io::Result<Vec<u8>> {
         match file.read_at(&mut bytes[start..], start as u64) {
             Ok(0) => {
                 bytes.truncate(start);
-                return Ok(bytes);
+                return Ok((bytes, false));
             }
             Ok(n) => bytes.truncate(start + n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => bytes.truncate(start),
@@ -117,6 +107,8 @@ mod tests {
         assert_eq!(read_kernel_file(&file).unwrap(), text.as_bytes());
         assert_eq!(read_capped(&file, 10_000).unwrap().len(), 10_000);
         assert!(read_capped(&file, 9_999).is_err());
+        assert_eq!(read_kernel_prefix(&file, 9_999).unwrap().len(), 9_999);
+        assert_eq!(read_kernel_prefix(&file, 20_000).unwrap().len(), 10_000);
         assert_eq!(
             read_capped(&file, 0).unwrap_err().kind(),
             io::ErrorKind::InvalidData
