@@ -9,7 +9,7 @@
 //! CGVIEW_BENCH_FILES, a comma-separated subset such as `proc/meminfo,proc/stat`; CGVIEW_BENCH_IO_URING=1,
 //! cgview over FUSE over io_uring).
 
-use cgview::served::ServedFile;
+use cgview::catalog::ServedFile;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;

@@ -5,9 +5,9 @@
 #[path = "../tests/host_fixture/mod.rs"]
 mod host_fixture;
 
-use cgview::cache::CacheSettings;
-use cgview::permissions::Credentials;
-use cgview::tree::Tree;
+use cgview::fs::permissions::Credentials;
+use cgview::fs::tree::Tree;
+use cgview::service::cache::CacheSettings;
 use criterion::{criterion_group, criterion_main, Criterion};
 use host_fixture::*;
 use std::sync::Arc;

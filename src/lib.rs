@@ -1,32 +1,27 @@
 //! cgview: per-container views of `/proc` and `/sys` files, served over FUSE.
 //!
-//! Three rings, inner never importing outer:
-//! - pure: [`parse`] (kernel text formats), [`model`] (limits and usage), [`render`] (one renderer per file);
-//! - I/O: [`host`] (injected roots, cgroup layout, caller resolution, cgroup readers) and [`view`];
-//! - shell: [`fuse_fs`] (the only module that imports `fuser`) and the binary's CLI.
+//! Rings, inner never naming outer (`tests/rings.rs` fails when one does), in the order a request travels
+//! from the kernel to the host and back:
+//! - [`transport`]: how requests arrive: the `fuser` adapter over `/dev/fuse` (the only module that names
+//!   `fuser`), FUSE over io_uring, and the fair queue that serves containers in turns;
+//! - [`fs`]: what each FUSE operation answers, transport-neutral: inodes, the host mirror, open and
+//!   directory handles, permissions, and the one table of failures and their errnos;
+//! - [`service`]: the per-caller view: caches, per-container state, the fallback policy, the load sampler;
+//! - [`host`]: the injected roots, the cgroup layout, caller resolution and the cgroup and sysfs readers;
+//! - the pure ring, the `cgview-core` crate (re-exported as [`parse`], [`model`], [`render`],
+//!   [`catalog`]): no I/O, no FUSE, no clock.
+//!
+//! Beside them: [`daemon`] (serving a mount point: mount API, repair, mount scan, sd_notify) and
+//! [`telemetry`] (metrics and their HTTP endpoint). The admission webhook is the `cgview-webhook` crate,
+//! re-exported as `webhook` with the default `webhook` feature.
 
-pub mod bind_mounts;
-pub mod cache;
-pub mod container_binds;
-pub mod cpu_ledger;
 pub mod daemon;
-pub mod fair_queue;
-pub mod fallback;
-pub mod fs_ops;
-pub mod fuse_fs;
+pub mod fs;
 pub mod host;
-pub mod metrics;
-pub mod metrics_server;
-pub mod model;
-pub mod mount_api;
-pub mod notify;
-pub mod parse;
-pub mod permissions;
-pub mod render;
-pub mod repair;
-pub mod ring;
-pub mod served;
-pub mod task_tracker;
-pub mod tree;
-pub mod view;
-pub mod webhook;
+pub mod service;
+pub mod telemetry;
+pub mod transport;
+
+pub use cgview_core::{catalog, error_chain, model, parse, render};
+#[cfg(feature = "webhook")]
+pub use cgview_webhook as webhook;

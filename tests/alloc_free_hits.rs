@@ -4,10 +4,10 @@
 
 mod host_fixture;
 
-use cgview::cache::CacheSettings;
-use cgview::permissions::Credentials;
-use cgview::served::ServedFile;
-use cgview::tree::Tree;
+use cgview::catalog::ServedFile;
+use cgview::fs::permissions::Credentials;
+use cgview::fs::tree::Tree;
+use cgview::service::cache::CacheSettings;
 use host_fixture::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -5,8 +5,8 @@
 
 mod host_fixture;
 
-use cgview::permissions::{self, Credentials};
-use cgview::tree::{NodeKind, Tree};
+use cgview::fs::permissions::{self, Credentials};
+use cgview::fs::tree::{NodeKind, Tree};
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};

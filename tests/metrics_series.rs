@@ -3,9 +3,9 @@
 
 mod host_fixture;
 
-use cgview::cache::{CacheSettings, ViewCache};
-use cgview::metrics::{Metrics, ScrapeExtras};
-use cgview::served::ServedFile;
+use cgview::catalog::ServedFile;
+use cgview::service::cache::{CacheSettings, ViewCache};
+use cgview::telemetry::metrics::{Metrics, ScrapeExtras};
 use host_fixture::*;
 use std::collections::HashMap;
 use std::sync::Arc;

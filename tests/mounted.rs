@@ -721,6 +721,7 @@ fn docker_args_bind_a_container_to_its_own_view() {
 /// path. The container then sees its own limit; with the daemon gone, the File check fails instead of
 /// the runtime putting a directory over /proc/meminfo.
 #[test]
+#[cfg(feature = "webhook")]
 fn a_pod_patched_by_the_webhook_sees_its_own_view() {
     use cgview::webhook::policy::InjectionConfig;
     use serde_json::Value;

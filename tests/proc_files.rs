@@ -3,9 +3,9 @@
 
 mod host_fixture;
 
-use cgview::fallback::FallbackCause;
-use cgview::served::ServedFile;
-use cgview::view::Source;
+use cgview::catalog::ServedFile;
+use cgview::service::fallback::FallbackCause;
+use cgview::service::view::Source;
 use host_fixture::*;
 use std::fs;
 

@@ -5,7 +5,7 @@
 
 mod mounted_support;
 
-use cgview::bind_mounts::is_cgview_mount;
+use cgview::daemon::mount_scan::is_cgview_mount;
 use cgview::parse::mountinfo::parse_mountinfo;
 use mounted_support::*;
 use std::fs;

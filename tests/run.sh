@@ -49,13 +49,15 @@ python3 -c "import kubernetes_validate" 2>/dev/null || python3 -m pip install -q
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== the lean daemon (no webhook): builds and passes clippy"
+cargo clippy --no-default-features --all-targets -- -D warnings
 echo "== cargo test (unit, captured files, fixture trees, mounted, real tools, pure cgroup v2 VM)"
 test_log="$(mktemp)"
 # tests/webhook_review.rs writes the pods its patches produce here, for tests/webhook_pods.py.
 export CGVIEW_PATCHED_PODS_DIR="$(mktemp -d)"
 trap 'rm -rf "$test_log" "$CGVIEW_PATCHED_PODS_DIR"' EXIT
-cargo test --all-targets 2>&1 | tee "$test_log"
+cargo test --workspace --all-targets 2>&1 | tee "$test_log"
 passed=$(awk '/^test result:/ {sum += $4} END {print sum + 0}' "$test_log")
 failed=$(awk '/^test result:/ {sum += $6} END {print sum + 0}' "$test_log")
 if [ -d benches ] && ls benches/*.rs >/dev/null 2>&1; then

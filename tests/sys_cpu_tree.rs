@@ -2,9 +2,9 @@
 
 mod host_fixture;
 
-use cgview::permissions::Credentials;
-use cgview::served::ServedFile;
-use cgview::tree::{NameLifetime, NodeKind, Tree};
+use cgview::catalog::ServedFile;
+use cgview::fs::permissions::Credentials;
+use cgview::fs::tree::{NameLifetime, NodeKind, Tree};
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

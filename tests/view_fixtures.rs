@@ -3,9 +3,9 @@
 
 mod host_fixture;
 
-use cgview::fallback::FallbackCause;
-use cgview::served::ServedFile;
-use cgview::view::{Source, ViewOptions};
+use cgview::catalog::ServedFile;
+use cgview::service::fallback::FallbackCause;
+use cgview::service::view::{Source, ViewOptions};
 use host_fixture::*;
 
 const CONTAINER_NS: &str = "pid:[4026532500]";

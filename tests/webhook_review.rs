@@ -5,7 +5,7 @@
 //! With CGVIEW_PATCHED_PODS_DIR set (tests/run.sh sets it), each patched pod is also written there for
 //! tests/webhook_pods.py to validate against the Kubernetes schemas.
 
-use cgview::served::ServedFile;
+use cgview::catalog::ServedFile;
 use cgview::webhook::policy::InjectionConfig;
 use cgview::webhook::review::{review, Reply};
 use k8s_openapi::api::core::v1::Pod;

@@ -3,7 +3,7 @@
 //! no input may panic; the end of a head found in pieces (as the server reads it) is the end found at
 //! once; a parsed request's path is an origin-form path without its query.
 
-use cgview::metrics_server::{find_head_end, parse_request_head};
+use cgview::telemetry::http::{find_head_end, parse_request_head};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,9 +12,9 @@
 
 mod input;
 
-use cgview::bind_mounts::{cgview_binds, is_cgview_mount, live_device, CgviewBind};
+use cgview::daemon::mount_scan::{cgview_binds, is_cgview_mount, live_device, CgviewBind};
 use cgview::parse::mountinfo::{parse_mountinfo, MountEntry};
-use cgview::repair::NamespaceMounts;
+use cgview::daemon::repair::NamespaceMounts;
 use input::Input;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzzes the FUSE-over-io_uring request decoder (`cgview::ring::answer`) with arbitrary header and
+//! Fuzzes the FUSE-over-io_uring request decoder (`cgview::transport::ring::answer`) with arbitrary header and
 //! payload bytes, answering from the real operations over a fake host (see `fake_host`). Every request
 //! gets exactly one well-formed reply: the commit id it came with, its own `unique`, an errno the kernel
 //! accepts, a payload that fits the buffer and is empty on error, and the reply size each operation
@@ -12,8 +12,8 @@
 
 mod fake_host;
 
-use cgview::fs_ops::FsOps;
-use cgview::ring::{answer, MIN_PAYLOAD_LEN, REQ_HEADER_LEN};
+use cgview::fs::ops::FsOps;
+use cgview::transport::ring::{answer, MIN_PAYLOAD_LEN, REQ_HEADER_LEN};
 use fake_host::{mounted, CONTAINER_PID, HOST_PID, OUTSIDE_MARKER};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;

@@ -10,8 +10,8 @@
 
 mod fake_host;
 
-use cgview::permissions::Credentials;
-use cgview::tree::{Inode, Tree, ROOT_INODE};
+use cgview::fs::permissions::Credentials;
+use cgview::fs::tree::{Inode, Tree, ROOT_INODE};
 use fake_host::{mounted, CONTAINER_PID, HOST_PID, OUTSIDE_MARKER, OUTSIDE_NAME};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;

@@ -1,6 +1,6 @@
 //! Errors of the I/O ring. Every message carries the path it concerns.
 
-use crate::parse::ParseError;
+use cgview_core::parse::ParseError;
 use std::io;
 use std::path::PathBuf;
 use thiserror::Error;

@@ -3,7 +3,7 @@
 
 use super::error::{read_optional_text, read_text, ReadError, WrapPath};
 use super::paths::HostPaths;
-use crate::parse::mountinfo::{parse_mountinfo, MountEntry};
+use cgview_core::parse::mountinfo::{parse_mountinfo, MountEntry};
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! Where the host's `/proc`, `/sys` and cgroup mounts are. Tests point these at fixture trees.
 
+use cgview_core::catalog::ServedFile;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +42,39 @@ impl HostPaths {
         self.sys_root.join(relative)
     }
 
+    /// The host file `file` is derived from.
+    pub fn served_file(&self, file: ServedFile) -> PathBuf {
+        let relative = file.tree_path();
+        match relative.strip_prefix("proc/") {
+            Some(name) => self.proc_file(name),
+            None => self.sys_file(relative.trim_start_matches("sys/")),
+        }
+    }
+
     /// True when the roots are the live system's, so kernel interfaces beyond plain files may be used.
     pub fn is_live_system(&self) -> bool {
         self.proc_root == Path::new("/proc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_files_map_into_injected_roots() {
+        let paths = HostPaths {
+            proc_root: "/fx/proc".into(),
+            sys_root: "/fx/sys".into(),
+            cgroup_root: "/fx/cg".into(),
+        };
+        assert_eq!(
+            paths.served_file(ServedFile::Uptime),
+            Path::new("/fx/proc/uptime")
+        );
+        assert_eq!(
+            paths.served_file(ServedFile::CpuOnline),
+            Path::new("/fx/sys/devices/system/cpu/online")
+        );
     }
 }

@@ -5,8 +5,8 @@ use super::cgroup_path::{is_ancestor_or_self, relative_to_mount, strip_init_scop
 use super::error::{read_text, ReadError, WrapPath};
 use super::layout::{CgroupLayout, CgroupMount, CgroupVersion, Controller};
 use super::paths::HostPaths;
-use crate::parse::cgroup_membership::{parse_cgroup_membership, Membership};
-use crate::parse::pid_stat::{parse_nspid, parse_start_ticks};
+use cgview_core::parse::cgroup_membership::{parse_cgroup_membership, Membership};
+use cgview_core::parse::pid_stat::{parse_nspid, parse_start_ticks};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -315,7 +315,10 @@ impl Resolver {
         }
         Err(ReadError::Parse {
             path: status_path,
-            source: crate::parse::ParseError::new("pid namespace init", "no ancestor is pid 1"),
+            source: cgview_core::parse::ParseError::new(
+                "pid namespace init",
+                "no ancestor is pid 1",
+            ),
         })
     }
 

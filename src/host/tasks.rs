@@ -6,7 +6,7 @@ use super::kernel_file::read_kernel_text;
 use super::layout::CgroupVersion;
 use super::paths::HostPaths;
 use super::resolve::CgroupDir;
-use crate::parse::pid_stat::parse_state;
+use cgview_core::parse::pid_stat::parse_state;
 use std::path::{Path, PathBuf};
 
 /// Threads counted per sample at most; beyond it the counts are of the first ones. Bounds the cost of
@@ -120,7 +120,7 @@ fn subdirectories(dir: &Path) -> Vec<PathBuf> {
 pub fn innermost_pid(paths: &HostPaths, tid: u32) -> Result<u32, ReadError> {
     let path = paths.pid_file(tid, "status");
     let status = read_kernel_text(&path).wrap_path(&path)?;
-    Ok(crate::parse::pid_stat::parse_nspid(&status)
+    Ok(cgview_core::parse::pid_stat::parse_nspid(&status)
         .and_then(|ids| ids.last().copied())
         .unwrap_or(tid))
 }

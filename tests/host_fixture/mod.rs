@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
+use cgview::catalog::ServedFile;
 use cgview::host::layout::CgroupLayout;
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
-use cgview::served::ServedFile;
-use cgview::view::{Rendered, View, ViewOptions};
+use cgview::service::view::{Rendered, View, ViewOptions};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -295,7 +295,11 @@ impl HostFixture {
     }
 }
 
-pub fn render_text(view: &View, file: ServedFile, pid: u32) -> (String, cgview::view::Source) {
+pub fn render_text(
+    view: &View,
+    file: ServedFile,
+    pid: u32,
+) -> (String, cgview::service::view::Source) {
     let Rendered { bytes, source } = view.render(file, Some(pid)).unwrap();
     (String::from_utf8(bytes).unwrap(), source)
 }

@@ -9,7 +9,7 @@
 #[path = "../../../tests/host_fixture/mod.rs"]
 mod host_fixture;
 
-use cgview::tree::Tree;
+use cgview::fs::tree::Tree;
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::symlink;

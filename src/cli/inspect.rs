@@ -1,0 +1,161 @@
+//! The commands that look rather than serve: `probe`, `health`, `render`, and what the daemon reports
+//! about the host at start.
+
+use cgview::catalog::ServedFile;
+use cgview::error_chain;
+use cgview::fs::permissions::Credentials;
+use cgview::fs::tree::{Errno as TreeErrno, NodeKind, Tree};
+use cgview::host::layout::{CgroupLayout, Controller};
+use cgview::host::paths::HostPaths;
+use cgview::host::resolve::Resolver;
+use cgview::service::view::{Source, View, ViewOptions};
+use std::os::unix::ffi::OsStringExt;
+
+/// Reads two served files through the mount, as a container does; an error names what failed.
+pub fn probe(mount_point: &std::path::Path) -> Result<(), String> {
+    for (file, expect) in [("proc/meminfo", "MemTotal:"), ("proc/uptime", ".")] {
+        let path = mount_point.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{} is not served ({e}); is `cgview mount {}` running?",
+                path.display(),
+                mount_point.display()
+            )
+        })?;
+        if !text.contains(expect) {
+            return Err(format!("{} reads {text:?}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// `cgview health`: one line per mount namespace with cgview mounts.
+pub fn health(
+    paths: &HostPaths,
+    mount_point: &std::path::Path,
+    repair: bool,
+) -> Result<(), String> {
+    let live_mount = std::fs::read_to_string(mount_point.join("proc/meminfo")).is_ok();
+    println!(
+        "mount {}: {}",
+        mount_point.display(),
+        if live_mount { "live" } else { "not served" }
+    );
+    if repair && live_mount {
+        let (namespaces, mounts, failures) =
+            cgview::daemon::repair::repair_all(paths, mount_point, None);
+        println!("repaired {mounts} mounts in {namespaces} namespaces, {failures} failures");
+    }
+    let namespaces =
+        cgview::daemon::repair::scan(paths, mount_point).map_err(|e| error_chain(&e))?;
+    println!(
+        "{:<18} {:>8} {:>5} {:>5}  {:<40} dead",
+        "namespace", "pid", "live", "dead", "cgroup"
+    );
+    let mut dead_total = 0;
+    for namespace in &namespaces {
+        let dead: Vec<&str> = namespace.dead().map(|b| b.target.as_str()).collect();
+        dead_total += dead.len();
+        println!(
+            "{:<18} {:>8} {:>5} {:>5}  {:<40} {}",
+            namespace.namespace,
+            namespace.pid,
+            namespace.binds.iter().filter(|b| b.live).count(),
+            dead.len(),
+            cgview::daemon::repair::container_hint(paths, namespace.pid),
+            dead.join(" ")
+        );
+    }
+    if dead_total > 0 || !live_mount {
+        return Err(format!(
+            "{dead_total} dead cgview mounts{}",
+            if live_mount {
+                ""
+            } else {
+                ", and nothing serves the mount point"
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// What `pid` would read at `path` below the mount point: a file's content, a directory's listing (one
+/// name a line) or a symlink's target.
+pub fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
+    let node = tree.walk(path, Some(pid)).map_err(|e| {
+        let known: Vec<_> = ServedFile::ALL.iter().map(|f| f.tree_path()).collect();
+        format!(
+            "{path}: {} (served: {}, and everything below sys/devices/system/cpu)",
+            std::io::Error::from_raw_os_error(e.0),
+            known.join(", ")
+        )
+    })?;
+    let failed = |e: TreeErrno| format!("{path}: {}", std::io::Error::from_raw_os_error(e.0));
+    match node.kind {
+        NodeKind::File(file) => {
+            let rendered = tree
+                .view()
+                .render(file, Some(pid))
+                .map_err(|e| error_chain(&e))?;
+            if let Source::Fallback(cause) = rendered.source {
+                tracing::warn!(
+                    pid,
+                    cause = cause.name(),
+                    "could not virtualize; printing the host file"
+                );
+            }
+            Ok(rendered.bytes)
+        }
+        NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
+            let handle = tree
+                .open(node.inode, Some(pid), false, Credentials::ROOT)
+                .map_err(failed)?;
+            let snapshot = tree.read(handle, 0, Some(pid)).map_err(failed)?;
+            tree.release(handle);
+            Ok(snapshot.to_vec())
+        }
+        NodeKind::HostSymlink => {
+            let mut target = tree
+                .readlink(node.inode)
+                .map_err(failed)?
+                .into_os_string()
+                .into_vec();
+            target.push(b'\n');
+            Ok(target)
+        }
+        NodeKind::Directory | NodeKind::HostDirectory => {
+            let entries = tree.list(node.inode, Some(pid)).map_err(failed)?;
+            Ok(entries
+                .iter()
+                .filter(|e| e.name != "." && e.name != "..")
+                .flat_map(|e| format!("{}\n", e.name).into_bytes())
+                .collect())
+        }
+    }
+}
+
+/// Says at start what cgview found, so a host it cannot fully virtualize is visible in the first lines.
+pub fn report_layout(layout: &CgroupLayout) {
+    if let Some(kind) = layout.kind() {
+        tracing::info!("cgroup layout: {kind}; {}", layout.describe());
+    }
+    for controller in Controller::ALL {
+        if layout.mount_for(controller).is_none() {
+            tracing::warn!(
+                "no {controller} controller is mounted: files that need it are served from the host"
+            );
+        }
+    }
+}
+
+pub fn build_view(paths: HostPaths, options: ViewOptions) -> Result<View, String> {
+    let layout = CgroupLayout::detect(&paths).map_err(|e| error_chain(&e))?;
+    let Some(kind) = layout.kind() else {
+        return Err(format!(
+            "no cgroup hierarchy is mounted under {} (see --cgroup-root)",
+            paths.cgroup_root.display()
+        ));
+    };
+    tracing::debug!("cgroup layout: {kind}; {}", layout.describe());
+    Ok(View::new(Resolver::new(paths, layout), options))
+}

@@ -1,0 +1,194 @@
+//! The `cgview` command line: the options, and which command runs.
+
+mod inspect;
+mod mount;
+#[cfg(feature = "webhook")]
+mod webhook;
+
+use cgview::host::paths::HostPaths;
+use cgview::service::view::ViewOptions;
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Per-container views of /proc and /sys, served over FUSE.
+///
+/// Each file under the mount point is rendered for the process that reads it, from that process's
+/// cgroup: memory limit and usage in meminfo, visible CPUs in cpuinfo and cpu/online, container
+/// uptime, and the container's own disk I/O.
+#[derive(Debug, Parser)]
+#[command(name = "cgview", version)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalOptions {
+    /// The host's procfs.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/proc")]
+    proc_root: PathBuf,
+    /// The host's sysfs.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/sys")]
+    sys_root: PathBuf,
+    /// Where the cgroup hierarchies are mounted; only cgroup mounts at or below it are used.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/sys/fs/cgroup"
+    )]
+    cgroup_root: PathBuf,
+    /// Show all of a container's cpuset, ignoring its CPU quota (by default a 1.5-CPU quota shows 2 CPUs).
+    #[arg(long, global = true)]
+    no_cpu_quota: bool,
+    /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "cgview=debug").
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        default_value = "info",
+        env = "CGVIEW_LOG"
+    )]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mount the tree at MOUNTPOINT and serve it in the foreground until SIGTERM or SIGINT.
+    ///
+    /// Started while another cgview serves MOUNTPOINT (an upgrade), it takes over: its mount goes beneath
+    /// the running one, which is then detached, and every container is moved to it while the old daemon
+    /// still answers; stop the old daemon afterwards (it then leaves the mount point alone). Needs Linux 6.5.
+    Mount(mount::MountArgs),
+    /// Report every container's cgview mounts (live or dead, i.e. left by a daemon that died) and
+    /// optionally replace the dead ones from the live mount at MOUNTPOINT. Exits 1 while any is dead.
+    Health {
+        /// The running daemon's mount point.
+        #[arg(default_value = "/var/lib/cgview")]
+        mountpoint: PathBuf,
+        /// Replace dead mounts in each container's mount namespace (no tool needed inside it).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Print the `docker run` flags that bind cgview's files into a container:
+    /// `docker run $(cgview docker-args) IMAGE`. Fails, printing nothing, while MOUNTPOINT is not served
+    /// (Docker would otherwise create empty directories in the files' places).
+    DockerArgs {
+        /// The running daemon's mount point.
+        #[arg(default_value = "/var/lib/cgview")]
+        mountpoint: PathBuf,
+    },
+    /// Exit 0 if MOUNTPOINT is served: reads proc/meminfo and proc/uptime through the mount, as a
+    /// container would. For liveness and readiness probes.
+    Probe {
+        /// The running daemon's mount point.
+        #[arg(default_value = "/var/lib/cgview")]
+        mountpoint: PathBuf,
+    },
+    /// Internal: replace dead mounts in one mount namespace (run by `mount` and `health --repair`).
+    #[command(hide = true)]
+    RepairNamespace {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        mount_point: PathBuf,
+        /// Pairs of (path in cgview's tree, target in the namespace).
+        binds: Vec<String>,
+    },
+    /// Print what MOUNTPOINT/PATH would show to process PID, without FUSE.
+    Render {
+        /// The reading process (default: this process).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A served path, e.g. proc/meminfo or sys/devices/system/cpu/online.
+        path: String,
+    },
+    /// Serve the mutating admission webhook that adds cgview's files to pods (daemonset/webhook/
+    /// installs it), or generate its certificates with `cgview webhook certs`.
+    ///
+    /// Serves POST /mutate, GET /healthz and GET /readyz over HTTPS (HTTP/2 and HTTP/1.1) until SIGTERM
+    /// or SIGINT. The certificate and key are reloaded when their files change.
+    #[cfg(feature = "webhook")]
+    Webhook(Box<webhook::WebhookArgs>),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match EnvFilter::try_new(&cli.global.log) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!(
+                "cgview: error: invalid --log filter {:?}: {e}",
+                cli.global.log
+            );
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cgview: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let paths = HostPaths {
+        proc_root: cli.global.proc_root.clone(),
+        sys_root: cli.global.sys_root.clone(),
+        cgroup_root: cli.global.cgroup_root.clone(),
+    };
+    let options = ViewOptions {
+        quota_aware: !cli.global.no_cpu_quota,
+        ..ViewOptions::default()
+    };
+    match cli.command {
+        Command::Mount(args) => mount::mount(paths, options, args),
+        Command::Health { mountpoint, repair } => inspect::health(&paths, &mountpoint, repair),
+        Command::DockerArgs { mountpoint } => {
+            inspect::probe(&mountpoint)?;
+            let binds = cgview::catalog::container_binds(&mountpoint, |p| p.exists());
+            let args = cgview::catalog::docker_args(&binds)?;
+            println!("{}", args.join(" "));
+            Ok(())
+        }
+        Command::Probe { mountpoint } => inspect::probe(&mountpoint),
+        Command::RepairNamespace {
+            pid,
+            mount_point,
+            binds,
+        } => {
+            let pairs: Vec<(String, String)> = binds
+                .chunks(2)
+                .filter(|pair| pair.len() == 2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            let replaced = cgview::daemon::repair::replace_in_namespace(pid, &mount_point, &pairs)
+                .map_err(|e| format!("namespace of pid {pid}: {e}"))?;
+            println!("repaired {replaced}");
+            Ok(())
+        }
+        Command::Render { pid, path } => {
+            let view = Arc::new(inspect::build_view(paths, options)?);
+            let pid = pid.unwrap_or_else(std::process::id);
+            let bytes = inspect::render_path(&cgview::fs::tree::Tree::new(view), &path, pid)?;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| format!("cannot write to standard output: {e}"))
+        }
+        #[cfg(feature = "webhook")]
+        Command::Webhook(args) => webhook::run(*args),
+    }
+}

@@ -1,0 +1,128 @@
+//! The cgview mounts a mount namespace holds (a container's bind-mounted `/proc/meminfo`, a pod's
+//! `/var/lib/cgview`), and whether each still reaches the running daemon.
+//!
+//! Every FUSE connection is its own file system with its own device number. A mount made from a daemon
+//! that has since died keeps the dead connection's device and fails every request with `ENOTCONN`; the
+//! live ones share the device of the running daemon's mount. Telling them apart needs no request to the
+//! (possibly dead) mount, so a scan never hangs or fails on one.
+
+use cgview_core::parse::mountinfo::MountEntry;
+
+/// The mount source (`fsname`) of cgview mounts.
+pub const FS_NAME: &str = "cgview";
+
+/// Whether a mount entry is a cgview FUSE mount (`fuse`, or `fuse.cgview` when the subtype was passed).
+pub fn is_cgview_mount(mount: &MountEntry) -> bool {
+    mount.source == FS_NAME && (mount.fs_type == "fuse" || mount.fs_type == "fuse.cgview")
+}
+
+/// One cgview mount in some mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgviewBind {
+    /// The path inside cgview's tree it shows: `/proc/meminfo`, or `/` for the whole tree.
+    pub root: String,
+    /// Where it is mounted, relative to the namespace's root.
+    pub target: String,
+    /// The FUSE connection's device (`major:minor`): which daemon serves it.
+    pub device: String,
+    pub live: bool,
+    /// Its device is mounted at another mount point in the scanning daemon's namespace: it belongs to
+    /// whichever daemon serves (or will serve) that mount point, which repairs it itself.
+    pub claimed: bool,
+}
+
+/// The cgview mounts among `mounts`. One on `live_device` (the running daemon's) is live; any other is
+/// asked `answers` (another daemon's mount is live too, one left by a dead daemon is not); `live_device`
+/// `None` means this daemon does not serve. `skip_target` leaves out the daemon's own mount point.
+pub fn cgview_binds(
+    mounts: &[MountEntry],
+    live_device: Option<&str>,
+    skip_target: Option<&str>,
+    answers: impl Fn(&MountEntry) -> bool,
+) -> Vec<CgviewBind> {
+    mounts
+        .iter()
+        .filter(|m| is_cgview_mount(m))
+        .filter(|m| skip_target != Some(m.mount_point.as_str()))
+        .map(|m| CgviewBind {
+            // Once its connection is gone the kernel prints a bind's root as `<path>//deleted`.
+            root: m
+                .root
+                .strip_suffix("//deleted")
+                .unwrap_or(&m.root)
+                .to_owned(),
+            target: m.mount_point.clone(),
+            device: m.device.clone(),
+            claimed: false,
+            live: live_device == Some(m.device.as_str()) || answers(m),
+        })
+        .collect()
+}
+
+/// The device of the cgview mount at `mount_point`, the last one mounted there (the visible one).
+pub fn live_device<'a>(mounts: &'a [MountEntry], mount_point: &str) -> Option<&'a str> {
+    mounts
+        .iter()
+        .rev()
+        .find(|m| is_cgview_mount(m) && m.mount_point == mount_point)
+        .map(|m| m.device.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cgview_core::parse::mountinfo::parse_mountinfo;
+
+    const HOST: &str = "\
+22 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+90 22 0:61 / /var/lib/cgview rw,nosuid,nodev,noexec,relatime - fuse.cgview cgview ro,user_id=0,group_id=0
+";
+
+    const CONTAINER: &str = "\
+300 299 0:70 / / rw - overlay overlay rw
+301 300 0:71 / /proc rw - proc proc rw
+302 301 0:55 /proc/meminfo//deleted /proc/meminfo ro,nosuid,nodev,noexec - fuse cgview ro
+303 301 0:61 /proc/cpuinfo /proc/cpuinfo ro,nosuid,nodev,noexec - fuse.cgview cgview ro
+304 300 0:61 /sys/devices/system/cpu /sys/devices/system/cpu ro - fuse.cgview cgview ro
+305 300 0:72 / /data rw - fuse sshfs rw
+";
+
+    #[test]
+    fn container_binds_of_a_dead_and_the_live_daemon() {
+        let host = parse_mountinfo(HOST).unwrap();
+        let live = live_device(&host, "/var/lib/cgview");
+        assert_eq!(live, Some("0:61"));
+        // 0:55 is a dead daemon's connection: it does not answer.
+        let binds = cgview_binds(&parse_mountinfo(CONTAINER).unwrap(), live, None, |_| false);
+        let summary: Vec<(&str, bool)> =
+            binds.iter().map(|b| (b.target.as_str(), b.live)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("/proc/meminfo", false),
+                ("/proc/cpuinfo", true),
+                ("/sys/devices/system/cpu", true)
+            ]
+        );
+        assert_eq!(binds[0].root, "/proc/meminfo");
+    }
+
+    #[test]
+    fn no_daemon_means_nothing_is_live_and_own_mount_point_is_skipped() {
+        let host = parse_mountinfo(HOST).unwrap();
+        assert!(cgview_binds(&host, Some("0:61"), Some("/var/lib/cgview"), |_| false).is_empty());
+        let binds = cgview_binds(&parse_mountinfo(CONTAINER).unwrap(), None, None, |_| false);
+        assert!(binds.iter().all(|b| !b.live));
+    }
+
+    #[test]
+    fn another_running_daemons_mounts_are_live() {
+        let binds = cgview_binds(
+            &parse_mountinfo(CONTAINER).unwrap(),
+            Some("0:61"),
+            None,
+            |m| m.device == "0:55",
+        );
+        assert!(binds.iter().all(|b| b.live), "{binds:?}");
+    }
+}

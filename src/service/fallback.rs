@@ -1,0 +1,131 @@
+//! The fallback policy in one place: when a file cannot be virtualized for a caller, the host file is
+//! served, the cause is counted, and it is logged at most once per (file, cause) per minute.
+
+use cgview_core::catalog::ServedFile;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why a caller was served the host file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackCause {
+    /// The calling process exited before its view could be built.
+    CallerGone,
+    /// The caller's cgroup was removed while its view was being built.
+    CgroupVanished,
+    /// The host has no hierarchy for a controller the file needs, or the caller's cgroup in it lies
+    /// outside the daemon's cgroup mounts.
+    MissingController,
+    /// A host or cgroup file could not be read (other than vanishing).
+    Unreadable,
+    /// A host or cgroup file did not have the expected format.
+    Unparsable,
+}
+
+impl FallbackCause {
+    pub const ALL: [FallbackCause; 5] = [
+        FallbackCause::CallerGone,
+        FallbackCause::CgroupVanished,
+        FallbackCause::MissingController,
+        FallbackCause::Unreadable,
+        FallbackCause::Unparsable,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A stable name, for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            FallbackCause::CallerGone => "caller_gone",
+            FallbackCause::CgroupVanished => "cgroup_vanished",
+            FallbackCause::MissingController => "missing_controller",
+            FallbackCause::Unreadable => "unreadable",
+            FallbackCause::Unparsable => "unparsable",
+        }
+    }
+}
+
+impl fmt::Display for FallbackCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Counts fallbacks and rate-limits their log lines.
+#[derive(Debug, Default)]
+pub struct FallbackLog {
+    counts: [AtomicU64; FallbackCause::ALL.len()],
+    last_logged: Mutex<HashMap<(ServedFile, FallbackCause), Instant>>,
+}
+
+impl FallbackLog {
+    /// Counts one more read served the host file for `cause`, without logging: a cached fallback, already
+    /// logged when it was rendered.
+    pub fn count_one(&self, _file: ServedFile, cause: FallbackCause) {
+        self.counts[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one fallback; logs `detail` unless this (file, cause) was logged within the last minute.
+    pub fn record(&self, file: ServedFile, cause: FallbackCause, detail: &dyn fmt::Display) {
+        self.count_one(file, cause);
+        let now = Instant::now();
+        let due = {
+            let mut last = self.last_logged.lock();
+            match last.get(&(file, cause)) {
+                Some(at) if now.duration_since(*at) < LOG_INTERVAL => false,
+                _ => {
+                    last.insert((file, cause), now);
+                    true
+                }
+            }
+        };
+        if !due {
+            return;
+        }
+        let count = self.count(cause);
+        match cause {
+            // Processes exit all the time; this is routine, not a problem.
+            FallbackCause::CallerGone | FallbackCause::CgroupVanished => tracing::debug!(
+                file = file.tree_path(),
+                cause = cause.name(),
+                total = count,
+                "serving the host file: {detail}"
+            ),
+            _ => tracing::warn!(
+                file = file.tree_path(),
+                cause = cause.name(),
+                total = count,
+                "serving the host file: {detail}"
+            ),
+        }
+    }
+
+    /// How many fallbacks with `cause` happened since start.
+    pub fn count(&self, cause: FallbackCause) -> u64 {
+        self.counts[cause.index()].load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_counts_every_fallback() {
+        let log = FallbackLog::default();
+        for _ in 0..3 {
+            log.record(ServedFile::Meminfo, FallbackCause::Unparsable, &"bad");
+        }
+        log.record(ServedFile::Cpuinfo, FallbackCause::CallerGone, &"gone");
+        assert_eq!(log.count(FallbackCause::Unparsable), 3);
+        assert_eq!(log.count(FallbackCause::CallerGone), 1);
+        assert_eq!(log.count(FallbackCause::Unreadable), 0);
+        assert_eq!(log.last_logged.lock().len(), 2);
+    }
+}

@@ -1,0 +1,602 @@
+//! Builds the bytes of a served file for a caller: resolve the caller's container, read its cgroups,
+//! render; and, when any step fails, serve the host file and record why (see [`crate::service::fallback`]).
+
+use crate::host::cgroup_reader::{
+    read_cpu_limits, read_cpu_usage, read_cpu_usage_ns, read_io, read_memory, read_pressure,
+    read_slabinfo,
+};
+use crate::host::error::{read_text, ReadError, WrapPath};
+use crate::host::files::{FileSource, OpenEachTime};
+use crate::host::kernel_file::read_kernel_bytes;
+use crate::host::resolve::{Anchor, CgroupDir, Container, Resolver};
+use crate::service::cpu_ledger::CpuLedger;
+use crate::service::fallback::{FallbackCause, FallbackLog};
+use crate::service::task_tracker::{
+    ContainerAge, TaskTracker, TaskView, TrackRequest, TrackerSettings,
+};
+use cgview_core::catalog::ServedFile;
+use cgview_core::error_chain;
+use cgview_core::model::cpu::visible_cpus;
+use cgview_core::model::cpu_time::container_cpu_ticks;
+use cgview_core::model::loadavg::{render_loadavg, LoadavgTail};
+use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
+use cgview_core::parse::diskstats::DeviceId;
+use cgview_core::parse::meminfo::meminfo_value;
+use cgview_core::parse::uptime::parse_uptime;
+use cgview_core::parse::ParseError;
+use cgview_core::render::block_stat::render_block_stat;
+use cgview_core::render::cpu_list::render_cpu_list;
+use cgview_core::render::cpuinfo::render_cpuinfo;
+use cgview_core::render::diskstats::render_diskstats;
+use cgview_core::render::meminfo::render_meminfo;
+use cgview_core::render::stat::{render_stat, CpuLines, ProcsCounts};
+use cgview_core::render::swaps::render_swaps;
+use cgview_core::render::uptime::{container_uptime, render_uptime};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Behaviour switches of the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewOptions {
+    /// Count a CPU quota as fewer visible CPUs (on by default; LXCFS needs `--enable-cfs` for this).
+    pub quota_aware: bool,
+    /// The load average sampler's schedule and bounds.
+    pub tracker: TrackerSettings,
+}
+
+impl Default for ViewOptions {
+    fn default() -> Self {
+        Self {
+            quota_aware: true,
+            tracker: TrackerSettings::default(),
+        }
+    }
+}
+
+/// How old the task counts behind `procs_running`/`procs_blocked` may be. vmstat and top read
+/// `/proc/stat` every second or more; counting a container's threads on every read would cost one procfs
+/// read per thread each time.
+const STAT_TASKS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Where the bytes of a rendered file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Rendered for the caller's container.
+    Container,
+    /// The caller is the host (root cgroup, host pid namespace for uptime, or not visible to the daemon):
+    /// the host file is its correct view.
+    Host,
+    /// The file could not be virtualized; the host file was served instead.
+    Fallback(FallbackCause),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    pub source: Source,
+}
+
+/// Why a file could not be virtualized, for the fallback log.
+#[derive(Debug)]
+struct Failure {
+    cause: FallbackCause,
+    detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// Builds views. Shared by every FUSE worker and by `cgview render`.
+#[derive(Debug)]
+pub struct View {
+    resolver: Resolver,
+    options: ViewOptions,
+    fallbacks: FallbackLog,
+    clock_ticks_per_sec: u64,
+    cpu_ledger: CpuLedger,
+    tasks: Arc<TaskTracker>,
+}
+
+impl View {
+    pub fn new(resolver: Resolver, options: ViewOptions) -> View {
+        let clock_ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100);
+        let tasks = TaskTracker::new(resolver.paths().clone(), options.tracker);
+        View {
+            resolver,
+            options,
+            fallbacks: FallbackLog::default(),
+            clock_ticks_per_sec,
+            cpu_ledger: CpuLedger::default(),
+            tasks,
+        }
+    }
+
+    pub fn fallbacks(&self) -> &FallbackLog {
+        &self.fallbacks
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The load average sampler.
+    pub fn task_tracker(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Renders `file` for the caller with thread id `caller` (`None` when the caller is not visible in the
+    /// daemon's pid namespace), resolving it and opening every file afresh: for one-off renders. Fails
+    /// only when the host file itself cannot be read.
+    pub fn render(&self, file: ServedFile, caller: Option<u32>) -> Result<Rendered, ReadError> {
+        let Some(tid) = caller else {
+            let host = read_host_bytes(&self.resolver.paths().served_file(file))?;
+            return Ok(host_rendered(host, Source::Host));
+        };
+        match self.resolver.resolve(tid) {
+            Ok(container) => self.render_for(file, &container, tid, &OpenEachTime),
+            Err(error) => {
+                let host = read_host_bytes(&self.resolver.paths().served_file(file))?;
+                Ok(self.fell_back(file, host, self.failure(error)))
+            }
+        }
+    }
+
+    /// Renders `file` for `container` (resolved from reader `tid`), reading its cgroup files from `files`.
+    pub fn render_for(
+        &self,
+        file: ServedFile,
+        container: &Container,
+        tid: u32,
+        files: &dyn FileSource,
+    ) -> Result<Rendered, ReadError> {
+        let host_path = self.resolver.paths().served_file(file);
+        let host = match host_text(&host_path)? {
+            Ok(text) => text,
+            Err(odd) => return Ok(self.fell_back(file, odd.bytes, odd.failure)),
+        };
+        match self.virtualize(file, container, tid, &host, files) {
+            Ok(Some(text)) => Ok(Rendered {
+                bytes: text.into_bytes(),
+                source: Source::Container,
+            }),
+            Ok(None) => Ok(host_rendered(host.into_bytes(), Source::Host)),
+            Err(failure) => Ok(self.fell_back(file, host.into_bytes(), failure)),
+        }
+    }
+
+    /// The host file, with the fallback recorded.
+    fn fell_back(&self, file: ServedFile, host: Vec<u8>, failure: Failure) -> Rendered {
+        self.fallbacks.record(file, failure.cause, &failure);
+        host_rendered(host, Source::Fallback(failure.cause))
+    }
+
+    /// Resolves a caller to its container, or says why it cannot be.
+    pub fn resolve(&self, tid: u32) -> Result<Container, FallbackCause> {
+        self.resolver
+            .resolve(tid)
+            .map_err(|error| self.failure(error).cause)
+    }
+
+    /// Counts one more read served from a cached fallback.
+    pub fn count_fallback(&self, file: ServedFile, cause: FallbackCause) {
+        self.fallbacks.count_one(file, cause);
+    }
+
+    /// A block device's or partition's sysfs `stat` (`host_stat`, of device `device`) for the caller: its
+    /// container's I/O there. Fallbacks count under `/proc/diskstats`, which has the same source.
+    pub fn render_block_stat(
+        &self,
+        host_stat: &std::path::Path,
+        device: DeviceId,
+        caller: Option<u32>,
+    ) -> Result<Rendered, ReadError> {
+        let Some(tid) = caller else {
+            return Ok(host_rendered(read_host_bytes(host_stat)?, Source::Host));
+        };
+        match self.resolver.resolve(tid) {
+            Ok(container) => {
+                self.render_block_stat_for(host_stat, device, &container, &OpenEachTime)
+            }
+            Err(error) => {
+                let host = read_host_bytes(host_stat)?;
+                Ok(self.fell_back(ServedFile::Diskstats, host, self.failure(error)))
+            }
+        }
+    }
+
+    /// [`View::render_block_stat`] for a resolved container.
+    pub fn render_block_stat_for(
+        &self,
+        host_stat: &std::path::Path,
+        device: DeviceId,
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Rendered, ReadError> {
+        let host = match host_text(host_stat)? {
+            Ok(text) => text,
+            Err(odd) => return Ok(self.fell_back(ServedFile::Diskstats, odd.bytes, odd.failure)),
+        };
+        let virtualized =
+            container_dir(container.cgroups.io.as_ref(), "blkio/io").and_then(|dir| {
+                let Some(dir) = dir else {
+                    return Ok(None);
+                };
+                let io = read_io(files, dir).map_err(|e| self.failure(e))?;
+                let device_io = io.iter().find(|(id, _)| *id == device).map(|(_, io)| io);
+                Ok(Some(render_block_stat(&host, device_io)))
+            });
+        match virtualized {
+            Ok(Some(text)) => Ok(Rendered {
+                bytes: text.into_bytes(),
+                source: Source::Container,
+            }),
+            Ok(None) => Ok(host_rendered(host.into_bytes(), Source::Host)),
+            Err(failure) => Ok(self.fell_back(ServedFile::Diskstats, host.into_bytes(), failure)),
+        }
+    }
+
+    /// `Ok(None)` when the caller's correct view is the host file.
+    fn virtualize(
+        &self,
+        file: ServedFile,
+        container: &Container,
+        tid: u32,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, Failure> {
+        match file {
+            ServedFile::Meminfo => {
+                let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+                    return Ok(None);
+                };
+                let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
+                self.rendered(file, render_meminfo(host, &memory))
+            }
+            ServedFile::Cpuinfo => Ok(self
+                .restricted_cpus(container, files)?
+                .map(|visible| render_cpuinfo(host, &visible))),
+            ServedFile::CpuOnline | ServedFile::CpuPresent | ServedFile::CpuPossible => Ok(self
+                .restricted_cpus(container, files)?
+                .map(|visible| render_cpu_list(&visible))),
+            // Every CPU the container is shown is online.
+            ServedFile::CpuOffline => Ok(self
+                .restricted_cpus(container, files)?
+                .map(|_| "\n".to_owned())),
+            ServedFile::Uptime => self.uptime(container, host, files),
+            ServedFile::Stat => self.stat(container, tid, host, files),
+            ServedFile::Loadavg => self.loadavg(container, tid, host),
+            ServedFile::Swaps => {
+                let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+                    return Ok(None);
+                };
+                let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
+                let meminfo_path = self.resolver.paths().served_file(ServedFile::Meminfo);
+                let meminfo = read_text(&meminfo_path).map_err(|e| self.failure(e))?;
+                let host_kb = |name| {
+                    meminfo_value(&meminfo, name)
+                        .unwrap_or(0)
+                        .saturating_mul(1024)
+                };
+                let totals = memory.totals(host_kb("MemTotal"), host_kb("SwapTotal"));
+                Ok(Some(render_swaps(host, &totals)))
+            }
+            ServedFile::PressureCpu | ServedFile::PressureMemory | ServedFile::PressureIo => {
+                // No unified hierarchy (a pure v1 host): the kernel keeps no per-cgroup pressure.
+                let Some(dir) = container.cgroups.unified.as_ref().and_then(non_root) else {
+                    return Ok(None);
+                };
+                let name = file.cgroup_pressure_file().unwrap_or("cpu.pressure");
+                match read_pressure(files, dir, name).map_err(|e| self.failure(e))? {
+                    Some(text) => Ok(Some(text)),
+                    None => Err(Failure {
+                        cause: FallbackCause::MissingController,
+                        detail: format!("{} has no {name}", dir.path().display()),
+                    }),
+                }
+            }
+            ServedFile::Slabinfo => {
+                let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+                    return Ok(None);
+                };
+                // Linux 5.9+ shares slab caches between cgroups: the host's file is then the view.
+                read_slabinfo(files, dir).map_err(|e| self.failure(e))
+            }
+            ServedFile::Diskstats => {
+                let Some(dir) = container_dir(container.cgroups.io.as_ref(), "blkio/io")? else {
+                    return Ok(None);
+                };
+                let io = read_io(files, dir).map_err(|e| self.failure(e))?;
+                self.rendered(file, render_diskstats(host, &io))
+            }
+        }
+    }
+
+    /// A renderer's result; a parse error there concerns the host file.
+    fn rendered(
+        &self,
+        file: ServedFile,
+        text: Result<String, ParseError>,
+    ) -> Result<Option<String>, Failure> {
+        text.wrap_path(&self.resolver.paths().served_file(file))
+            .map(Some)
+            .map_err(|e| self.failure(e))
+    }
+
+    /// The host's online CPUs.
+    fn host_online(&self) -> Result<CpuSet, Failure> {
+        let path = self.resolver.paths().served_file(ServedFile::CpuOnline);
+        let text = read_text(&path).map_err(|e| self.failure(e))?;
+        parse_cpu_list(&text)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))
+    }
+
+    /// The container's visible CPUs; `None` when they are all the host's online CPUs.
+    fn restricted_cpus(
+        &self,
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Option<CpuSet>, Failure> {
+        let cpu = container.cgroups.cpu.as_ref().and_then(|d| non_root(d));
+        let cpuset = container.cgroups.cpuset.as_ref().and_then(|d| non_root(d));
+        if cpu.is_none() && cpuset.is_none() {
+            return Ok(None);
+        }
+        let host_online = self.host_online()?;
+        let limits = read_cpu_limits(files, cpu, cpuset).map_err(|e| self.failure(e))?;
+        let visible = visible_cpus(&host_online, &limits, self.options.quota_aware);
+        Ok((visible != host_online).then_some(visible))
+    }
+
+    /// `/proc/stat`: the container's CPU time on its visible CPUs (or the host's lines of those CPUs when
+    /// its CPU time is not accounted apart), and its task counts.
+    fn stat(
+        &self,
+        container: &Container,
+        tid: u32,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, Failure> {
+        let accounting = container.cgroups.cpuacct.as_ref().and_then(non_root);
+        let restricted = self.restricted_cpus(container, files)?;
+        let tasks_dir = tasks_dir(container);
+        if accounting.is_none() && restricted.is_none() && tasks_dir.is_none() {
+            return Ok(None);
+        }
+        let procs = match tasks_dir {
+            Some(dir) => {
+                let tasks = self.task_view(container, dir, tid, STAT_TASKS_MAX_AGE)?;
+                Some(ProcsCounts {
+                    running: tasks.running,
+                    blocked: tasks.blocked,
+                })
+            }
+            None => None,
+        };
+        let visible = match restricted {
+            Some(visible) => visible,
+            None => self.host_online()?,
+        };
+        let usage = match accounting {
+            Some(dir) => read_cpu_usage(files, dir)
+                .map_err(|e| self.failure(e))?
+                .map(|usage| (dir, usage)),
+            None => None,
+        };
+        let text = match usage {
+            Some((dir, usage)) => {
+                let up_secs = self.container_up_secs(container)?;
+                let ticks =
+                    container_cpu_ticks(&visible, &usage, up_secs, self.clock_ticks_per_sec);
+                let up_ticks = (up_secs * self.clock_ticks_per_sec as f64) as u64;
+                let shown = self
+                    .cpu_ledger
+                    .settle(&container_key(container, dir), up_ticks, ticks);
+                render_stat(host, CpuLines::Container(&shown), procs)
+            }
+            None => render_stat(host, CpuLines::HostSubset(&visible), procs),
+        };
+        self.rendered(ServedFile::Stat, text)
+    }
+
+    /// `/proc/loadavg` from the sampler's per-container averages.
+    fn loadavg(
+        &self,
+        container: &Container,
+        tid: u32,
+        host: &str,
+    ) -> Result<Option<String>, Failure> {
+        let Some(dir) = tasks_dir(container) else {
+            return Ok(None);
+        };
+        let max_age = self.options.tracker.interval;
+        let tasks = self.task_view(container, dir, tid, max_age)?;
+        let host_last_pid = host
+            .split_ascii_whitespace()
+            .nth(4)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let tail = LoadavgTail {
+            running: tasks.running,
+            total: tasks.total,
+            last_pid: tasks.last_pid.map_or(host_last_pid, u64::from),
+        };
+        Ok(Some(render_loadavg(&tasks.loads, &tail)))
+    }
+
+    fn task_view(
+        &self,
+        container: &Container,
+        dir: &CgroupDir,
+        tid: u32,
+        max_age: Duration,
+    ) -> Result<TaskView, Failure> {
+        let age = || match container.anchor {
+            Anchor::NamespaceInit { .. } => self.container_up_secs(container).ok(),
+            Anchor::HostNamespace => None,
+        };
+        self.tasks
+            .view(TrackRequest {
+                key: &container_key(container, dir),
+                dir,
+                in_own_namespace: matches!(container.anchor, Anchor::NamespaceInit { .. }),
+                reader: tid,
+                max_age,
+                age: ContainerAge(&age),
+            })
+            .map_err(|e| self.failure(e))
+    }
+
+    /// Seconds since the container's anchor started (the host's uptime for host-namespace callers).
+    fn container_up_secs(&self, container: &Container) -> Result<f64, Failure> {
+        let path = self.resolver.paths().served_file(ServedFile::Uptime);
+        let text = read_text(&path).map_err(|e| self.failure(e))?;
+        let (host_up_secs, _) = parse_uptime(&text)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))?;
+        Ok(match container.anchor {
+            Anchor::HostNamespace => host_up_secs,
+            Anchor::NamespaceInit { start_ticks, .. } => {
+                (host_up_secs - start_ticks as f64 / self.clock_ticks_per_sec as f64).max(0.0)
+            }
+        })
+    }
+
+    fn uptime(
+        &self,
+        container: &Container,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, Failure> {
+        let Anchor::NamespaceInit { start_ticks, .. } = container.anchor else {
+            return Ok(None);
+        };
+        let host_path = self.resolver.paths().served_file(ServedFile::Uptime);
+        let (host_up_secs, _) = parse_uptime(host)
+            .wrap_path(&host_path)
+            .map_err(|e| self.failure(e))?;
+        let visible = match self.restricted_cpus(container, files)? {
+            Some(visible) => visible.len(),
+            None => self.host_online()?.len(),
+        };
+        let cpu_used_secs = match container.cgroups.cpuacct.as_ref().and_then(|d| non_root(d)) {
+            Some(dir) => {
+                read_cpu_usage_ns(files, dir)
+                    .map_err(|e| self.failure(e))?
+                    .unwrap_or(0) as f64
+                    / 1e9
+            }
+            None => 0.0,
+        };
+        let start_secs = start_ticks as f64 / self.clock_ticks_per_sec as f64;
+        let uptime = container_uptime(host_up_secs, start_secs, visible, cpu_used_secs);
+        Ok(Some(render_uptime(uptime)))
+    }
+
+    fn failure(&self, error: ReadError) -> Failure {
+        let cause = match &error {
+            e if e.is_vanished() && e.path().starts_with(&self.resolver.paths().proc_root) => {
+                FallbackCause::CallerGone
+            }
+            e if e.is_vanished() => FallbackCause::CgroupVanished,
+            ReadError::Io { .. } => FallbackCause::Unreadable,
+            ReadError::Parse { .. } => FallbackCause::Unparsable,
+        };
+        Failure {
+            cause,
+            detail: error_chain(&error),
+        }
+    }
+}
+
+fn host_rendered(host: Vec<u8>, source: Source) -> Rendered {
+    Rendered {
+        bytes: host,
+        source,
+    }
+}
+
+/// A host file's bytes, whatever they hold.
+fn read_host_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
+    read_kernel_bytes(path).wrap_path(path)
+}
+
+/// A host file that is not text: served unchanged, as a fallback (renderers work on text).
+struct NotText {
+    bytes: Vec<u8>,
+    failure: Failure,
+}
+
+/// A host file as text, or its bytes and why it is not virtualized when it is not UTF-8.
+fn host_text(path: &Path) -> Result<Result<String, NotText>, ReadError> {
+    Ok(String::from_utf8(read_host_bytes(path)?).map_err(|error| {
+        let detail = format!("{}: not UTF-8 text: {}", path.display(), error.utf8_error());
+        NotText {
+            bytes: error.into_bytes(),
+            failure: Failure {
+                cause: FallbackCause::Unparsable,
+                detail,
+            },
+        }
+    }))
+}
+
+/// The container's cgroup for a controller the file needs: an error when there is none, `None` for the
+/// root cgroup (whose view is the host's).
+fn container_dir<'a>(
+    dir: Option<&'a CgroupDir>,
+    controller: &str,
+) -> Result<Option<&'a CgroupDir>, Failure> {
+    let dir = dir.ok_or_else(|| Failure {
+        cause: FallbackCause::MissingController,
+        detail: format!("the caller's {controller} cgroup is not visible to cgview"),
+    })?;
+    Ok(non_root(dir))
+}
+
+/// The cgroup whose subtree holds the container's threads: any controller's will do, as long as it is the
+/// container's own and not the host's root.
+fn tasks_dir(container: &Container) -> Option<&CgroupDir> {
+    let cgroups = &container.cgroups;
+    [
+        &cgroups.cpuacct,
+        &cgroups.cpu,
+        &cgroups.memory,
+        &cgroups.unified,
+        &cgroups.cpuset,
+        &cgroups.io,
+    ]
+    .into_iter()
+    .find_map(|dir| dir.as_ref().and_then(non_root))
+}
+
+/// Identifies a container across reads: its cgroup, and its anchor's start, so that a new container
+/// reusing a cgroup path (a restarted pod) starts with fresh counters.
+fn container_key(container: &Container, dir: &CgroupDir) -> String {
+    let start = match container.anchor {
+        Anchor::HostNamespace => 0,
+        Anchor::NamespaceInit { start_ticks, .. } => start_ticks,
+    };
+    // The cgroups' inodes tell a cgroup made again at the same path (a restarted service) from the old one.
+    let incarnation = container
+        .inodes
+        .0
+        .iter()
+        .fold(0u64, |hash, inode| hash.rotate_left(13) ^ inode);
+    format!("{}@{start}#{incarnation:x}", dir.path().display())
+}
+
+/// `None` for the root cgroup, whose view is the host's.
+fn non_root(dir: &CgroupDir) -> Option<&CgroupDir> {
+    (!dir.is_root()).then_some(dir)
+}

@@ -1,0 +1,330 @@
+//! The `fuser` adapter: the only module that imports `fuser`. Each handler turns an [`FsOps`] result
+//! into exactly one reply.
+
+use crate::fs::ops::{Attr, Caller, FileKind, FsOps, BLOCK_SIZE, NAME_MAX};
+use crate::fs::tree::slice_at;
+use crate::transport::fair_queue::WorkerPool;
+use fuser::{
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request,
+};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Every open file is read past the page cache (per-caller content) and needs no FLUSH.
+pub const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_NOFLUSH);
+
+/// How deep file systems may stack on this one when passthrough is negotiated: 1 lets an overlayfs use
+/// this mount as a layer, as before, and lets sysfs (depth 0) back its files.
+const MAX_STACK_DEPTH: u32 = 1;
+
+/// Registers `file` as a backing file of the connection `device` (a `/dev/fuse` descriptor) and returns
+/// its id, which stays registered for the life of the connection. For the transports that answer OPEN
+/// without a `fuser` reply ([`ring`](crate::transport::ring)).
+pub fn register_backing_file(device: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<u32> {
+    BackingId::create_raw(device, file)
+}
+
+/// The largest write (and so read) payload negotiated when the io_uring transport is asked for: each
+/// ring entry holds a buffer of that size, and fuser's default (16 MiB) would make every entry 16 MiB.
+pub const RING_MAX_WRITE: u32 = 128 * 1024;
+
+/// Handles requests from `/dev/fuse`. The session's threads only take requests off the device: those
+/// that read the host or render (lookup, getattr, access, open, opendir, read) are queued by the caller's
+/// container and served in turns by a worker pool ([`crate::transport::fair_queue`]); the rest are answered at once.
+pub struct CgviewFs {
+    ops: Arc<FsOps>,
+    /// Asked to negotiate FUSE over io_uring at INIT; set to whether the kernel agreed.
+    io_uring: Option<Arc<AtomicBool>>,
+    workers: WorkerPool,
+    /// How many more session threads may serve a request themselves: one fewer than there are, so that
+    /// one always takes requests off the device.
+    inline_slots: AtomicUsize,
+}
+
+impl CgviewFs {
+    /// With `io_uring`, INIT asks the kernel for FUSE over io_uring and records whether it agreed; the
+    /// rings must then be registered (see [`ring`](crate::transport::ring)), or requests wait for them. `workers`
+    /// threads serve the queued requests; the session runs as many threads.
+    pub fn new(
+        ops: Arc<FsOps>,
+        io_uring: Option<Arc<AtomicBool>>,
+        workers: usize,
+    ) -> io::Result<CgviewFs> {
+        Ok(CgviewFs {
+            ops,
+            io_uring,
+            workers: WorkerPool::start(workers)?,
+            inline_slots: AtomicUsize::new(workers.saturating_sub(1)),
+        })
+    }
+
+    /// Runs `job` in the turn of the caller's container. While nothing waits in the queues, the session
+    /// thread that took the request serves it (a hand-over wakes a worker, which on a VM costs about as
+    /// much as the request); one session thread always stays free to take requests off the device, so a
+    /// burst still reaches the queues, where containers take turns.
+    fn in_turn(&self, caller: Caller, job: impl FnOnce(&FsOps, &Caller) + Send + 'static) {
+        if self.workers.queued() == 0
+            && self
+                .inline_slots
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            job(&self.ops, &caller);
+            self.inline_slots.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let ops = self.ops.clone();
+        let key = ops.fairness_key(&caller);
+        self.workers
+            .submit(key, Box::new(move || job(&ops, &caller)));
+    }
+}
+
+fn attr(attr: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: 0,
+        atime: attr.time,
+        mtime: attr.time,
+        ctime: attr.time,
+        crtime: attr.time,
+        kind: file_type(attr.kind),
+        perm: attr.perm,
+        nlink: attr.nlink,
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: 0,
+        blksize: attr.blksize,
+        flags: 0,
+    }
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::Directory => FileType::Directory,
+        FileKind::RegularFile => FileType::RegularFile,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+/// Answers an OPEN: a handle, with the mmap-refusing backing file when there is one.
+fn open(ops: &FsOps, caller: &Caller, ino: INodeNo, write: bool, reply: ReplyOpen) {
+    let handle = match ops.open(caller, ino.0, write) {
+        Ok(handle) => FileHandle(handle),
+        Err(e) => return reply.error(Errno::from_i32(e)),
+    };
+    let backing = ops.mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
+    match backing {
+        Some(id) => {
+            // SAFETY: `id` was registered on this session's connection by `mmap_refusal` and is never
+            // closed while the daemon runs; `into_raw` below takes the wrapper apart again without
+            // closing it.
+            let backing = unsafe { reply.wrap_backing(id) };
+            reply.opened_passthrough(handle, OPEN_FLAGS, &backing);
+            let _ = backing.into_raw();
+        }
+        None => reply.opened(handle, OPEN_FLAGS),
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        pid: req.pid(),
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+impl Filesystem for CgviewFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Passthrough lets opens refuse mmap(2) (see `FsOps::mmap_refusal`); both transports' opens use
+        // it. A kernel without it leaves opens plain direct_io.
+        if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
+            let _ = config.set_max_stack_depth(MAX_STACK_DEPTH);
+        }
+        if let Some(negotiated) = &self.io_uring {
+            let _ = config.set_max_write(RING_MAX_WRITE);
+            let agreed = config
+                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                .is_ok();
+            negotiated.store(agreed, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.as_bytes().to_vec();
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.lookup(caller, parent.0, &name) {
+                Ok(entry) => reply.entry_with_ttls(
+                    &entry.attr_ttl,
+                    &entry.entry_ttl,
+                    &attr(&entry.attr),
+                    Generation(0),
+                ),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.getattr(caller, ino.0) {
+                Ok((found, ttl)) => reply.attr(&ttl, &attr(&found)),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.ops.readlink(ino.0) {
+            Ok(target) => reply.data(target.as_os_str().as_bytes()),
+            Err(e) => reply.error(Errno::from_i32(e)),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        self.in_turn(caller(req), move |ops, caller| {
+            open(ops, caller, ino, write, reply)
+        });
+    }
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ops.forget(ino.0, nlookup);
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let into_buffer = lock_owner.is_some();
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.read(caller, fh.0, offset, into_buffer) {
+                Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.ops.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.opendir(caller, ino.0) {
+                Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.ops.readdir(fh.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(Errno::from_i32(e)),
+        };
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (index, entry) in entries.iter().enumerate().skip(skip) {
+            // The offset handed back is where the next readdir continues.
+            if reply.add(
+                INodeNo(entry.inode),
+                index as u64 + 1,
+                file_type(entry.kind.into()),
+                &entry.name,
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.ops.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let mask = mask.bits() as u32;
+        self.in_turn(caller(req), move |ops, caller| {
+            match ops.access(caller, ino.0, mask) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Errno::from_i32(e)),
+            }
+        });
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, BLOCK_SIZE, NAME_MAX, BLOCK_SIZE);
+    }
+
+    // No extended attributes. ENOSYS makes the kernel stop asking for the rest of the mount's life.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    // Readers probe files with ioctls such as TCGETS (isatty); none applies to a text file.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+}
