@@ -2,58 +2,12 @@
 //! served, the cause is counted, and it is logged at most once per (file, cause) per minute.
 
 use cgview_core::catalog::ServedFile;
+pub use cgview_core::failure::FallbackCause;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// Why a caller was served the host file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FallbackCause {
-    /// The calling process exited before its view could be built.
-    CallerGone,
-    /// The caller's cgroup was removed while its view was being built.
-    CgroupVanished,
-    /// The host has no hierarchy for a controller the file needs, or the caller's cgroup in it lies
-    /// outside the daemon's cgroup mounts.
-    MissingController,
-    /// A host or cgroup file could not be read (other than vanishing).
-    Unreadable,
-    /// A host or cgroup file did not have the expected format.
-    Unparsable,
-}
-
-impl FallbackCause {
-    pub const ALL: [FallbackCause; 5] = [
-        FallbackCause::CallerGone,
-        FallbackCause::CgroupVanished,
-        FallbackCause::MissingController,
-        FallbackCause::Unreadable,
-        FallbackCause::Unparsable,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// A stable name, for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            FallbackCause::CallerGone => "caller_gone",
-            FallbackCause::CgroupVanished => "cgroup_vanished",
-            FallbackCause::MissingController => "missing_controller",
-            FallbackCause::Unreadable => "unreadable",
-            FallbackCause::Unparsable => "unparsable",
-        }
-    }
-}
-
-impl fmt::Display for FallbackCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
 

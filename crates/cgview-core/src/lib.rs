@@ -6,10 +6,12 @@
 //! - [`parse`]: kernel text formats (`/proc`, cgroup v1 and v2 files, mountinfo);
 //! - [`model`]: what a container is allowed and what it uses, independent of cgroup version;
 //! - [`render`]: one renderer per served file;
-//! - [`catalog`]: the served files and the paths a container binds.
+//! - [`catalog`]: the served files and the paths a container binds;
+//! - [`failure`]: every way a request fails, with its errno and fallback cause.
 
 pub mod catalog;
 mod error_chain;
+pub mod failure;
 pub mod model;
 pub mod parse;
 pub mod render;
