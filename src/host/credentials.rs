@@ -1,11 +1,11 @@
 //! Reading a caller's credentials from the host's procfs, for the access checks of
-//! [`permissions`](crate::fs::permissions): `/proc/<tid>/status` for its groups and capabilities, and its user
+//! [`permissions`](cgview_core::permissions): `/proc/<tid>/status` for its groups and capabilities, and its user
 //! namespace's id maps when a capability is to override a node's bits. Nothing is kept open, and every
 //! read is a bounded, non-blocking kernel-file read (the proc root is injectable).
 
 use super::kernel_file::read_kernel_text;
-use crate::fs::permissions::{CallerLookup, Credentials, Owner};
 use cgview_core::parse::task_credentials::{parse_id_map, parse_task_credentials, TaskCredentials};
+use cgview_core::permissions::{CallerLookup, Credentials, Owner};
 use std::path::PathBuf;
 
 /// Reads callers' credentials below an injected proc root.

@@ -1,8 +1,8 @@
 //! Prometheus metrics: counters and latency histograms recorded on the hot path with relaxed atomics
 //! only (no lock, no allocation), and the text exposition format rendered at scrape time.
 
-use crate::service::fallback::FallbackCause;
 use cgview_core::catalog::ServedFile;
+use cgview_core::failure::FallbackCause;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

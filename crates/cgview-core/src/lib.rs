@@ -7,13 +7,15 @@
 //! - [`model`]: what a container is allowed and what it uses, independent of cgroup version;
 //! - [`render`]: one renderer per served file;
 //! - [`catalog`]: the served files and the paths a container binds;
-//! - [`failure`]: every way a request fails, with its errno and fallback cause.
+//! - [`failure`]: every way a request fails, with its errno and fallback cause;
+//! - [`permissions`]: who may read or search what, as the kernel decides it.
 
 pub mod catalog;
 mod error_chain;
 pub mod failure;
 pub mod model;
 pub mod parse;
+pub mod permissions;
 pub mod render;
 
 pub use error_chain::error_chain;

@@ -17,9 +17,7 @@
 //! asks with its mounter's ids, which the request carries, while `/proc/<tid>/status` shows the
 //! caller's; the mismatch is detected and treated as unknown), and LSMs.
 
-use cgview_core::parse::task_credentials::{
-    TaskCredentials, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
-};
+use crate::parse::task_credentials::{TaskCredentials, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH};
 
 /// Who is asking: the fsuid and fsgid a FUSE request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
