@@ -1,5 +1,5 @@
-//! What a container is allowed and what it uses, independent of cgroup version. Readers in [`crate::host`]
-//! fill these from v1 or v2 files; renderers in [`crate::render`] turn them into file text.
+//! What a container is allowed and what it uses, independent of cgroup version. The daemon's cgroup
+//! readers fill these from v1 or v2 files; renderers in [`crate::render`] turn them into file text.
 
 pub mod cpu;
 pub mod cpu_time;
