@@ -12,7 +12,7 @@
 use crate::fs::permissions::{self, Access, Credentials, Owner};
 use crate::host::credentials::CredentialReader;
 use crate::host::kernel_file::{open_kernel_file, read_kernel_prefix, read_kernel_text};
-use crate::service::cache::{CacheSettings, ViewCache};
+use crate::service::cache::{CacheSettings, Purpose, ViewCache};
 use crate::service::view::View;
 use crate::telemetry::metrics::{MetricFile, Metrics};
 use cgview_core::catalog::ServedFile;
@@ -811,7 +811,7 @@ impl Tree {
             return Err(Errno(libc::EACCES));
         }
         let started = self.metrics.enabled().then(Instant::now);
-        let content = self.content(&node, caller)?;
+        let content = self.content(&node, caller, Purpose::Read)?;
         if let (Some(started), Some(file)) = (started, metric_file(node.kind)) {
             self.metrics.record_open(file, started.elapsed());
         }
@@ -850,7 +850,7 @@ impl Tree {
             return 1;
         }
         let length = self
-            .content(node, caller)
+            .content(node, caller, Purpose::Size)
             .map_or(0, |content| content.len() as u64);
         if node.answers_per_caller() {
             length.max(1)
@@ -860,14 +860,19 @@ impl Tree {
     }
 
     /// What `node` shows `caller` now.
-    fn content(&self, node: &Node, caller: Option<u32>) -> Result<Snapshot, Errno> {
+    fn content(
+        &self,
+        node: &Node,
+        caller: Option<u32>,
+        purpose: Purpose,
+    ) -> Result<Snapshot, Errno> {
         let served = match node.kind {
-            NodeKind::File(served) => self.cache.get(served, caller),
+            NodeKind::File(served) => self.cache.serve(served, caller, purpose),
             NodeKind::BlockStat => {
                 let device = self.block_device(node.inode)?;
                 let (host_stat, device) = &*device;
                 self.cache
-                    .get_block_stat(node.inode, host_stat, *device, caller)
+                    .serve_block_stat(node.inode, host_stat, *device, caller, purpose)
             }
             NodeKind::Floor => return self.floor.clone().ok_or(Errno(libc::ENOENT)),
             _ => return Ok(self.read_host(node.inode)?.into()),
@@ -920,7 +925,7 @@ impl Tree {
         };
         // Rendered without the lock held: other handles' reads do not wait for this one.
         let node = self.node(inode)?;
-        let content = self.content(&node, reader)?;
+        let content = self.content(&node, reader, Purpose::Read)?;
         if let Some(file) = metric_file(node.kind) {
             self.metrics.record_reread(file);
         }

@@ -1,8 +1,9 @@
 //! Errors of the I/O ring. Every message carries the path it concerns.
 
+use cgview_core::failure::{Failure, FallbackCause};
 use cgview_core::parse::ParseError;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// A host or cgroup file that could not be read or understood.
@@ -40,6 +41,21 @@ impl ReadError {
         match self {
             ReadError::Io { path, .. } | ReadError::Parse { path, .. } => path,
         }
+    }
+
+    /// What this error is when it stops a caller's view from being built: a fallback to the host file,
+    /// under the cause the failure table counts. A vanished file under `proc_root` is the caller's (or
+    /// its namespace init's) process: the caller is gone; anywhere else it is a cgroup's directory: the
+    /// cgroup was removed. (The host file a view falls back to failing as well is not this: that read's
+    /// errno is the request's, [`Failure::from_host_errno`].)
+    pub fn view_failure(&self, proc_root: &Path) -> Failure {
+        let cause = match self {
+            e if e.is_vanished() && e.path().starts_with(proc_root) => FallbackCause::CallerGone,
+            e if e.is_vanished() => FallbackCause::CgroupVanished,
+            ReadError::Io { .. } => FallbackCause::Unreadable,
+            ReadError::Parse { .. } => FallbackCause::Unparsable,
+        };
+        Failure::Fallback(cause)
     }
 }
 
@@ -82,5 +98,48 @@ pub fn read_optional_text(path: &std::path::Path) -> Result<Option<String>, Read
             path: path.to_owned(),
             source: e,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(path: &str, errno: i32) -> ReadError {
+        ReadError::Io {
+            path: path.into(),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn a_view_failure_is_a_fallback_whose_cause_depends_on_what_vanished() {
+        let proc_root = Path::new("/host/proc");
+        let fallback = |error: ReadError| error.view_failure(proc_root).fallback_cause();
+        for errno in [libc::ENOENT, libc::ESRCH, libc::ENODEV] {
+            assert_eq!(
+                fallback(io("/host/proc/42/cgroup", errno)),
+                Some(FallbackCause::CallerGone)
+            );
+            assert_eq!(
+                fallback(io("/sys/fs/cgroup/memory/a/memory.stat", errno)),
+                Some(FallbackCause::CgroupVanished)
+            );
+        }
+        // Only a path under the proc root is the caller's: a sibling directory whose name starts alike
+        // is not.
+        assert_eq!(
+            fallback(io("/host/procfs/42/cgroup", libc::ENOENT)),
+            Some(FallbackCause::CgroupVanished)
+        );
+        assert_eq!(
+            fallback(io("/host/proc/42/cgroup", libc::EACCES)),
+            Some(FallbackCause::Unreadable)
+        );
+        let unparsable = ReadError::Parse {
+            path: "/host/proc/42/cgroup".into(),
+            source: ParseError::new("cgroup", "no lines"),
+        };
+        assert_eq!(fallback(unparsable), Some(FallbackCause::Unparsable));
     }
 }

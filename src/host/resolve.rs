@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A cgroup directory in one mounted hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -140,6 +141,8 @@ pub struct Resolver {
     namespace_inits: Mutex<HashMap<OsString, (u32, u64)>>,
     /// The proc root, for reading thread files relative to it without building paths.
     proc_dir: Option<std::os::fd::OwnedFd>,
+    /// Resolutions attempted: each costs several procfs reads, so the caches above must not repeat one.
+    resolutions: AtomicU64,
 }
 
 /// Entries kept in the namespace-init cache before it is cleared; bounds memory under pid churn.
@@ -164,6 +167,7 @@ impl Resolver {
             host_pid_namespace,
             namespace_inits: Mutex::new(HashMap::new()),
             proc_dir,
+            resolutions: AtomicU64::new(0),
         }
     }
 
@@ -177,6 +181,7 @@ impl Resolver {
 
     /// Resolves a caller (a thread or process id as seen in the daemon's pid namespace).
     pub fn resolve(&self, tid: u32) -> Result<Container, ReadError> {
+        self.resolutions.fetch_add(1, Ordering::Relaxed);
         let own = self.read_memberships(tid)?;
         let namespace_path = self.paths.pid_file(tid, "ns/pid");
         let namespace = std::fs::read_link(&namespace_path)
@@ -202,6 +207,11 @@ impl Resolver {
                 start_ticks,
             },
         })
+    }
+
+    /// How many resolutions were attempted since start, successful or not.
+    pub fn resolutions(&self) -> u64 {
+        self.resolutions.load(Ordering::Relaxed)
     }
 
     /// Which thread `tid` names now: the inode number of its `/proc/<tid>` directory, read with one

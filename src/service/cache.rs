@@ -26,12 +26,13 @@ use crate::host::fd_budget::{budget_for_limit, nofile_limit, FdBudget};
 use crate::host::files::{FileSource, KeptOpen, OpenEachTime};
 use crate::host::resolve::Container;
 use crate::service::fallback::FallbackCause;
-use crate::service::view::{Rendered, Source, View};
+use crate::service::view::{render_host, Rendered, Source, View};
 use cgview_core::catalog::ServedFile;
-use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
+use cgview_core::parse::cpuset::CpuSet;
 use cgview_core::parse::diskstats::DeviceId;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -69,25 +70,67 @@ impl Default for CacheSettings {
     }
 }
 
+/// Where the cache reads the time. Production uses [`SystemClock`]; tests step their own, so that TTLs
+/// and idleness are tested without sleeping.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Why content is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Served to a reader (an open, a reread): a fallback answering it is counted, once per read.
+    Read,
+    /// Only measured (the size a `stat` reports): nothing is counted.
+    Size,
+}
+
 /// A served file's content and where it came from.
 #[derive(Debug, Clone)]
 pub struct Cached {
     pub bytes: Snapshot,
     pub source: Source,
-    /// When the render that made it started: the content is at least this fresh.
+}
+
+/// The CPUs a container is shown (`None`: all the host's online CPUs), or why they cannot be told.
+type VisibleCpus = Result<Option<CpuSet>, FallbackCause>;
+
+/// A value and when the render that made it started: it is at least this fresh.
+#[derive(Debug, Clone)]
+struct Stamped<T> {
+    value: T,
     rendered_at: Instant,
 }
 
-/// One file's latest snapshot for one container.
-#[derive(Debug, Default)]
-struct Slot {
-    current: Mutex<Option<Cached>>,
+/// One file's latest snapshot (or another rendered value) for one container.
+#[derive(Debug)]
+struct Slot<T = Cached> {
+    current: Mutex<Option<Stamped<T>>>,
     /// Held by the one reader re-rendering this slot.
     refresh: Mutex<()>,
 }
 
-impl Slot {
-    fn current(&self) -> Option<Cached> {
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            current: Mutex::new(None),
+            refresh: Mutex::new(()),
+        }
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    fn current(&self) -> Option<Stamped<T>> {
         self.current.lock().clone()
     }
 
@@ -106,6 +149,8 @@ struct ContainerEntry {
     container: Container,
     files: KeptOpen,
     slots: [Slot; ServedFile::ALL.len()],
+    /// The CPUs it is shown, for listings of `sys/devices/system/cpu`; computed as its CPU files are.
+    cpus: Slot<VisibleCpus>,
     /// `sys/block/<dev>[/<part>]/stat` snapshots by tree inode.
     block_stats: Mutex<HashMap<u64, Arc<Slot>>>,
     last_used: AtomicU64,
@@ -124,6 +169,7 @@ impl ContainerEntry {
             container,
             files: KeptOpen::new(budget),
             slots: Default::default(),
+            cpus: Slot::default(),
             block_stats: Mutex::new(HashMap::new()),
             last_used: AtomicU64::new(0),
             vanished: AtomicBool::new(false),
@@ -157,6 +203,7 @@ struct CallerEntry {
 pub struct ViewCache {
     view: Arc<View>,
     settings: CacheSettings,
+    clock: Arc<dyn Clock>,
     epoch: Instant,
     callers: Mutex<HashMap<u32, CallerEntry>>,
     containers: Mutex<HashMap<Container, Arc<ContainerEntry>>>,
@@ -181,13 +228,23 @@ pub struct CacheStats {
 
 impl ViewCache {
     pub fn new(view: Arc<View>, settings: CacheSettings) -> ViewCache {
+        ViewCache::with_clock(view, settings, Arc::new(SystemClock))
+    }
+
+    /// A cache that reads the time from `clock`.
+    pub fn with_clock(
+        view: Arc<View>,
+        settings: CacheSettings,
+        clock: Arc<dyn Clock>,
+    ) -> ViewCache {
         let budget = settings
             .fd_budget
             .unwrap_or_else(|| budget_for_limit(nofile_limit()));
         ViewCache {
             view,
             settings,
-            epoch: Instant::now(),
+            epoch: clock.now(),
+            clock,
             callers: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             host: Default::default(),
@@ -232,50 +289,92 @@ impl ViewCache {
         (self.callers.lock().len(), self.containers.lock().len())
     }
 
-    /// `file` as the caller with thread id `caller` sees it.
+    /// `file` as the caller with thread id `caller` sees it, for a reader ([`Purpose::Read`]).
     pub fn get(&self, file: ServedFile, caller: Option<u32>) -> Result<Cached, ReadError> {
-        let Some(tid) = caller else {
-            return self.through_slot(&self.host[file as usize], || self.view.render(file, None));
-        };
-        let render = |entry: &ContainerEntry| {
-            self.through_slot(&entry.slots[file as usize], || {
-                self.view
-                    .render_for(file, &entry.container, tid, entry.file_source())
-            })
-        };
-        self.for_caller(tid, render, || self.uncached(file, tid))
+        self.serve(file, caller, Purpose::Read)
     }
 
-    /// Serves `tid` through its container's entry; when the render finds the cgroup gone (the caller
-    /// moved, or its cgroup was made again at the same path), resolves it again and serves the new one.
-    fn for_caller(
+    /// `file` as the caller with thread id `caller` sees it, asked for `purpose`. A read answered with
+    /// the host file in place of the caller's view is counted once, whether its snapshot was rendered
+    /// for it or served from the cache.
+    pub fn serve(
         &self,
-        tid: u32,
-        render: impl Fn(&ContainerEntry) -> Result<Cached, ReadError>,
-        unresolved: impl FnOnce() -> Result<Cached, ReadError>,
+        file: ServedFile,
+        caller: Option<u32>,
+        purpose: Purpose,
     ) -> Result<Cached, ReadError> {
-        let Ok(entry) = self.container_of(tid) else {
-            return unresolved();
+        let host_path = || self.view.resolver().paths().served_file(file);
+        let cached = match caller {
+            None => self.through_slot(&self.host[file as usize], || {
+                Ok(cached(render_host(&host_path())?))
+            })?,
+            Some(tid) => self.for_caller(
+                tid,
+                |entry: &ContainerEntry| {
+                    self.through_slot(&entry.slots[file as usize], || {
+                        let rendered = self.view.render_for(
+                            file,
+                            &entry.container,
+                            tid,
+                            entry.file_source(),
+                        )?;
+                        Ok(cached(rendered))
+                    })
+                },
+                found_cgroup_gone,
+                |error| {
+                    let rendered = self.view.render_unresolved(file, &host_path(), error)?;
+                    Ok(cached(rendered))
+                },
+            )?,
         };
-        let cached = render(&entry)?;
-        self.after_serving(&entry, &cached);
-        if cached.source != Source::Fallback(FallbackCause::CgroupVanished) {
-            return Ok(cached);
-        }
-        self.callers.lock().remove(&tid);
-        let Ok(again) = self.container_of(tid) else {
-            return Ok(cached);
-        };
-        if Arc::ptr_eq(&again, &entry) {
-            return Ok(cached);
-        }
-        self.stats.re_resolved.fetch_add(1, Ordering::Relaxed);
-        let cached = render(&again)?;
-        self.after_serving(&again, &cached);
+        self.count_read(file, purpose, &cached);
         Ok(cached)
     }
 
-    /// A block device's `stat` (tree inode `inode`, host file `host_stat`, device `device`) for the caller.
+    /// Counts a read answered with a fallback.
+    fn count_read(&self, file: ServedFile, purpose: Purpose, cached: &Cached) {
+        if let (Purpose::Read, Source::Fallback(cause)) = (purpose, cached.source) {
+            self.view.count_fallback(file, cause);
+        }
+    }
+
+    /// Serves `tid` through its container's entry; when the render finds the cgroup gone (`vanished`: the
+    /// caller moved, or its cgroup was made again at the same path), resolves it again and serves the new
+    /// one. A caller that cannot be resolved is served by `unresolved`, given why: it is resolved once per
+    /// request.
+    fn for_caller<T>(
+        &self,
+        tid: u32,
+        render: impl Fn(&ContainerEntry) -> Result<T, ReadError>,
+        vanished: impl Fn(&T) -> bool,
+        unresolved: impl FnOnce(ReadError) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
+        let entry = match self.container_of(tid) {
+            Ok(entry) => entry,
+            Err(error) => return unresolved(error),
+        };
+        let served = render(&entry)?;
+        let gone = vanished(&served);
+        self.after_serving(&entry, gone);
+        if !gone {
+            return Ok(served);
+        }
+        self.callers.lock().remove(&tid);
+        let Ok(again) = self.container_of(tid) else {
+            return Ok(served);
+        };
+        if Arc::ptr_eq(&again, &entry) {
+            return Ok(served);
+        }
+        self.stats.re_resolved.fetch_add(1, Ordering::Relaxed);
+        let served = render(&again)?;
+        self.after_serving(&again, vanished(&served));
+        Ok(served)
+    }
+
+    /// A block device's `stat` (tree inode `inode`, host file `host_stat`, device `device`) for the caller,
+    /// for a reader.
     pub fn get_block_stat(
         &self,
         inode: u64,
@@ -283,40 +382,67 @@ impl ViewCache {
         device: DeviceId,
         caller: Option<u32>,
     ) -> Result<Cached, ReadError> {
-        let uncached = || {
-            Ok(cached_now(
-                self.view.render_block_stat(host_stat, device, caller)?,
-            ))
-        };
+        self.serve_block_stat(inode, host_stat, device, caller, Purpose::Read)
+    }
+
+    /// [`ViewCache::get_block_stat`] for `purpose`; fallbacks count under `/proc/diskstats`, which has the
+    /// same source.
+    pub fn serve_block_stat(
+        &self,
+        inode: u64,
+        host_stat: &Path,
+        device: DeviceId,
+        caller: Option<u32>,
+        purpose: Purpose,
+    ) -> Result<Cached, ReadError> {
         let Some(tid) = caller else {
-            return uncached();
+            return Ok(cached(render_host(host_stat)?));
         };
         let render = |entry: &ContainerEntry| {
             let slot = entry.block_stats.lock().entry(inode).or_default().clone();
             self.through_slot(&slot, || {
-                self.view.render_block_stat_for(
+                let rendered = self.view.render_block_stat_for(
                     host_stat,
                     device,
                     &entry.container,
                     entry.file_source(),
-                )
+                )?;
+                Ok(cached(rendered))
             })
         };
-        self.for_caller(tid, render, uncached)
+        let unresolved = |error| {
+            let rendered = self
+                .view
+                .render_unresolved(ServedFile::Diskstats, host_stat, error)?;
+            Ok(cached(rendered))
+        };
+        let cached = self.for_caller(tid, render, found_cgroup_gone, unresolved)?;
+        self.count_read(ServedFile::Diskstats, purpose, &cached);
+        Ok(cached)
     }
 
     /// The CPUs the caller is shown; `None` when it sees all of the host's online CPUs or when they cannot
-    /// be determined. Served from the cached `online` file, so listings agree with it.
+    /// be determined. Computed as the CPU files are rendered, and cached as their snapshots are (for as
+    /// long, so listings and those files agree within a snapshot's life).
     pub fn visible_cpus(&self, caller: Option<u32>) -> Option<CpuSet> {
-        let cached = self.get(ServedFile::CpuOnline, caller).ok()?;
-        if cached.source != Source::Container {
-            return None;
-        }
-        parse_cpu_list(std::str::from_utf8(&cached.bytes).ok()?).ok()
+        let tid = caller?;
+        let render = |entry: &ContainerEntry| {
+            self.through_slot(&entry.cpus, || {
+                Ok(self
+                    .view
+                    .visible_cpus_for(&entry.container, entry.file_source()))
+            })
+        };
+        let vanished = |cpus: &VisibleCpus| *cpus == Err(FallbackCause::CgroupVanished);
+        let unresolved = |_| Ok(Err(FallbackCause::CallerGone));
+        self.for_caller(tid, render, vanished, unresolved)
+            .ok()?
+            .ok()
+            .flatten()
     }
 
-    fn after_serving(&self, entry: &ContainerEntry, cached: &Cached) {
-        if cached.source == Source::Fallback(FallbackCause::CgroupVanished) {
+    fn after_serving(&self, entry: &ContainerEntry, cgroup_gone: bool) {
+        if cgroup_gone {
             self.forget_container(entry);
         }
         entry.last_used.store(self.now_ms(), Ordering::Relaxed);
@@ -341,15 +467,10 @@ impl ViewCache {
         all
     }
 
-    /// A caller that cannot be resolved (it exited, its files do not parse) gets what a one-off render
-    /// gives it (the host file, with the fallback recorded), not cached.
-    fn uncached(&self, file: ServedFile, tid: u32) -> Result<Cached, ReadError> {
-        Ok(cached_now(self.view.render(file, Some(tid))?))
-    }
-
     /// The caller's container entry, from the caller cache when the thread is still the one resolved.
-    fn container_of(&self, tid: u32) -> Result<Arc<ContainerEntry>, FallbackCause> {
-        let now = Instant::now();
+    /// A caller that cannot be resolved (it exited, its files do not parse) gets why, and nothing is kept.
+    fn container_of(&self, tid: u32) -> Result<Arc<ContainerEntry>, ReadError> {
+        let now = self.clock.now();
         let known = self.callers.lock().get(&tid).map(|caller| {
             caller.last_used.store(self.ms(now), Ordering::Relaxed);
             (
@@ -372,7 +493,7 @@ impl ViewCache {
         self.resolve_caller(tid, now)
     }
 
-    fn resolve_caller(&self, tid: u32, now: Instant) -> Result<Arc<ContainerEntry>, FallbackCause> {
+    fn resolve_caller(&self, tid: u32, now: Instant) -> Result<Arc<ContainerEntry>, ReadError> {
         // Taken before resolving: if the thread is replaced meanwhile, the check after resolving fails.
         let identity = self.view.resolver().thread_identity(tid);
         let container = self.view.resolve(tid)?;
@@ -428,17 +549,17 @@ impl ViewCache {
     }
 
     /// Serves a slot's snapshot, rendering it when it is missing or too old (see the module docs).
-    fn through_slot(
+    fn through_slot<T: Clone>(
         &self,
-        slot: &Slot,
-        render: impl FnOnce() -> Result<Rendered, ReadError>,
-    ) -> Result<Cached, ReadError> {
-        let now = Instant::now();
+        slot: &Slot<T>,
+        render: impl FnOnce() -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
+        let now = self.clock.now();
         let current = slot.current();
         if let Some(cached) = &current {
             if now.duration_since(cached.rendered_at) < self.settings.snapshot_ttl {
                 self.stats.snapshot_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(cached.clone());
+                return Ok(cached.value.clone());
             }
         }
         // Nobody waits for another reader's render: while one runs, the others get the previous snapshot
@@ -449,25 +570,23 @@ impl ViewCache {
                 current.filter(|c| now.duration_since(c.rendered_at) < self.settings.max_stale)
             {
                 self.stats.snapshot_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(cached);
+                return Ok(cached.value);
             }
         }
-        let started = Instant::now();
-        let rendered = render()?;
+        let started = self.clock.now();
+        let value = render()?;
         self.stats.renders.fetch_add(1, Ordering::Relaxed);
-        let cached = Cached {
-            bytes: rendered.bytes.into(),
-            source: rendered.source,
-            rendered_at: started,
-        };
         {
             let mut current = slot.current.lock();
             // A concurrent render that started later has the fresher content.
             if current.as_ref().is_none_or(|c| c.rendered_at <= started) {
-                *current = Some(cached.clone());
+                *current = Some(Stamped {
+                    value: value.clone(),
+                    rendered_at: started,
+                });
             }
         }
-        Ok(cached)
+        Ok(value)
     }
 
     /// The janitor's round (every second): [`ViewCache::sweep`], then, while the descriptor budget is
@@ -517,6 +636,7 @@ impl ViewCache {
             for slot in &entry.slots {
                 slot.forget_older_than(snapshot_deadline);
             }
+            entry.cpus.forget_older_than(snapshot_deadline);
             entry.block_stats.lock().retain(|_, slot| {
                 slot.current()
                     .is_some_and(|c| c.rendered_at >= snapshot_deadline)
@@ -529,7 +649,7 @@ impl ViewCache {
     }
 
     fn now_ms(&self) -> u64 {
-        self.ms(Instant::now())
+        self.ms(self.clock.now())
     }
 
     fn ms(&self, at: Instant) -> u64 {
@@ -537,13 +657,16 @@ impl ViewCache {
     }
 }
 
-/// A render served directly, not kept.
-fn cached_now(rendered: Rendered) -> Cached {
+fn cached(rendered: Rendered) -> Cached {
     Cached {
         bytes: rendered.bytes.into(),
         source: rendered.source,
-        rendered_at: Instant::now(),
     }
+}
+
+/// A render that found the caller's cgroup gone: its container entry is dropped.
+fn found_cgroup_gone(cached: &Cached) -> bool {
+    cached.source == Source::Fallback(FallbackCause::CgroupVanished)
 }
 
 /// Makes room in a full map: drops the least recently used quarter.
@@ -557,4 +680,310 @@ fn evict_some<K: Clone + Eq + std::hash::Hash, V>(
         return;
     };
     map.retain(|_, v| last_used(v) > cutoff);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::layout::{CgroupLayout, CgroupMount, CgroupVersion};
+    use crate::host::paths::HostPaths;
+    use crate::host::resolve::Resolver;
+    use crate::service::view::ViewOptions;
+    use cgview_core::parse::cpuset::parse_cpu_list;
+    use cgview_core::parse::meminfo::meminfo_value;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    const HOST_NS: &str = "pid:[4026531836]";
+    const MIB: u64 = 1 << 20;
+
+    /// A clock that moves only when told.
+    #[derive(Debug)]
+    struct SteppedClock(Mutex<Instant>);
+
+    impl SteppedClock {
+        fn advance(&self, by: Duration) {
+            *self.0.lock() += by;
+        }
+    }
+
+    impl Clock for SteppedClock {
+        fn now(&self) -> Instant {
+            *self.0.lock()
+        }
+    }
+
+    /// A fake host: `proc/`, `sys/` with 4 online CPUs, and a unified cgroup hierarchy at `cgroup/`.
+    struct Host {
+        dir: tempfile::TempDir,
+        paths: HostPaths,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            let dir = tempfile::tempdir().unwrap();
+            let paths = HostPaths {
+                proc_root: dir.path().join("proc"),
+                sys_root: dir.path().join("sys"),
+                cgroup_root: dir.path().join("cgroup"),
+            };
+            fs::create_dir_all(paths.proc_root.join("self/ns")).unwrap();
+            symlink(HOST_NS, paths.proc_root.join("self/ns/pid")).unwrap();
+            fs::write(
+                paths.proc_root.join("meminfo"),
+                "MemTotal:       16384000 kB\nMemFree:        12000000 kB\n\
+                 MemAvailable:   14000000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n",
+            )
+            .unwrap();
+            let cpu = paths.sys_root.join("devices/system/cpu");
+            fs::create_dir_all(&cpu).unwrap();
+            fs::write(cpu.join("online"), "0-3\n").unwrap();
+            fs::create_dir_all(&paths.cgroup_root).unwrap();
+            Host { dir, paths }
+        }
+
+        /// Cgroup `name` with memory limit `memory_max`, 100 MiB in use.
+        fn cgroup(&self, name: &str, memory_max: &str) {
+            let dir = self.paths.cgroup_root.join(name);
+            fs::create_dir_all(&dir).unwrap();
+            self.cgroup_file(name, "memory.max", memory_max);
+            self.cgroup_file(name, "memory.current", &(100 * MIB).to_string());
+            self.cgroup_file(name, "memory.stat", "anon 0\nfile 0\n");
+        }
+
+        fn cgroup_file(&self, cgroup: &str, file: &str, text: &str) {
+            let path = self.paths.cgroup_root.join(cgroup).join(file);
+            fs::write(path, format!("{text}\n")).unwrap();
+        }
+
+        /// A process of the host pid namespace in cgroup `/<cgroup>`.
+        fn process(&self, pid: u32, cgroup: &str) {
+            let dir = self.paths.proc_root.join(pid.to_string());
+            fs::create_dir_all(dir.join("ns")).unwrap();
+            if fs::symlink_metadata(dir.join("ns/pid")).is_err() {
+                symlink(HOST_NS, dir.join("ns/pid")).unwrap();
+            }
+            fs::write(dir.join("cgroup"), format!("0::/{cgroup}\n")).unwrap();
+        }
+
+        /// Process `pid` exits and a new one takes its id, in cgroup `/<cgroup>`. The old directory is
+        /// kept aside so that the new one cannot get its inode number.
+        fn recycle(&self, pid: u32, cgroup: &str) {
+            let old = self.dir.path().join(format!("exited-{pid}"));
+            fs::rename(self.paths.proc_root.join(pid.to_string()), old).unwrap();
+            self.process(pid, cgroup);
+        }
+
+        fn cache(&self, settings: CacheSettings) -> (ViewCache, Arc<SteppedClock>) {
+            let layout = CgroupLayout {
+                v1: Vec::new(),
+                unified: Some(CgroupMount {
+                    version: CgroupVersion::V2,
+                    mount_point: self.paths.cgroup_root.clone(),
+                    root: "/".into(),
+                    controllers: vec!["memory".into(), "cpu".into(), "cpuset".into()],
+                }),
+            };
+            let view = View::new(
+                Resolver::new(self.paths.clone(), layout),
+                ViewOptions::default(),
+            );
+            let clock = Arc::new(SteppedClock(Mutex::new(Instant::now())));
+            let settings = CacheSettings {
+                fd_budget: Some(64),
+                ..settings
+            };
+            (
+                ViewCache::with_clock(Arc::new(view), settings, clock.clone()),
+                clock,
+            )
+        }
+    }
+
+    fn mem_total_kb(cache: &ViewCache, pid: u32) -> u64 {
+        let cached = cache.get(ServedFile::Meminfo, Some(pid)).unwrap();
+        assert_eq!(cached.source, Source::Container);
+        meminfo_value(std::str::from_utf8(&cached.bytes).unwrap(), "MemTotal").unwrap()
+    }
+
+    fn count(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_snapshot_is_served_for_its_ttl_then_rendered_again() {
+        let host = Host::new();
+        host.cgroup("a", &(512 * MIB).to_string());
+        host.process(700, "a");
+        let (cache, clock) = host.cache(CacheSettings::default());
+        let ttl = cache.settings().snapshot_ttl;
+        assert_eq!(mem_total_kb(&cache, 700), 524_288);
+        host.cgroup_file("a", "memory.max", &(256 * MIB).to_string());
+        clock.advance(ttl - MS);
+        assert_eq!(mem_total_kb(&cache, 700), 524_288, "still fresh");
+        assert_eq!(count(&cache.stats().snapshot_hits), 1);
+        clock.advance(MS);
+        assert_eq!(mem_total_kb(&cache, 700), 262_144, "expired");
+        assert_eq!(count(&cache.stats().renders), 2);
+    }
+
+    #[test]
+    fn a_caller_is_looked_up_again_after_the_membership_ttl() {
+        let host = Host::new();
+        host.cgroup("a", &(512 * MIB).to_string());
+        host.cgroup("b", &(256 * MIB).to_string());
+        host.process(700, "a");
+        let (cache, clock) = host.cache(CacheSettings::default());
+        let settings = *cache.settings();
+        assert_eq!(mem_total_kb(&cache, 700), 524_288);
+        // Moved to b: the same thread, so only the membership TTL ends its lookup.
+        host.process(700, "b");
+        clock.advance(settings.membership_ttl - MS);
+        assert!(settings.membership_ttl - MS > settings.snapshot_ttl);
+        assert_eq!(mem_total_kb(&cache, 700), 524_288, "membership still fresh");
+        clock.advance(MS);
+        assert_eq!(mem_total_kb(&cache, 700), 262_144);
+        assert_eq!(count(&cache.stats().caller_misses), 2);
+    }
+
+    #[test]
+    fn a_recycled_thread_id_never_gets_the_previous_threads_container() {
+        let host = Host::new();
+        host.cgroup("a", &(512 * MIB).to_string());
+        host.cgroup("b", &(256 * MIB).to_string());
+        host.process(700, "a");
+        let (cache, _clock) = host.cache(CacheSettings::default());
+        assert_eq!(mem_total_kb(&cache, 700), 524_288);
+        assert_eq!(mem_total_kb(&cache, 700), 524_288);
+        assert_eq!(count(&cache.stats().caller_hits), 1);
+        // Within every TTL (the clock stands still), another thread takes the id.
+        host.recycle(700, "b");
+        assert_eq!(mem_total_kb(&cache, 700), 262_144);
+        assert_eq!(count(&cache.stats().caller_misses), 2);
+        assert_eq!(count(&cache.stats().caller_hits), 1);
+    }
+
+    #[test]
+    fn full_maps_evict_the_least_recently_used_and_a_sweep_drops_the_idle() {
+        let host = Host::new();
+        for (pid, name) in [
+            (701, "c1"),
+            (702, "c2"),
+            (703, "c3"),
+            (704, "c4"),
+            (705, "c5"),
+        ] {
+            host.cgroup(name, &(512 * MIB).to_string());
+            host.process(pid, name);
+        }
+        let (cache, clock) = host.cache(CacheSettings {
+            max_callers: 4,
+            max_containers: 4,
+            ..CacheSettings::default()
+        });
+        for pid in 701..=704 {
+            mem_total_kb(&cache, pid);
+            clock.advance(10 * MS);
+        }
+        // 701 is used again: 702 and 703 are now the least recently used.
+        mem_total_kb(&cache, 701);
+        clock.advance(10 * MS);
+        assert_eq!(cache.sizes(), (4, 4));
+        mem_total_kb(&cache, 705);
+        assert_eq!(cache.sizes(), (3, 3));
+        let misses = count(&cache.stats().caller_misses);
+        for pid in [701, 704, 705] {
+            mem_total_kb(&cache, pid);
+        }
+        assert_eq!(count(&cache.stats().caller_misses), misses, "kept");
+        mem_total_kb(&cache, 702);
+        assert_eq!(count(&cache.stats().caller_misses), misses + 1, "evicted");
+
+        let idle_after = cache.settings().idle_after;
+        clock.advance(idle_after);
+        cache.sweep(clock.now());
+        assert_eq!(cache.sizes(), (4, 4), "nobody idle for longer yet");
+        clock.advance(MS);
+        cache.sweep(clock.now());
+        assert_eq!(cache.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn every_read_answered_with_a_fallback_counts_once_cached_or_not() {
+        let host = Host::new();
+        host.cgroup("bad", "lots");
+        host.process(710, "bad");
+        let (cache, _clock) = host.cache(CacheSettings::default());
+        for _ in 0..3 {
+            let cached = cache.get(ServedFile::Meminfo, Some(710)).unwrap();
+            assert_eq!(cached.source, Source::Fallback(FallbackCause::Unparsable));
+        }
+        assert_eq!(
+            count(&cache.stats().renders),
+            1,
+            "one render served three reads"
+        );
+        let fallbacks = cache.view().fallbacks();
+        assert_eq!(fallbacks.count(FallbackCause::Unparsable), 3);
+        // A size asked for a `stat` is no read.
+        cache
+            .serve(ServedFile::Meminfo, Some(710), Purpose::Size)
+            .unwrap();
+        assert_eq!(fallbacks.count(FallbackCause::Unparsable), 3);
+    }
+
+    #[test]
+    fn an_unresolvable_caller_is_resolved_once_per_request() {
+        let host = Host::new();
+        let (cache, _clock) = host.cache(CacheSettings::default());
+        let resolutions = || cache.view().resolver().resolutions();
+        let cached = cache.get(ServedFile::Meminfo, Some(4242)).unwrap();
+        assert_eq!(cached.source, Source::Fallback(FallbackCause::CallerGone));
+        assert_eq!(resolutions(), 1);
+        let host_stat = host.dir.path().join("sda-stat");
+        fs::write(&host_stat, "1 0 8 0 8 0 2048 0 0 0 0\n").unwrap();
+        let device = DeviceId { major: 8, minor: 0 };
+        let cached = cache
+            .get_block_stat(1, &host_stat, device, Some(4242))
+            .unwrap();
+        assert_eq!(cached.source, Source::Fallback(FallbackCause::CallerGone));
+        assert_eq!(resolutions(), 2);
+        assert_eq!(cache.visible_cpus(Some(4242)), None);
+        assert_eq!(resolutions(), 3);
+        assert_eq!(
+            cache.view().fallbacks().count(FallbackCause::CallerGone),
+            2,
+            "two reads; a listing is none"
+        );
+    }
+
+    #[test]
+    fn visible_cpus_come_from_the_limits_not_from_the_online_files_text() {
+        let host = Host::new();
+        host.cgroup("one-cpu", &(512 * MIB).to_string());
+        host.cgroup_file("one-cpu", "cpu.max", "100000 100000");
+        host.process(720, "one-cpu");
+        let (cache, _clock) = host.cache(CacheSettings::default());
+        let visible = cache.visible_cpus(Some(720)).unwrap();
+        assert_eq!(visible.len(), 1);
+        assert_eq!(cache.visible_cpus(Some(720)), Some(visible.clone()));
+        assert_eq!(count(&cache.stats().snapshot_hits), 1, "cached");
+        // The online file has a snapshot of its own, which listing did not render.
+        let online = cache.get(ServedFile::CpuOnline, Some(720)).unwrap();
+        assert_eq!(count(&cache.stats().snapshot_hits), 1);
+        assert_eq!(count(&cache.stats().renders), 2);
+        let online = parse_cpu_list(std::str::from_utf8(&online.bytes).unwrap()).unwrap();
+        assert_eq!(online, visible, "listings agree with the file");
+
+        // Limits that cannot be read show every CPU, and no read of a served file is counted.
+        host.cgroup("odd", &(512 * MIB).to_string());
+        host.cgroup_file("odd", "cpu.max", "garbage");
+        host.process(721, "odd");
+        assert_eq!(cache.visible_cpus(Some(721)), None);
+        let fallbacks = cache.view().fallbacks();
+        assert_eq!(fallbacks.count(FallbackCause::Unparsable), 0);
+        assert_eq!(cache.visible_cpus(None), None);
+    }
 }

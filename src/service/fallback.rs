@@ -19,15 +19,14 @@ pub struct FallbackLog {
 }
 
 impl FallbackLog {
-    /// Counts one more read served the host file for `cause`, without logging: a cached fallback, already
-    /// logged when it was rendered.
+    /// Counts one more read served the host file for `cause`. Reads are counted where they are served,
+    /// not where the fallback is rendered: a cached fallback answers many.
     pub fn count_one(&self, _file: ServedFile, cause: FallbackCause) {
         self.counts[cause.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records one fallback; logs `detail` unless this (file, cause) was logged within the last minute.
-    pub fn record(&self, file: ServedFile, cause: FallbackCause, detail: &dyn fmt::Display) {
-        self.count_one(file, cause);
+    /// Logs a fallback render's `detail` unless this (file, cause) was logged within the last minute.
+    pub fn log(&self, file: ServedFile, cause: FallbackCause, detail: &dyn fmt::Display) {
         let now = Instant::now();
         let due = {
             let mut last = self.last_logged.lock();
@@ -71,12 +70,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_counts_every_fallback() {
+    fn counts_every_fallback_and_logs_each_file_and_cause_once() {
         let log = FallbackLog::default();
         for _ in 0..3 {
-            log.record(ServedFile::Meminfo, FallbackCause::Unparsable, &"bad");
+            log.count_one(ServedFile::Meminfo, FallbackCause::Unparsable);
+            log.log(ServedFile::Meminfo, FallbackCause::Unparsable, &"bad");
         }
-        log.record(ServedFile::Cpuinfo, FallbackCause::CallerGone, &"gone");
+        log.count_one(ServedFile::Cpuinfo, FallbackCause::CallerGone);
+        log.log(ServedFile::Cpuinfo, FallbackCause::CallerGone, &"gone");
         assert_eq!(log.count(FallbackCause::Unparsable), 3);
         assert_eq!(log.count(FallbackCause::CallerGone), 1);
         assert_eq!(log.count(FallbackCause::Unreadable), 0);

@@ -78,14 +78,14 @@ pub struct Rendered {
     pub source: Source,
 }
 
-/// Why a file could not be virtualized, for the fallback log.
+/// Why a file could not be virtualized: the cause the failure table counts it under, and what to log.
 #[derive(Debug)]
-struct Failure {
+struct NotVirtualized {
     cause: FallbackCause,
     detail: String,
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for NotVirtualized {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.detail)
     }
@@ -135,23 +135,26 @@ impl View {
     }
 
     /// Renders `file` for the caller with thread id `caller` (`None` when the caller is not visible in the
-    /// daemon's pid namespace), resolving it and opening every file afresh: for one-off renders. Fails
-    /// only when the host file itself cannot be read.
+    /// daemon's pid namespace), resolving it and opening every file afresh: for one-off renders, each a
+    /// read served (a fallback is counted). Fails only when the host file itself cannot be read.
     pub fn render(&self, file: ServedFile, caller: Option<u32>) -> Result<Rendered, ReadError> {
+        let host_path = self.resolver.paths().served_file(file);
         let Some(tid) = caller else {
-            let host = read_host_bytes(&self.resolver.paths().served_file(file))?;
-            return Ok(host_rendered(host, Source::Host));
+            return render_host(&host_path);
         };
-        match self.resolver.resolve(tid) {
-            Ok(container) => self.render_for(file, &container, tid, &OpenEachTime),
-            Err(error) => {
-                let host = read_host_bytes(&self.resolver.paths().served_file(file))?;
-                Ok(self.fell_back(file, host, self.failure(error)))
-            }
+        let rendered = match self.resolve(tid) {
+            Ok(container) => self.render_for(file, &container, tid, &OpenEachTime)?,
+            Err(error) => self.render_unresolved(file, &host_path, error)?,
+        };
+        if let Source::Fallback(cause) = rendered.source {
+            self.count_fallback(file, cause);
         }
+        Ok(rendered)
     }
 
     /// Renders `file` for `container` (resolved from reader `tid`), reading its cgroup files from `files`.
+    /// A fallback is logged, not counted: whoever serves the render counts each read it answers with it
+    /// ([`View::count_fallback`]).
     pub fn render_for(
         &self,
         file: ServedFile,
@@ -174,47 +177,52 @@ impl View {
         }
     }
 
-    /// The host file, with the fallback recorded.
-    fn fell_back(&self, file: ServedFile, host: Vec<u8>, failure: Failure) -> Rendered {
-        self.fallbacks.record(file, failure.cause, &failure);
+    /// The host file, with the fallback logged (at most once a minute per file and cause).
+    fn fell_back(&self, file: ServedFile, host: Vec<u8>, failure: NotVirtualized) -> Rendered {
+        self.fallbacks.log(file, failure.cause, &failure);
         host_rendered(host, Source::Fallback(failure.cause))
     }
 
-    /// Resolves a caller to its container, or says why it cannot be.
-    pub fn resolve(&self, tid: u32) -> Result<Container, FallbackCause> {
-        self.resolver
-            .resolve(tid)
-            .map_err(|error| self.failure(error).cause)
+    /// Resolves a caller to its container. On failure, [`View::render_unresolved`] serves it.
+    pub fn resolve(&self, tid: u32) -> Result<Container, ReadError> {
+        self.resolver.resolve(tid)
     }
 
-    /// Counts one more read served from a cached fallback.
+    /// The host file at `host_path`, served as `file` to a caller whose resolution failed with `error`:
+    /// a fallback, logged and not counted (see [`View::render_for`]).
+    pub fn render_unresolved(
+        &self,
+        file: ServedFile,
+        host_path: &Path,
+        error: ReadError,
+    ) -> Result<Rendered, ReadError> {
+        let host = read_host_bytes(host_path)?;
+        Ok(self.fell_back(file, host, self.failure(error)))
+    }
+
+    /// Counts one read answered with the host file for `cause`.
     pub fn count_fallback(&self, file: ServedFile, cause: FallbackCause) {
         self.fallbacks.count_one(file, cause);
     }
 
-    /// A block device's or partition's sysfs `stat` (`host_stat`, of device `device`) for the caller: its
-    /// container's I/O there. Fallbacks count under `/proc/diskstats`, which has the same source.
-    pub fn render_block_stat(
+    /// The CPUs `container` is shown, computed as its CPU files are rendered (`Ok(None)` when they are
+    /// all of the host's online CPUs). A failure is logged under `cpu/online`, not counted: no file is
+    /// served from it.
+    pub fn visible_cpus_for(
         &self,
-        host_stat: &std::path::Path,
-        device: DeviceId,
-        caller: Option<u32>,
-    ) -> Result<Rendered, ReadError> {
-        let Some(tid) = caller else {
-            return Ok(host_rendered(read_host_bytes(host_stat)?, Source::Host));
-        };
-        match self.resolver.resolve(tid) {
-            Ok(container) => {
-                self.render_block_stat_for(host_stat, device, &container, &OpenEachTime)
-            }
-            Err(error) => {
-                let host = read_host_bytes(host_stat)?;
-                Ok(self.fell_back(ServedFile::Diskstats, host, self.failure(error)))
-            }
-        }
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Option<CpuSet>, FallbackCause> {
+        self.restricted_cpus(container, files).map_err(|failure| {
+            self.fallbacks
+                .log(ServedFile::CpuOnline, failure.cause, &failure);
+            failure.cause
+        })
     }
 
-    /// [`View::render_block_stat`] for a resolved container.
+    /// A block device's or partition's sysfs `stat` (`host_stat`, of device `device`) for `container`: its
+    /// I/O there. Fallbacks are logged under `/proc/diskstats`, which has the same source, and counted as
+    /// [`View::render_for`]'s are.
     pub fn render_block_stat_for(
         &self,
         host_stat: &std::path::Path,
@@ -253,7 +261,7 @@ impl View {
         tid: u32,
         host: &str,
         files: &dyn FileSource,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<String>, NotVirtualized> {
         match file {
             ServedFile::Meminfo => {
                 let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
@@ -298,7 +306,7 @@ impl View {
                 let name = file.cgroup_pressure_file().unwrap_or("cpu.pressure");
                 match read_pressure(files, dir, name).map_err(|e| self.failure(e))? {
                     Some(text) => Ok(Some(text)),
-                    None => Err(Failure {
+                    None => Err(NotVirtualized {
                         cause: FallbackCause::MissingController,
                         detail: format!("{} has no {name}", dir.path().display()),
                     }),
@@ -326,14 +334,14 @@ impl View {
         &self,
         file: ServedFile,
         text: Result<String, ParseError>,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<String>, NotVirtualized> {
         text.wrap_path(&self.resolver.paths().served_file(file))
             .map(Some)
             .map_err(|e| self.failure(e))
     }
 
     /// The host's online CPUs.
-    fn host_online(&self) -> Result<CpuSet, Failure> {
+    fn host_online(&self) -> Result<CpuSet, NotVirtualized> {
         let path = self.resolver.paths().served_file(ServedFile::CpuOnline);
         let text = read_text(&path).map_err(|e| self.failure(e))?;
         parse_cpu_list(&text)
@@ -346,7 +354,7 @@ impl View {
         &self,
         container: &Container,
         files: &dyn FileSource,
-    ) -> Result<Option<CpuSet>, Failure> {
+    ) -> Result<Option<CpuSet>, NotVirtualized> {
         let cpu = container.cgroups.cpu.as_ref().and_then(|d| non_root(d));
         let cpuset = container.cgroups.cpuset.as_ref().and_then(|d| non_root(d));
         if cpu.is_none() && cpuset.is_none() {
@@ -366,7 +374,7 @@ impl View {
         tid: u32,
         host: &str,
         files: &dyn FileSource,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<String>, NotVirtualized> {
         let accounting = container.cgroups.cpuacct.as_ref().and_then(non_root);
         let restricted = self.restricted_cpus(container, files)?;
         let tasks_dir = tasks_dir(container);
@@ -415,7 +423,7 @@ impl View {
         container: &Container,
         tid: u32,
         host: &str,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<String>, NotVirtualized> {
         let Some(dir) = tasks_dir(container) else {
             return Ok(None);
         };
@@ -440,7 +448,7 @@ impl View {
         dir: &CgroupDir,
         tid: u32,
         max_age: Duration,
-    ) -> Result<TaskView, Failure> {
+    ) -> Result<TaskView, NotVirtualized> {
         let age = || match container.anchor {
             Anchor::NamespaceInit { .. } => self.container_up_secs(container).ok(),
             Anchor::HostNamespace => None,
@@ -458,7 +466,7 @@ impl View {
     }
 
     /// Seconds since the container's anchor started (the host's uptime for host-namespace callers).
-    fn container_up_secs(&self, container: &Container) -> Result<f64, Failure> {
+    fn container_up_secs(&self, container: &Container) -> Result<f64, NotVirtualized> {
         let path = self.resolver.paths().served_file(ServedFile::Uptime);
         let text = read_text(&path).map_err(|e| self.failure(e))?;
         let (host_up_secs, _) = parse_uptime(&text)
@@ -477,7 +485,7 @@ impl View {
         container: &Container,
         host: &str,
         files: &dyn FileSource,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<String>, NotVirtualized> {
         let Anchor::NamespaceInit { start_ticks, .. } = container.anchor else {
             return Ok(None);
         };
@@ -503,17 +511,15 @@ impl View {
         Ok(Some(render_uptime(uptime)))
     }
 
-    fn failure(&self, error: ReadError) -> Failure {
-        let cause = match &error {
-            e if e.is_vanished() && e.path().starts_with(&self.resolver.paths().proc_root) => {
-                FallbackCause::CallerGone
-            }
-            e if e.is_vanished() => FallbackCause::CgroupVanished,
-            ReadError::Io { .. } => FallbackCause::Unreadable,
-            ReadError::Parse { .. } => FallbackCause::Unparsable,
-        };
-        Failure {
-            cause,
+    /// What `error` makes of the view being built: its entry in the failure table, and its chain to log.
+    fn failure(&self, error: ReadError) -> NotVirtualized {
+        let failure = error.view_failure(&self.resolver.paths().proc_root);
+        NotVirtualized {
+            // A read error stopping a view is a fallback by construction (`ReadError::view_failure`);
+            // the table's other entries end requests, not views.
+            cause: failure
+                .fallback_cause()
+                .unwrap_or(FallbackCause::Unreadable),
             detail: error_chain(&error),
         }
     }
@@ -526,6 +532,11 @@ fn host_rendered(host: Vec<u8>, source: Source) -> Rendered {
     }
 }
 
+/// The host file at `host_path` as the view of a caller whose view is the host's.
+pub fn render_host(host_path: &Path) -> Result<Rendered, ReadError> {
+    Ok(host_rendered(read_host_bytes(host_path)?, Source::Host))
+}
+
 /// A host file's bytes, whatever they hold.
 fn read_host_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
     read_kernel_bytes(path).wrap_path(path)
@@ -534,7 +545,7 @@ fn read_host_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
 /// A host file that is not text: served unchanged, as a fallback (renderers work on text).
 struct NotText {
     bytes: Vec<u8>,
-    failure: Failure,
+    failure: NotVirtualized,
 }
 
 /// A host file as text, or its bytes and why it is not virtualized when it is not UTF-8.
@@ -543,7 +554,7 @@ fn host_text(path: &Path) -> Result<Result<String, NotText>, ReadError> {
         let detail = format!("{}: not UTF-8 text: {}", path.display(), error.utf8_error());
         NotText {
             bytes: error.into_bytes(),
-            failure: Failure {
+            failure: NotVirtualized {
                 cause: FallbackCause::Unparsable,
                 detail,
             },
@@ -556,8 +567,8 @@ fn host_text(path: &Path) -> Result<Result<String, NotText>, ReadError> {
 fn container_dir<'a>(
     dir: Option<&'a CgroupDir>,
     controller: &str,
-) -> Result<Option<&'a CgroupDir>, Failure> {
-    let dir = dir.ok_or_else(|| Failure {
+) -> Result<Option<&'a CgroupDir>, NotVirtualized> {
+    let dir = dir.ok_or_else(|| NotVirtualized {
         cause: FallbackCause::MissingController,
         detail: format!("the caller's {controller} cgroup is not visible to cgview"),
     })?;
