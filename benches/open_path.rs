@@ -6,7 +6,7 @@
 mod host_fixture;
 
 use cgview::fs::permissions::Credentials;
-use cgview::fs::tree::Tree;
+use cgview::fs::{Caller, Fs, ReadInto};
 use cgview::service::cache::CacheSettings;
 use criterion::{criterion_group, criterion_main, Criterion};
 use host_fixture::*;
@@ -21,11 +21,19 @@ fn fixture_host() -> HostFixture {
     host
 }
 
-fn cycle(tree: &Tree, inode: u64) -> usize {
+fn cycle(tree: &Fs, inode: u64) -> usize {
     let handle = tree
-        .open(inode, Some(600), false, Credentials::ROOT)
+        .open(&Caller::new(600, Credentials::ROOT), inode, false)
         .unwrap();
-    let len = tree.read(handle, 0, Some(600)).unwrap().len();
+    let len = tree
+        .read(
+            &Caller::new(600, Credentials::ROOT),
+            handle,
+            0,
+            ReadInto::Buffer,
+        )
+        .unwrap()
+        .len();
     tree.release(handle);
     len
 }
@@ -33,7 +41,7 @@ fn cycle(tree: &Tree, inode: u64) -> usize {
 fn open_path(c: &mut Criterion) {
     let host = fixture_host();
     let long = Duration::from_secs(3600);
-    let hit = Tree::with_cache(
+    let hit = Fs::with_cache(
         Arc::new(host.view()),
         CacheSettings {
             snapshot_ttl: long,
@@ -42,13 +50,16 @@ fn open_path(c: &mut Criterion) {
             ..CacheSettings::default()
         },
     );
-    let inode = hit.walk("proc/meminfo", Some(600)).unwrap().inode;
+    let inode = hit
+        .walk("proc/meminfo", &Caller::new(600, Credentials::ROOT))
+        .unwrap()
+        .inode;
     cycle(&hit, inode);
     c.bench_function("open+read+release proc/meminfo, cache hit", |b| {
         b.iter(|| cycle(&hit, inode))
     });
 
-    let miss = Tree::with_cache(
+    let miss = Fs::with_cache(
         Arc::new(host.view()),
         CacheSettings {
             snapshot_ttl: Duration::ZERO,

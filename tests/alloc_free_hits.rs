@@ -6,7 +6,7 @@ mod host_fixture;
 
 use cgview::catalog::ServedFile;
 use cgview::fs::permissions::Credentials;
-use cgview::fs::tree::Tree;
+use cgview::fs::{Caller, Fs, ReadInto};
 use cgview::service::cache::CacheSettings;
 use host_fixture::*;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -70,15 +70,34 @@ fn allocations_in(body: impl FnOnce()) -> usize {
 }
 
 /// One open + read-to-EOF (in two pieces) + release, as the FUSE adapter drives the tree.
-fn cycle(tree: &Tree, inode: u64, caller: u32) -> usize {
+fn cycle(tree: &Fs, inode: u64, caller: u32) -> usize {
     let handle = tree
-        .open(inode, Some(caller), false, Credentials::ROOT)
+        .open(&Caller::new(caller, Credentials::ROOT), inode, false)
         .unwrap();
-    let first = tree.read(handle, 0, Some(caller)).unwrap();
+    let first = tree
+        .read(
+            &Caller::new(caller, Credentials::ROOT),
+            handle,
+            0,
+            ReadInto::Buffer,
+        )
+        .unwrap();
     let middle = tree
-        .read(handle, (first.len() / 2) as u64, Some(caller))
+        .read(
+            &Caller::new(caller, Credentials::ROOT),
+            handle,
+            (first.len() / 2) as u64,
+            ReadInto::Buffer,
+        )
         .unwrap();
-    let end = tree.read(handle, first.len() as u64, Some(caller)).unwrap();
+    let end = tree
+        .read(
+            &Caller::new(caller, Credentials::ROOT),
+            handle,
+            first.len() as u64,
+            ReadInto::Buffer,
+        )
+        .unwrap();
     tree.release(handle);
     first.len() + middle.len() + end.len()
 }
@@ -113,11 +132,18 @@ fn cache_hit_open_and_every_read_allocate_nothing() {
         membership_ttl: Duration::from_secs(3600),
         ..CacheSettings::default()
     };
-    let tree = Tree::with_cache(Arc::new(host.view()), settings);
+    let tree = Fs::with_cache(Arc::new(host.view()), settings);
 
     let served: Vec<(ServedFile, u64)> = ServedFile::ALL
         .into_iter()
-        .filter_map(|file| Some((file, tree.walk(file.tree_path(), Some(600)).ok()?.inode)))
+        .filter_map(|file| {
+            Some((
+                file,
+                tree.walk(file.tree_path(), &Caller::new(600, Credentials::ROOT))
+                    .ok()?
+                    .inode,
+            ))
+        })
         .collect();
     assert!(served.len() >= 12, "{served:?}");
     let meminfo = served[0].1;

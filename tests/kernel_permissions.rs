@@ -6,7 +6,7 @@
 mod host_fixture;
 
 use cgview::fs::permissions::{self, Credentials};
-use cgview::fs::tree::{NodeKind, Tree};
+use cgview::fs::{Caller, Fs, NodeKind};
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -54,14 +54,16 @@ fn fixture_owner(host: &HostFixture) -> (u32, u32) {
     (metadata.uid(), metadata.gid())
 }
 
-fn open_error(tree: &Tree, path: &str, caller: u32, as_ids: Credentials) -> Option<i32> {
-    let node = tree.walk(path, Some(HOST_PROCESS)).unwrap();
-    match tree.open(node.inode, Some(caller), false, as_ids) {
+fn open_error(tree: &Fs, path: &str, caller: u32, as_ids: Credentials) -> Option<i32> {
+    let node = tree
+        .walk(path, &Caller::new(HOST_PROCESS, Credentials::ROOT))
+        .unwrap();
+    match tree.open(&Caller::new(caller, as_ids), node.inode, false) {
         Ok(handle) => {
             tree.release(handle);
             None
         }
-        Err(e) => Some(e.0),
+        Err(e) => Some(e.errno()),
     }
 }
 
@@ -75,9 +77,12 @@ fn mirrored_nodes_carry_the_hosts_owner_group_and_mode() {
         std::os::unix::fs::chown(cpu1.join("private"), Some(1000), Some(50)).unwrap();
         std::os::unix::fs::chown(&cpu1, Some(1001), Some(51)).unwrap();
     }
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     let node = tree
-        .walk(&format!("{CPU_DIR}/cpu1/private"), Some(HOST_PROCESS))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/private"),
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
         .unwrap();
     let metadata = fs::metadata(cpu1.join("private")).unwrap();
     assert_eq!(
@@ -85,7 +90,10 @@ fn mirrored_nodes_carry_the_hosts_owner_group_and_mode() {
         (metadata.uid(), metadata.gid(), 0o640)
     );
     let dir = tree
-        .walk(&format!("{CPU_DIR}/cpu1"), Some(HOST_PROCESS))
+        .walk(
+            &format!("{CPU_DIR}/cpu1"),
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
         .unwrap();
     let metadata = fs::metadata(&cpu1).unwrap();
     assert_eq!(
@@ -106,9 +114,16 @@ fn mirrored_nodes_carry_the_hosts_owner_group_and_mode() {
         fs::Permissions::from_mode(0o751),
     )
     .unwrap();
-    assert_eq!(tree.walk(CPU_DIR, None).unwrap().mode, 0o751);
+    assert_eq!(
+        tree.walk(CPU_DIR, &Caller::new(0, Credentials::ROOT))
+            .unwrap()
+            .mode,
+        0o751
+    );
     // Served files are root's, as procfs's are.
-    let slabinfo = tree.walk("proc/slabinfo", None).unwrap();
+    let slabinfo = tree
+        .walk("proc/slabinfo", &Caller::new(0, Credentials::ROOT))
+        .unwrap();
     assert_eq!((slabinfo.owner.uid, slabinfo.owner.gid), (0, 0));
 }
 
@@ -129,7 +144,7 @@ fn supplementary_group_members_read_group_only_files() {
     credentials(&host, 701, uid, gid, &[7], 0);
     // A status that is not the request's (the thread changed ids, or its id was reused).
     credentials(&host, 702, uid.wrapping_add(1), gid, &[owner_gid], 0);
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     let path = format!("{CPU_DIR}/cpu1/group_only");
     let ids = Credentials { uid, gid };
     assert_eq!(open_error(&tree, &path, 700, ids), None, "a member");
@@ -140,9 +155,15 @@ fn supplementary_group_members_read_group_only_files() {
         Some(libc::EACCES),
         "no status"
     );
-    let node = tree.walk(&path, Some(HOST_PROCESS)).unwrap();
-    assert!(tree.permits(&node, ids, Some(700), permissions::READ));
-    assert!(!tree.permits(&node, ids, Some(701), permissions::READ));
+    let node = tree
+        .walk(&path, &Caller::new(HOST_PROCESS, Credentials::ROOT))
+        .unwrap();
+    assert!(tree
+        .access(&Caller::new(700, ids), node.inode, permissions::READ)
+        .is_ok());
+    assert!(tree
+        .access(&Caller::new(701, ids), node.inode, permissions::READ)
+        .is_err());
 }
 
 #[test]
@@ -159,26 +180,32 @@ fn private_directories_refuse_others_their_names_and_listing() {
     fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
     let (uid, gid) = (owner_uid.wrapping_add(4242), owner_gid.wrapping_add(4242));
     credentials(&host, 700, uid, gid, &[owner_gid], 0);
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     let dir = tree
-        .walk(&format!("{CPU_DIR}/cpu1/private_dir"), Some(HOST_PROCESS))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/private_dir"),
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
         .unwrap();
     let stranger = Credentials { uid, gid };
     assert_eq!(
-        tree.lookup(dir.inode, b"inside", Some(700), stranger)
+        tree.lookup(&Caller::new(700, stranger), dir.inode, b"inside")
             .unwrap_err()
-            .0,
+            .errno(),
         libc::EACCES
     );
     assert_eq!(
-        tree.open_dir(dir.inode, Some(700), stranger).unwrap_err().0,
+        tree.opendir(&Caller::new(700, stranger), dir.inode)
+            .unwrap_err()
+            .errno(),
         libc::EACCES
     );
     let owner = Credentials {
         uid: owner_uid,
         gid: owner_gid,
     };
-    tree.lookup(dir.inode, b"inside", Some(700), owner).unwrap();
+    tree.lookup(&Caller::new(700, owner), dir.inode, b"inside")
+        .unwrap();
 }
 
 #[test]
@@ -209,7 +236,7 @@ fn capabilities_override_the_bits_as_the_kernel_lets_them() {
         )
         .unwrap();
     }
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     let ids = Credentials { uid, gid };
     assert_eq!(open_error(&tree, &path, 700, ids), None);
     assert_eq!(open_error(&tree, &path, 701, ids), Some(libc::EACCES));
@@ -237,38 +264,66 @@ fn stat_by_a_caller_who_may_not_read_shows_no_length_and_reads_nothing() {
     fs::write(&root_only, "a secret of some length\n").unwrap();
     fs::set_permissions(&root_only, fs::Permissions::from_mode(0o400)).unwrap();
     credentials(&host, 700, 65534, 65534, &[], 0);
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     let nobody = Credentials {
         uid: 65534,
         gid: 65534,
     };
     let slabinfo_host = host.paths.proc_root.join("slabinfo");
-    let slabinfo = tree.walk("proc/slabinfo", Some(HOST_PROCESS)).unwrap();
+    let slabinfo = tree
+        .walk(
+            "proc/slabinfo",
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
+        .unwrap();
     let host_file = tree
-        .walk(&format!("{CPU_DIR}/cpu1/root_only"), Some(HOST_PROCESS))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/root_only"),
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
         .unwrap();
     assert_eq!(host_file.kind, NodeKind::HostFile);
     for (node, path) in [(slabinfo, &slabinfo_host), (host_file, &root_only)] {
         age_access_time(path);
         // Not its length, and not 0 (which a later reader's sendfile(2) would stop at).
-        assert_eq!(tree.size_for(&node, Some(700), nobody), 1);
         assert_eq!(
-            tree.open(node.inode, Some(700), false, nobody)
+            tree.getattr(&Caller::new(700, nobody), node.inode)
+                .unwrap()
+                .0
+                .size,
+            1
+        );
+        assert_eq!(
+            tree.open(&Caller::new(700, nobody), node.inode, false)
                 .unwrap_err()
-                .0,
+                .errno(),
             libc::EACCES
         );
         assert!(!was_read(path), "{} was read for nobody", path.display());
         // The same for root reads the file: the check above can see a read.
         let length = fs::metadata(path).unwrap().len();
         assert_eq!(
-            tree.size_for(&node, Some(HOST_PROCESS), Credentials::ROOT),
+            tree.getattr(&Caller::new(HOST_PROCESS, Credentials::ROOT), node.inode)
+                .unwrap()
+                .0
+                .size,
             length
         );
         assert!(was_read(path), "{}", path.display());
     }
-    let meminfo = tree.walk("proc/meminfo", Some(HOST_PROCESS)).unwrap();
-    assert!(tree.size_for(&meminfo, Some(700), nobody) > 1);
+    let meminfo = tree
+        .walk(
+            "proc/meminfo",
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
+        .unwrap();
+    assert!(
+        tree.getattr(&Caller::new(700, nobody), meminfo.inode)
+            .unwrap()
+            .0
+            .size
+            > 1
+    );
 }
 
 /// A `sys/block` with one real device, and links that lead out of sysfs every way a link can.
@@ -305,9 +360,11 @@ fn crafted_block_tree(host: &HostFixture) {
     .unwrap();
 }
 
-fn listed(tree: &Tree, path: &str) -> Vec<String> {
-    let node = tree.walk(path, Some(HOST_PROCESS)).unwrap();
-    tree.list(node.inode, Some(HOST_PROCESS))
+fn listed(tree: &Fs, path: &str) -> Vec<String> {
+    let node = tree
+        .walk(path, &Caller::new(HOST_PROCESS, Credentials::ROOT))
+        .unwrap();
+    list(tree, node.inode, HOST_PROCESS)
         .unwrap()
         .into_iter()
         .map(|e| e.name)
@@ -319,7 +376,7 @@ fn listed(tree: &Tree, path: &str) -> Vec<String> {
 fn mirrored_symlinks_never_lead_out_of_sysfs() {
     let host = host();
     crafted_block_tree(&host);
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     assert_eq!(listed(&tree, "sys/block"), ["vda"]);
     assert_eq!(
         listed(&tree, "sys/block/vda"),
@@ -336,13 +393,17 @@ fn mirrored_symlinks_never_lead_out_of_sysfs() {
         "sys/devices/system/cpu/cpu1/firmware_out",
     ] {
         assert_eq!(
-            tree.walk(escaping, Some(HOST_PROCESS)).unwrap_err().0,
+            tree.walk(escaping, &Caller::new(HOST_PROCESS, Credentials::ROOT))
+                .unwrap_err()
+                .errno(),
             libc::ENOENT,
             "{escaping}"
         );
     }
     let readlink = |path: &str| {
-        let node = tree.walk(path, Some(HOST_PROCESS)).unwrap();
+        let node = tree
+            .walk(path, &Caller::new(HOST_PROCESS, Credentials::ROOT))
+            .unwrap();
         tree.readlink(node.inode)
     };
     assert_eq!(
@@ -355,24 +416,33 @@ fn mirrored_symlinks_never_lead_out_of_sysfs() {
     );
     // A link looked up while inside and changed since is refused when read.
     let device = tree
-        .walk("sys/block/vda/device", Some(HOST_PROCESS))
+        .walk(
+            "sys/block/vda/device",
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
         .unwrap();
     let vda = host.paths.sys_root.join("devices/pci0/virtio1/block/vda");
     fs::remove_file(vda.join("device")).unwrap();
     symlink("../../../../../../../../../../etc", vda.join("device")).unwrap();
-    assert_eq!(tree.readlink(device.inode).unwrap_err().0, libc::ENOENT);
+    assert_eq!(
+        tree.readlink(device.inode).unwrap_err().errno(),
+        libc::ENOENT
+    );
 }
 
 #[test]
 fn mirrored_inodes_are_not_numbered_in_lookup_order() {
     let host = host();
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     let inodes: Vec<u64> = ["cpu0", "cpu1", "cpu2", "cpu3", "kernel_max", "cpufreq"]
         .iter()
         .map(|name| {
-            tree.walk(&format!("{CPU_DIR}/{name}"), Some(HOST_PROCESS))
-                .unwrap()
-                .inode
+            tree.walk(
+                &format!("{CPU_DIR}/{name}"),
+                &Caller::new(HOST_PROCESS, Credentials::ROOT),
+            )
+            .unwrap()
+            .inode
         })
         .collect();
     let first = inodes[0];
@@ -391,33 +461,70 @@ fn forgotten_mirrored_inodes_are_freed_and_found_again_by_lookup() {
     fs::write(vda.join("dev"), "254:0\n").unwrap();
     fs::write(vda.join("stat"), "1 0 8 1 0 0 0 0 0 1 1 0 0 0 0 0 0\n").unwrap();
     symlink("../devices/pci0/virtio1/block/vda", sys.join("block/vda")).unwrap();
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     assert_eq!(tree.mirrored_count(), 0);
-    let stat = tree.walk("sys/block/vda/stat", Some(HOST_PROCESS)).unwrap();
-    let device = tree.walk("sys/block/vda", Some(HOST_PROCESS)).unwrap();
+    let stat = tree
+        .walk(
+            "sys/block/vda/stat",
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
+        .unwrap();
+    let device = tree
+        .walk(
+            "sys/block/vda",
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
+        .unwrap();
     assert_eq!(stat.kind, NodeKind::BlockStat);
     assert_eq!(tree.mirrored_count(), 2);
     // Listing adds nothing: READDIR takes no reference the kernel would forget.
-    tree.list(device.inode, Some(HOST_PROCESS)).unwrap();
+    list(&tree, device.inode, HOST_PROCESS).unwrap();
     assert_eq!(tree.mirrored_count(), 2);
     let handle = tree
-        .open(stat.inode, Some(HOST_PROCESS), false, Credentials::ROOT)
+        .open(
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+            stat.inode,
+            false,
+        )
         .unwrap();
     tree.release(handle);
     // vda was looked up twice (once per walk), its stat once.
     tree.forget(device.inode, 1);
-    assert!(tree.node(device.inode).is_ok(), "one lookup left");
+    assert!(
+        tree.getattr(&Caller::new(0, Credentials::ROOT), device.inode)
+            .is_ok(),
+        "one lookup left"
+    );
     tree.forget(device.inode, 1);
     tree.forget(stat.inode, 1);
     assert_eq!(tree.mirrored_count(), 0);
-    assert_eq!(tree.node(stat.inode).unwrap_err().0, libc::ENOENT);
-    assert_eq!(tree.node(device.inode).unwrap_err().0, libc::ENOENT);
+    assert_eq!(
+        tree.getattr(&Caller::new(0, Credentials::ROOT), stat.inode)
+            .unwrap_err()
+            .errno(),
+        libc::ENOENT
+    );
+    assert_eq!(
+        tree.getattr(&Caller::new(0, Credentials::ROOT), device.inode)
+            .unwrap_err()
+            .errno(),
+        libc::ENOENT
+    );
     // Static inodes are not the mirror's to forget.
-    let meminfo = tree.walk("proc/meminfo", None).unwrap();
+    let meminfo = tree
+        .walk("proc/meminfo", &Caller::new(0, Credentials::ROOT))
+        .unwrap();
     tree.forget(meminfo.inode, 1);
-    assert!(tree.node(meminfo.inode).is_ok());
+    assert!(tree
+        .getattr(&Caller::new(0, Credentials::ROOT), meminfo.inode)
+        .is_ok());
     // Looked up again, a path gets its number back.
-    let again = tree.walk("sys/block/vda/stat", Some(HOST_PROCESS)).unwrap();
+    let again = tree
+        .walk(
+            "sys/block/vda/stat",
+            &Caller::new(HOST_PROCESS, Credentials::ROOT),
+        )
+        .unwrap();
     assert_eq!(again.inode, stat.inode);
     assert_eq!(tree.mirrored_count(), 2);
 }

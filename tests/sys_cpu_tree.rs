@@ -4,7 +4,7 @@ mod host_fixture;
 
 use cgview::catalog::ServedFile;
 use cgview::fs::permissions::Credentials;
-use cgview::fs::tree::{NameLifetime, NodeKind, Tree};
+use cgview::fs::{Caller, Fs, NameLifetime, NodeKind, ReadInto};
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,19 +13,21 @@ use std::sync::Arc;
 const CPU_DIR: &str = "sys/devices/system/cpu";
 
 /// A host with CPUs 0-3, a container (pid 600) restricted to CPUs 1 and 3, and a host process (601).
-fn tree() -> (HostFixture, Tree) {
+fn tree() -> (HostFixture, Fs) {
     let host = hybrid_host();
     host.cpu_tree("0-3", &[0, 1, 2, 3]);
     host.cgroup_file("cpuset", "/c", "cpuset.effective_cpus", "1,3\n");
     host.process(&Process::host(600, hybrid_membership("/c")));
     host.process(&Process::host(601, hybrid_membership("/")));
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
     (host, tree)
 }
 
-fn names(tree: &Tree, path: &str, caller: u32) -> Vec<String> {
-    let node = tree.walk(path, Some(caller)).unwrap();
-    tree.list(node.inode, Some(caller))
+fn names(tree: &Fs, path: &str, caller: u32) -> Vec<String> {
+    let node = tree
+        .walk(path, &Caller::new(caller, Credentials::ROOT))
+        .unwrap();
+    list(tree, node.inode, caller)
         .unwrap()
         .into_iter()
         .map(|e| e.name)
@@ -33,12 +35,22 @@ fn names(tree: &Tree, path: &str, caller: u32) -> Vec<String> {
         .collect()
 }
 
-fn read(tree: &Tree, path: &str, caller: u32) -> String {
-    let node = tree.walk(path, Some(caller)).unwrap();
-    let handle = tree
-        .open(node.inode, Some(caller), false, Credentials::ROOT)
+fn read(tree: &Fs, path: &str, caller: u32) -> String {
+    let node = tree
+        .walk(path, &Caller::new(caller, Credentials::ROOT))
         .unwrap();
-    let bytes = tree.read(handle, 0, Some(caller)).unwrap().to_vec();
+    let handle = tree
+        .open(&Caller::new(caller, Credentials::ROOT), node.inode, false)
+        .unwrap();
+    let bytes = tree
+        .read(
+            &Caller::new(caller, Credentials::ROOT),
+            handle,
+            0,
+            ReadInto::Buffer,
+        )
+        .unwrap()
+        .to_vec();
     tree.release(handle);
     String::from_utf8(bytes).unwrap()
 }
@@ -74,29 +86,38 @@ fn listing_has_only_visible_cpus_and_passes_everything_else() {
 #[test]
 fn hidden_cpus_do_not_resolve_and_visible_ones_must_be_asked_again() {
     let (_host, tree) = tree();
-    let cpu_dir = tree.walk(CPU_DIR, Some(600)).unwrap();
+    let cpu_dir = tree
+        .walk(CPU_DIR, &Caller::new(600, Credentials::ROOT))
+        .unwrap();
     assert_eq!(
-        tree.lookup(cpu_dir.inode, b"cpu2", Some(600), Credentials::ROOT)
+        tree.lookup(&Caller::new(600, Credentials::ROOT), cpu_dir.inode, b"cpu2")
             .unwrap_err()
-            .0,
+            .errno(),
         libc::ENOENT
     );
     assert!(tree
-        .walk(&format!("{CPU_DIR}/cpu0/topology/core_id"), Some(600))
+        .walk(
+            &format!("{CPU_DIR}/cpu0/topology/core_id"),
+            &Caller::new(600, Credentials::ROOT)
+        )
         .is_err());
-    let (node, lifetime) = tree
-        .lookup(cpu_dir.inode, b"cpu2", Some(601), Credentials::ROOT)
+    let entry = tree
+        .lookup(&Caller::new(601, Credentials::ROOT), cpu_dir.inode, b"cpu2")
         .unwrap();
-    assert_eq!(node.kind, NodeKind::HostDirectory);
+    assert_eq!(entry.attr.kind, NodeKind::HostDirectory);
     // The kernel caches names for everyone; a per-caller name must not be cached.
-    assert_eq!(lifetime, NameLifetime::PerCaller);
-    let (_, lifetime) = tree
-        .lookup(cpu_dir.inode, b"cpufreq", Some(600), Credentials::ROOT)
+    assert_eq!(entry.name_lifetime(), NameLifetime::PerCaller);
+    let entry = tree
+        .lookup(
+            &Caller::new(600, Credentials::ROOT),
+            cpu_dir.inode,
+            b"cpufreq",
+        )
         .unwrap();
-    assert_eq!(lifetime, NameLifetime::Stable);
+    assert_eq!(entry.name_lifetime(), NameLifetime::Stable);
     for bad in [&b"cpu9"[..], b"..", b"nope"] {
         assert!(tree
-            .lookup(cpu_dir.inode, bad, Some(601), Credentials::ROOT)
+            .lookup(&Caller::new(601, Credentials::ROOT), cpu_dir.inode, bad)
             .is_err());
     }
 }
@@ -118,7 +139,10 @@ fn contents_symlinks_and_lists_pass_through_or_are_rendered() {
     assert_eq!(read(&tree, &format!("{CPU_DIR}/offline"), 600), "\n");
     assert_eq!(read(&tree, &format!("{CPU_DIR}/possible"), 601), "0-7\n");
     let link = tree
-        .walk(&format!("{CPU_DIR}/cpu1/subsystem"), Some(600))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/subsystem"),
+            &Caller::new(600, Credentials::ROOT),
+        )
         .unwrap();
     assert_eq!(link.kind, NodeKind::HostSymlink);
     assert_eq!(
@@ -141,44 +165,73 @@ fn modes_are_the_hosts_and_writes_fail_on_the_read_only_mount() {
     fs::set_permissions(dir.join("tunable"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(dir.join("topology"), fs::Permissions::from_mode(0o751)).unwrap();
     let mode = |name: &str| {
-        tree.walk(&format!("{CPU_DIR}/cpu1/{name}"), Some(600))
-            .unwrap()
-            .mode
+        tree.walk(
+            &format!("{CPU_DIR}/cpu1/{name}"),
+            &Caller::new(600, Credentials::ROOT),
+        )
+        .unwrap()
+        .mode
     };
     assert_eq!(mode("secret"), 0o400);
     // As a read-only mount of the host's sysfs shows it: the write bit stays, writing fails.
     assert_eq!(mode("tunable"), 0o644);
     assert_eq!(mode("topology"), 0o751);
     let tunable = tree
-        .walk(&format!("{CPU_DIR}/cpu1/tunable"), Some(600))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/tunable"),
+            &Caller::new(600, Credentials::ROOT),
+        )
         .unwrap();
     assert_eq!(
-        tree.open(tunable.inode, Some(600), true, Credentials::ROOT)
+        tree.open(&Caller::new(600, Credentials::ROOT), tunable.inode, true)
             .unwrap_err()
-            .0,
+            .errno(),
         libc::EROFS
     );
     // Served files keep procfs's modes.
-    assert_eq!(tree.walk("proc/slabinfo", None).unwrap().mode, 0o400);
-    assert_eq!(tree.walk("proc/meminfo", None).unwrap().mode, 0o444);
+    assert_eq!(
+        tree.walk("proc/slabinfo", &Caller::new(0, Credentials::ROOT))
+            .unwrap()
+            .mode,
+        0o400
+    );
+    assert_eq!(
+        tree.walk("proc/meminfo", &Caller::new(0, Credentials::ROOT))
+            .unwrap()
+            .mode,
+        0o444
+    );
 }
 
 #[test]
 fn inodes_are_stable_and_directory_listings_agree_with_lookups() {
     let (_host, tree) = tree();
     let first = tree
-        .walk(&format!("{CPU_DIR}/cpu1/topology"), Some(600))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/topology"),
+            &Caller::new(600, Credentials::ROOT),
+        )
         .unwrap();
     let again = tree
-        .walk(&format!("{CPU_DIR}/cpu1/topology"), Some(601))
+        .walk(
+            &format!("{CPU_DIR}/cpu1/topology"),
+            &Caller::new(601, Credentials::ROOT),
+        )
         .unwrap();
     assert_eq!(first.inode, again.inode);
-    let cpu1 = tree.walk(&format!("{CPU_DIR}/cpu1"), Some(600)).unwrap();
-    let listed = tree.list(cpu1.inode, Some(600)).unwrap();
+    let cpu1 = tree
+        .walk(
+            &format!("{CPU_DIR}/cpu1"),
+            &Caller::new(600, Credentials::ROOT),
+        )
+        .unwrap();
+    let listed = list(&tree, cpu1.inode, 600).unwrap();
     let topology = listed.iter().find(|e| e.name == "topology").unwrap();
     assert_eq!(topology.inode, first.inode);
     let dotdot = listed.iter().find(|e| e.name == "..").unwrap();
-    let cpu_dir = tree.walk(CPU_DIR, Some(600)).unwrap();
+    let cpu_dir = tree
+        .walk(CPU_DIR, &Caller::new(600, Credentials::ROOT))
+        .unwrap();
     assert_eq!(dotdot.inode, cpu_dir.inode);
 }
 
@@ -188,14 +241,22 @@ fn files_the_host_lacks_are_left_out() {
     host.cpu_tree("0-3", &[0, 1, 2, 3]);
     fs::remove_file(host.paths.proc_root.join("pressure/io")).unwrap();
     host.process(&Process::host(601, hybrid_membership("/")));
-    let tree = Tree::new(Arc::new(host.view()));
-    assert!(tree.walk("proc/pressure/io", Some(601)).is_err());
-    assert!(tree.walk("proc/pressure/cpu", Some(601)).is_ok());
+    let tree = Fs::new(Arc::new(host.view()));
+    assert!(tree
+        .walk("proc/pressure/io", &Caller::new(601, Credentials::ROOT))
+        .is_err());
+    assert!(tree
+        .walk("proc/pressure/cpu", &Caller::new(601, Credentials::ROOT))
+        .is_ok());
     assert_eq!(names(&tree, "proc/pressure", 601), ["cpu", "memory"]);
     // Every other served file is in the tree.
     for file in ServedFile::ALL {
         if file != ServedFile::PressureIo {
-            assert!(tree.walk(file.tree_path(), Some(601)).is_ok(), "{file:?}");
+            assert!(
+                tree.walk(file.tree_path(), &Caller::new(601, Credentials::ROOT))
+                    .is_ok(),
+                "{file:?}"
+            );
         }
     }
 }
@@ -223,9 +284,11 @@ fn block_devices_are_directories_whose_stat_is_the_callers_io() {
     );
     host.process(&Process::host(600, "0::/ctr\n".into()));
     host.process(&Process::host(601, "0::/\n".into()));
-    let tree = Tree::new(Arc::new(host.view()));
+    let tree = Fs::new(Arc::new(host.view()));
 
-    let device = tree.walk("sys/block/vda", Some(600)).unwrap();
+    let device = tree
+        .walk("sys/block/vda", &Caller::new(600, Credentials::ROOT))
+        .unwrap();
     assert_eq!(device.kind, NodeKind::HostDirectory);
     assert_eq!(names(&tree, "sys/block", 600), ["vda"]);
     assert_eq!(
@@ -242,7 +305,9 @@ fn block_devices_are_directories_whose_stat_is_the_callers_io() {
         .all(|f| f == "0"));
     assert_eq!(read(&tree, "sys/block/vda/stat", 601), host_stat);
     assert_eq!(read(&tree, "sys/block/vda/size", 600), "2048\n");
-    let link = tree.walk("sys/block/vda/device", Some(600)).unwrap();
+    let link = tree
+        .walk("sys/block/vda/device", &Caller::new(600, Credentials::ROOT))
+        .unwrap();
     assert_eq!(
         tree.readlink(link.inode).unwrap(),
         std::path::Path::new("/sys/devices/pci0/virtio1")

@@ -12,7 +12,7 @@
 
 mod fake_host;
 
-use cgview::fs::ops::FsOps;
+use cgview::fs::Fs;
 use cgview::transport::ring::{answer, MIN_PAYLOAD_LEN, REQ_HEADER_LEN};
 use fake_host::{mounted, CONTAINER_PID, HOST_PID, OUTSIDE_MARKER};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -93,7 +93,7 @@ struct Session {
     dirs: Vec<u64>,
 }
 
-fn request(ops: &FsOps, session: &mut Session, u: &mut Unstructured) -> Result<()> {
+fn request(ops: &Fs, session: &mut Session, u: &mut Unstructured) -> Result<()> {
     let header_len = if u.ratio(1, 16)? {
         u.int_in_range(0..=REQ_HEADER_LEN - 1)?
     } else {
@@ -236,14 +236,14 @@ fn request(ops: &FsOps, session: &mut Session, u: &mut Unstructured) -> Result<(
 
 fuzz_target!(|data: &[u8]| {
     let mounted = mounted();
-    let ops = FsOps::new(mounted.tree.clone());
+    let ops = &mounted.fs;
     let mut session = Session {
         inodes: vec![1],
         ..Session::default()
     };
     let mut u = Unstructured::new(data);
     for _ in 0..MAX_REQUESTS {
-        if u.is_empty() || request(&ops, &mut session, &mut u).is_err() {
+        if u.is_empty() || request(ops, &mut session, &mut u).is_err() {
             break;
         }
     }
@@ -254,7 +254,7 @@ fuzz_target!(|data: &[u8]| {
         ops.releasedir(fh);
     }
     assert_eq!(
-        mounted.tree.open_count(),
+        mounted.fs.open_count(),
         0,
         "a handle outlived the input's releases"
     );

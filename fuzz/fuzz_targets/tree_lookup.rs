@@ -11,7 +11,7 @@
 mod fake_host;
 
 use cgview::fs::permissions::Credentials;
-use cgview::fs::tree::{Inode, Tree, ROOT_INODE};
+use cgview::fs::{Caller, Fs, Inode, ReadInto, ROOT_INODE};
 use fake_host::{mounted, CONTAINER_PID, HOST_PID, OUTSIDE_MARKER, OUTSIDE_NAME};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -91,13 +91,15 @@ fn pick_name(u: &mut Unstructured) -> Result<Vec<u8>> {
     Ok(u.choose(NAMES)?.as_bytes().to_vec())
 }
 
-fn pick_caller(u: &mut Unstructured) -> Result<Option<u32>> {
-    Ok(match u.int_in_range(0..=3u8)? {
-        0 => None,
-        1 => Some(CONTAINER_PID),
-        2 => Some(HOST_PID),
-        _ => Some(u.arbitrary()?),
-    })
+/// Root as a thread of the container, of the host, of anything, or outside the daemon's pid namespace.
+fn pick_caller(u: &mut Unstructured) -> Result<Caller> {
+    let pid = match u.int_in_range(0..=3u8)? {
+        0 => 0,
+        1 => CONTAINER_PID,
+        2 => HOST_PID,
+        _ => u.arbitrary()?,
+    };
+    Ok(Caller::new(pid, Credentials::ROOT))
 }
 
 /// `path`'s place in the container: the tree is mounted so that its `sys/...` is the container's
@@ -133,7 +135,7 @@ fn check_content(content: &[u8]) {
     );
 }
 
-fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
+fn run(tree: &Fs, u: &mut Unstructured) -> Result<()> {
     let mut known = vec![Known {
         inode: ROOT_INODE,
         path: Some(PathBuf::new()),
@@ -147,12 +149,12 @@ fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
                 let (parent, parent_path) = pick_inode(u, &known)?;
                 let name = pick_name(u)?;
                 let caller = pick_caller(u)?;
-                if let Ok((node, _)) = tree.lookup(parent, &name, caller, Credentials::ROOT) {
+                if let Ok(entry) = tree.lookup(&caller, parent, &name) {
                     let name = String::from_utf8_lossy(&name);
                     assert_ne!(name, OUTSIDE_NAME, "looked up a name outside the sys root");
                     let path = parent_path.map(|p| p.join(&*name));
                     known.push(Known {
-                        inode: node.inode,
+                        inode: entry.attr.ino,
                         path,
                     });
                 }
@@ -175,8 +177,10 @@ fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
             2 => {
                 let (inode, path) = pick_inode(u, &known)?;
                 let caller = pick_caller(u)?;
-                if let Ok(entries) = tree.list(inode, caller) {
-                    for entry in entries {
+                if let Ok(handle) = tree.opendir(&caller, inode) {
+                    let entries = tree.readdir(handle);
+                    tree.releasedir(handle);
+                    for entry in entries.iter().flat_map(|entries| entries.iter()) {
                         assert_ne!(
                             entry.name, OUTSIDE_NAME,
                             "listed a directory outside the sys root"
@@ -194,9 +198,9 @@ fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
                 let (inode, _) = pick_inode(u, &known)?;
                 let caller = pick_caller(u)?;
                 let offset = u.arbitrary()?;
-                if let Ok(handle) = tree.open(inode, caller, false, Credentials::ROOT) {
-                    let first = tree.read(handle, 0, caller);
-                    let again = tree.read(handle, offset, caller);
+                if let Ok(handle) = tree.open(&caller, inode, false) {
+                    let first = tree.read(&caller, handle, 0, ReadInto::Buffer);
+                    let again = tree.read(&caller, handle, offset, ReadInto::Buffer);
                     tree.release(handle);
                     for content in [first, again].into_iter().flatten() {
                         check_content(&content);
@@ -205,7 +209,8 @@ fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
             }
             _ => {
                 let (inode, _) = pick_inode(u, &known)?;
-                let _ = tree.node(inode);
+                let caller = pick_caller(u)?;
+                let _ = tree.getattr(&caller, inode);
             }
         }
     }
@@ -214,9 +219,9 @@ fn run(tree: &Tree, u: &mut Unstructured) -> Result<()> {
 
 fuzz_target!(|data: &[u8]| {
     let mounted = mounted();
-    let _ = run(&mounted.tree, &mut Unstructured::new(data));
+    let _ = run(&mounted.fs, &mut Unstructured::new(data));
     assert_eq!(
-        mounted.tree.open_count(),
+        mounted.fs.open_count(),
         0,
         "a handle outlived its release"
     );

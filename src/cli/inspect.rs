@@ -3,8 +3,9 @@
 
 use cgview::catalog::ServedFile;
 use cgview::error_chain;
+use cgview::failure::Failure;
 use cgview::fs::permissions::Credentials;
-use cgview::fs::tree::{Errno as TreeErrno, NodeKind, Tree};
+use cgview::fs::{Caller, Fs, NodeKind, ReadInto};
 use cgview::host::layout::{CgroupLayout, Controller};
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
@@ -80,20 +81,20 @@ pub fn health(
 }
 
 /// What `pid` would read at `path` below the mount point: a file's content, a directory's listing (one
-/// name a line) or a symlink's target.
-pub fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String> {
-    let node = tree.walk(path, Some(pid)).map_err(|e| {
+/// name a line) or a symlink's target. Asks [`Fs`] as the kernel would, as root in `pid`'s place.
+pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
+    let caller = Caller::new(pid, Credentials::ROOT);
+    let node = fs.walk(path, &caller).map_err(|e| {
         let known: Vec<_> = ServedFile::ALL.iter().map(|f| f.tree_path()).collect();
         format!(
-            "{path}: {} (served: {}, and everything below sys/devices/system/cpu)",
-            std::io::Error::from_raw_os_error(e.0),
+            "{path}: {e} (served: {}, and everything below sys/devices/system/cpu)",
             known.join(", ")
         )
     })?;
-    let failed = |e: TreeErrno| format!("{path}: {}", std::io::Error::from_raw_os_error(e.0));
+    let failed = |e: Failure| format!("{path}: {e}");
     match node.kind {
         NodeKind::File(file) => {
-            let rendered = tree
+            let rendered = fs
                 .view()
                 .render(file, Some(pid))
                 .map_err(|e| error_chain(&e))?;
@@ -107,15 +108,13 @@ pub fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String>
             Ok(rendered.bytes)
         }
         NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
-            let handle = tree
-                .open(node.inode, Some(pid), false, Credentials::ROOT)
-                .map_err(failed)?;
-            let snapshot = tree.read(handle, 0, Some(pid)).map_err(failed)?;
-            tree.release(handle);
-            Ok(snapshot.to_vec())
+            let handle = fs.open(&caller, node.inode, false).map_err(failed)?;
+            let snapshot = fs.read(&caller, handle, 0, ReadInto::Buffer);
+            fs.release(handle);
+            Ok(snapshot.map_err(failed)?.to_vec())
         }
         NodeKind::HostSymlink => {
-            let mut target = tree
+            let mut target = fs
                 .readlink(node.inode)
                 .map_err(failed)?
                 .into_os_string()
@@ -124,8 +123,11 @@ pub fn render_path(tree: &Tree, path: &str, pid: u32) -> Result<Vec<u8>, String>
             Ok(target)
         }
         NodeKind::Directory | NodeKind::HostDirectory => {
-            let entries = tree.list(node.inode, Some(pid)).map_err(failed)?;
+            let handle = fs.opendir(&caller, node.inode).map_err(failed)?;
+            let entries = fs.readdir(handle);
+            fs.releasedir(handle);
             Ok(entries
+                .map_err(failed)?
                 .iter()
                 .filter(|e| e.name != "." && e.name != "..")
                 .flat_map(|e| format!("{}\n", e.name).into_bytes())

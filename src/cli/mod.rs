@@ -183,7 +183,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Render { pid, path } => {
             let view = Arc::new(inspect::build_view(paths, options)?);
             let pid = pid.unwrap_or_else(std::process::id);
-            let bytes = inspect::render_path(&cgview::fs::tree::Tree::new(view), &path, pid)?;
+            let bytes = inspect::render_path(&cgview::fs::Fs::new(view), &path, pid)?;
             std::io::stdout()
                 .write_all(&bytes)
                 .map_err(|e| format!("cannot write to standard output: {e}"))

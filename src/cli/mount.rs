@@ -3,7 +3,7 @@
 use super::inspect::{build_view, report_layout};
 use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve, Transport};
 use cgview::error_chain;
-use cgview::fs::tree::Tree;
+use cgview::fs::Fs;
 use cgview::host::paths::HostPaths;
 use cgview::service::cache::CacheSettings;
 use cgview::service::view::ViewOptions;
@@ -75,12 +75,12 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
     report_layout(view.resolver().layout());
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut tree = Tree::with_cache(Arc::new(view), settings);
+    let mut fs = Fs::with_cache(Arc::new(view), settings);
     if diagnostic_floor {
-        let meminfo = tree.view().resolver().paths().proc_file("meminfo");
+        let meminfo = fs.view().resolver().paths().proc_file("meminfo");
         let content = std::fs::read(&meminfo)
             .map_err(|e| format!("cannot read {}: {e}", meminfo.display()))?;
-        tree = tree.with_floor(content);
+        fs = fs.with_floor(content);
     }
     let transport = if io_uring {
         Transport::IoUring
@@ -88,7 +88,7 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         Transport::DevFuse
     };
     serve(
-        Arc::new(tree),
+        Arc::new(fs),
         &mountpoint,
         threads,
         plan,

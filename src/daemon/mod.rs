@@ -8,16 +8,14 @@ pub mod repair;
 
 use crate::daemon::mount_scan::live_device;
 pub use crate::daemon::mount_scan::FS_NAME;
-use crate::fs::ops::FsOps;
-use crate::fs::tree::Tree;
+use crate::fs::Fs;
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
 use crate::service::fallback::FallbackCause;
 use crate::telemetry::http;
 use crate::telemetry::metrics::{DescriptorUse, Metrics, ScrapeExtras};
-use crate::transport::fuse::{CgviewFs, RING_MAX_WRITE};
+use crate::transport::fuse::{DevFuseSession, RING_MAX_WRITE};
 use cgview_core::parse::mountinfo::{parse_mountinfo, MountEntry};
-use fuser::{Config, Session, SessionACL};
 use mount_api::Placement;
 use nix::sys::signal::{SigSet, Signal};
 use std::io;
@@ -25,7 +23,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -214,7 +211,7 @@ pub fn join_host_cgroup_namespace(paths: &HostPaths) {
     }
 }
 
-/// Mounts `tree` at `mount_point` with `threads` workers and serves until SIGTERM or SIGINT.
+/// Mounts `fs` at `mount_point` with `threads` workers and serves until SIGTERM or SIGINT.
 ///
 /// The mount is made detached (`fsopen`/`fsmount`), the session's INIT handshake runs, and only then is it
 /// attached, so the first reader is answered at once. Taking over from a running daemon, it is attached
@@ -223,7 +220,7 @@ pub fn join_host_cgroup_namespace(paths: &HostPaths) {
 /// old daemon still answers. The old daemon, told to stop, sees the mount point is no longer its own and
 /// leaves it alone.
 pub fn serve(
-    tree: Arc<Tree>,
+    fs: Arc<Fs>,
     mount_point: &Path,
     threads: usize,
     plan: MountPlan,
@@ -237,7 +234,7 @@ pub fn serve(
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGUSR1);
     signals.thread_block().map_err(MountError::Signals)?;
-    spawn_janitor(&tree);
+    spawn_janitor(&fs);
 
     // Bound before mounting: a taken port must not leave a mount behind.
     let metrics_listener = metrics_address
@@ -272,35 +269,23 @@ pub fn serve(
             }
         },
     };
-    let negotiated = prepared.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
-
-    let mut config = Config::default();
-    config.acl = SessionACL::All;
-    config.n_threads = Some(threads.max(1));
-    config.clone_fd = true;
-    let tree_paths = tree.view().resolver().paths().clone();
-    let ops = Arc::new(FsOps::new(tree.clone()));
-    let session = Session::from_fd(
-        CgviewFs::new(ops.clone(), negotiated.clone(), threads).map_err(mount_failed)?,
-        fuse_device,
-        SessionACL::All,
-        config,
-    )
-    .map_err(mount_failed)?;
+    let paths = fs.view().resolver().paths().clone();
+    let session = DevFuseSession::handshake(fs.clone(), fuse_device, threads, prepared.is_some())
+        .map_err(mount_failed)?;
     // INIT is done. The mount is not attached yet: a ring that fails now fails the mount, unseen.
-    match (prepared, negotiated) {
-        (Some((prepared, ring_device)), Some(negotiated)) if negotiated.load(Ordering::SeqCst) => {
+    match prepared {
+        Some((prepared, ring_device)) if session.io_uring_agreed() => {
             prepared
-                .start(ring_device, ops.clone(), RING_MAX_WRITE)
+                .start(ring_device, fs.clone(), RING_MAX_WRITE)
                 .map_err(MountError::Rings)?;
         }
-        (Some(_), _) => {
+        Some(_) => {
             tracing::warn!(
                 "the kernel did not offer FUSE over io_uring (needs Linux 6.14+ and \
                  /sys/module/fuse/parameters/enable_uring set to Y); serving over /dev/fuse"
             );
         }
-        _ => {}
+        None => {}
     }
 
     let previous_device = match &plan {
@@ -337,13 +322,13 @@ pub fn serve(
         })
         .map_err(mount_failed)?;
     if let Some(listener) = metrics_listener {
-        tree.metrics().enable();
+        fs.metrics().enable();
         let bound = listener.local_addr().map_err(MountError::Metrics)?;
         let endpoint = DaemonEndpoint {
-            tree: tree.clone(),
+            fs: fs.clone(),
             mount_point: mount_point.to_owned(),
             own_device: own_device.clone(),
-            paths: tree_paths.clone(),
+            paths: paths.clone(),
         };
         listener.serve(endpoint).map_err(MountError::Metrics)?;
         tracing::info!(address = %bound, "serving /metrics and /healthz");
@@ -353,15 +338,15 @@ pub fn serve(
         tracing::warn!("cannot tell the service manager this daemon is ready: {e}");
     }
     spawn_repair(
-        tree_paths.clone(),
+        paths.clone(),
         mount_point.to_owned(),
         previous_device,
-        tree.metrics().clone(),
+        fs.metrics().clone(),
     );
 
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;
-        let owned = owns_mount_point(mount_point, &own_device, &tree_paths);
+        let owned = owns_mount_point(mount_point, &own_device, &paths);
         if signal != Signal::SIGUSR1 {
             let _ = crate::daemon::notify::notify("STOPPING=1");
         }
@@ -383,7 +368,7 @@ pub fn serve(
                 "received {signal}; another cgview serves {} now, leaving it mounted",
                 mount_point.display()
             );
-            wait_for_open_files(&tree, &worker);
+            wait_for_open_files(&fs, &worker);
             return Ok(());
         }
         tracing::info!("received {signal}, unmounting");
@@ -449,12 +434,12 @@ fn owns_mount_point(mount_point: &Path, own_device: &str, paths: &HostPaths) -> 
 /// A taken-over daemon's last duty: files opened on it just before the containers were moved are still
 /// being read. Waits until they are closed (or `SUPERSEDED_GRACE` passes); exiting then ends the
 /// connection, so a reader that keeps a file open longer (`top` holds `/proc/stat`) gets `ENOTCONN`.
-fn wait_for_open_files(tree: &Tree, worker: &std::thread::JoinHandle<io::Result<()>>) {
+fn wait_for_open_files(fs: &Fs, worker: &std::thread::JoinHandle<io::Result<()>>) {
     let deadline = std::time::Instant::now() + SUPERSEDED_GRACE;
-    while tree.open_count() > 0 && !worker.is_finished() && std::time::Instant::now() < deadline {
+    while fs.open_count() > 0 && !worker.is_finished() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let open = tree.open_count();
+    let open = fs.open_count();
     if open > 0 && !worker.is_finished() {
         tracing::warn!(
             open,
@@ -468,7 +453,7 @@ const BUSIEST_CONTAINERS: usize = 20;
 
 /// What `--metrics-addr` serves, read from the running daemon at each request.
 struct DaemonEndpoint {
-    tree: Arc<Tree>,
+    fs: Arc<Fs>,
     mount_point: PathBuf,
     own_device: String,
     paths: HostPaths,
@@ -495,7 +480,7 @@ impl DaemonEndpoint {
 
 impl http::Endpoint for DaemonEndpoint {
     fn metrics(&self) -> String {
-        let cache = self.tree.cache();
+        let cache = self.fs.cache();
         let stats = cache.stats();
         let (callers, containers) = cache.sizes();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -506,11 +491,11 @@ impl http::Endpoint for DaemonEndpoint {
             renders: load(&stats.renders),
             fallbacks: FallbackCause::ALL
                 .iter()
-                .map(|&cause| (cause, self.tree.view().fallbacks().count(cause)))
+                .map(|&cause| (cause, self.fs.view().fallbacks().count(cause)))
                 .collect(),
             containers: containers as u64,
             callers: callers as u64,
-            open_files: self.tree.open_count() as u64,
+            open_files: self.fs.open_count() as u64,
             top_containers: cache.busiest_containers(BUSIEST_CONTAINERS),
             mount_live: self.mount_state().is_ok(),
             descriptors: DescriptorUse {
@@ -522,7 +507,7 @@ impl http::Endpoint for DaemonEndpoint {
             },
             re_resolved: load(&stats.re_resolved),
         };
-        self.tree.metrics().render(&extras)
+        self.fs.metrics().render(&extras)
     }
 
     fn health(&self) -> Result<String, String> {
@@ -545,15 +530,15 @@ const JANITOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 const JANITOR_MIN_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Starts the thread that runs [`ViewCache::maintain`](crate::service::cache::ViewCache::maintain) every second,
-/// and at once when the descriptor budget runs out. It ends with the tree.
-fn spawn_janitor(tree: &Arc<Tree>) {
-    let weak = Arc::downgrade(tree);
+/// and at once when the descriptor budget runs out. It ends with the file system.
+fn spawn_janitor(fs: &Arc<Fs>) {
+    let weak = Arc::downgrade(fs);
     let spawned = std::thread::Builder::new()
         .name("cgview-janitor".into())
         .spawn(move || loop {
             std::thread::park_timeout(JANITOR_PERIOD);
             match weak.upgrade() {
-                Some(tree) => tree.cache().maintain(std::time::Instant::now()),
+                Some(fs) => fs.cache().maintain(std::time::Instant::now()),
                 None => break,
             }
             // A budget refused on every read wakes the janitor on every read: a round costs a pass
@@ -561,10 +546,7 @@ fn spawn_janitor(tree: &Arc<Tree>) {
             std::thread::sleep(JANITOR_MIN_SPACING);
         });
     match spawned {
-        Ok(handle) => tree
-            .cache()
-            .fd_budget()
-            .set_janitor(handle.thread().clone()),
+        Ok(handle) => fs.cache().fd_budget().set_janitor(handle.thread().clone()),
         Err(e) => tracing::error!("cannot start the cache janitor: {e}; idle entries stay cached"),
     }
 }

@@ -1,312 +1,459 @@
-//! What each FUSE operation answers, independent of how requests arrive: [`fuse_fs`](crate::transport::fuse)
-//! adapts it to `fuser` (requests read from `/dev/fuse`), [`ring`](crate::transport::ring) to FUSE over io_uring.
-//! Results are plain values and errnos; each transport encodes them.
+//! [`Fs`]: what each FUSE operation answers, independent of how requests arrive.
+//! [`fuse`](crate::transport::fuse) adapts it to `fuser` (requests read from `/dev/fuse`),
+//! [`ring`](crate::transport::ring) to FUSE over io_uring, and `cgview render` walks it in process.
+//! Results are plain values and [`Failure`]s; each transport encodes them (errnos exist only there).
 
-use crate::fs::permissions::Credentials;
-use crate::fs::tree::{Errno as TreeErrno, NameLifetime, Node, NodeKind, Snapshot, Tree};
-use crate::host::kernel_file::open_kernel_file;
-use crate::telemetry::metrics::Operation;
+use super::attr::{
+    Attr, Caller, Entry, ReadInto, Statfs, BLOCK_SIZE, HOST_FILE_TTL, NAME_MAX, TTL,
+};
+use super::content::{metric_file, Content};
+use super::handles::{Handles, NextRead, Snapshot};
+use super::host_mirror::{cpu_entry_id, HostMirror};
+use super::mirror::{MirrorKey, MirrorRoot};
+use super::nodes::{
+    self, DirEntry, Inode, NameLifetime, Node, NodeKind, StaticTree, CPU_DIR_INODE, FLOOR_INODE,
+    FLOOR_NAME, ROOT_INODE,
+};
+use super::open_reply::MmapRefusal;
+use crate::host::credentials::CredentialReader;
+use crate::service::cache::{CacheSettings, Purpose, ViewCache};
+use crate::service::view::View;
+use crate::telemetry::metrics::{Metrics, Operation};
+use cgview_core::catalog::ServedFile;
+use cgview_core::failure::Failure;
+use cgview_core::parse::cpuset::CpuSet;
+use cgview_core::permissions;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-/// Names and attributes never change, so the kernel may cache them for long; content is never cached
-/// (every open is `direct_io`).
-pub const TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// How long the kernel keeps the attributes of a passed-through host file: its size follows the host's
-/// content, the same for every reader.
-const HOST_FILE_TTL: Duration = Duration::from_secs(1);
-
-// Served files get attributes that expire at once. Readers trust `st_size` (Node's `readFileSync` reads
-// exactly that many bytes, `tail` seeks from it, `sendfile(2)` reads nothing from a size-0 file), and a size
-// kept by the kernel would be whichever container asked last. So every `stat`/`fstat` asks GETATTR, which
-// answers the asker's own length. The mount has no `default_permissions` (see `permissions`): with it the
-// kernel would also ask GETATTR before every open. Page-cache fills are refused: see `read`.
-
-/// glibc stdio reads in chunks of `st_blksize`; every chunk is a FUSE round trip.
-pub const BLOCK_SIZE: u32 = 64 * 1024;
-
-/// The longest name `statfs` reports.
-pub const NAME_MAX: u32 = 255;
-
-/// Who sent a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    /// The calling thread as the daemon's pid namespace sees it; 0 when it is outside it.
-    pub pid: u32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl Caller {
-    fn tid(&self) -> Option<u32> {
-        Some(self.pid).filter(|&pid| pid != 0)
-    }
-
-    fn credentials(&self) -> Credentials {
-        Credentials {
-            uid: self.uid,
-            gid: self.gid,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Directory,
-    RegularFile,
-    Symlink,
-}
-
-impl From<NodeKind> for FileKind {
-    fn from(kind: NodeKind) -> FileKind {
-        match kind {
-            NodeKind::Directory | NodeKind::HostDirectory => FileKind::Directory,
-            NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
-                FileKind::RegularFile
-            }
-            NodeKind::HostSymlink => FileKind::Symlink,
-        }
-    }
-}
-
-/// A node's attributes as `stat` shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attr {
-    pub ino: u64,
-    pub size: u64,
-    pub kind: FileKind,
-    /// Permission bits.
-    pub perm: u16,
-    pub uid: u32,
-    pub gid: u32,
-    pub nlink: u32,
-    pub blksize: u32,
-    /// atime, mtime and ctime alike: when the tree was mounted.
-    pub time: SystemTime,
-}
-
-/// A LOOKUP's answer: the node and how long the kernel may keep its attributes and its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub attr: Attr,
-    pub attr_ttl: Duration,
-    pub entry_ttl: Duration,
-}
-
-/// An errno to reply with.
-pub type Errno = i32;
-
-/// sysfs's `f_type`: a sysfs attribute is what [`FsOps::mmap_refusal`] maps onto.
-const SYSFS_MAGIC: i64 = 0x6265_6572;
-
-/// The sysfs attribute every open is backed by (see [`FsOps::mmap_refusal`]): present on every Linux
-/// system, and without an `mmap` of its own.
-const MMAP_REFUSING_ATTRIBUTE: &str = "devices/system/cpu/online";
-
-pub struct FsOps {
-    tree: Arc<Tree>,
+/// The mounted file system, shared by every worker of every transport.
+#[derive(Debug)]
+pub struct Fs {
+    nodes: StaticTree,
+    mirror: HostMirror,
+    content: Content,
+    handles: Handles,
+    /// Callers' groups and capabilities, for the access checks the request's ids do not decide.
+    credentials: CredentialReader,
+    metrics: Arc<Metrics>,
     mounted_at: SystemTime,
-    /// The backing file id every open names, once registered; `None` if it could not be.
-    mmap_refusal: OnceLock<Option<u32>>,
+    mmap_refusal: MmapRefusal,
 }
 
-impl FsOps {
+impl Fs {
+    pub fn new(view: Arc<View>) -> Fs {
+        Fs::with_cache(view, CacheSettings::default())
+    }
+
+    pub fn with_cache(view: Arc<View>, settings: CacheSettings) -> Fs {
+        let paths = view.resolver().paths();
+        let absent = ServedFile::ALL
+            .into_iter()
+            .filter(|f| f.host_may_lack() && !paths.served_file(*f).exists())
+            .collect();
+        Fs {
+            nodes: StaticTree::new(absent),
+            mirror: HostMirror::new(paths),
+            credentials: CredentialReader::new(paths.proc_root.clone()),
+            content: Content::new(ViewCache::new(view, settings)),
+            handles: Handles::default(),
+            metrics: Arc::default(),
+            mounted_at: SystemTime::now(),
+            mmap_refusal: MmapRefusal::default(),
+        }
+    }
+
+    /// Serves `content` at `<mnt>/.cgview-floor`, opened and read exactly like a served file but with no
+    /// work behind it: benchmarks measure the FUSE floor of the machine with it.
+    pub fn with_floor(mut self, content: Vec<u8>) -> Fs {
+        self.content.set_floor(content);
+        self
+    }
+
+    pub fn view(&self) -> &View {
+        self.cache().view()
+    }
+
+    pub fn cache(&self) -> &ViewCache {
+        self.content.cache()
+    }
+
+    /// What the hot path records for `--metrics-addr`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The turn `caller`'s requests take (see [`crate::transport::fair_queue`]).
     pub fn fairness_key(&self, caller: &Caller) -> u64 {
-        self.tree.cache().fairness_key(caller.pid)
+        self.cache().fairness_key(caller.pid)
     }
 
-    pub fn new(tree: Arc<Tree>) -> FsOps {
-        FsOps {
-            tree,
-            mounted_at: SystemTime::now(),
-            mmap_refusal: OnceLock::new(),
-        }
-    }
-
-    /// The backing file to name in every OPEN reply, so that `mmap(2)` of any file here fails as it
-    /// does on procfs and sysfs, instead of mapping and then killing the reader with `SIGBUS` at the first
-    /// access (the page-cache fill of a per-caller file is refused, see
-    /// [`Tree::read_for_page_cache`](crate::fs::tree::Tree::read_for_page_cache)).
-    ///
-    /// `direct_io` alone refuses only shared mappings (`ENODEV`, as cgview never asks for
-    /// `FUSE_DIRECT_IO_ALLOW_MMAP`); the kernel maps a private one from the page cache. An open that is
-    /// also `FOPEN_PASSTHROUGH` (Linux 6.9+, negotiated at INIT) still reads from the daemon, since
-    /// `direct_io` wins for reads and writes, but is mapped by its backing file's `mmap`. Backed by a
-    /// sysfs attribute, which has none, every `mmap(2)` fails with `ENODEV`, sysfs's own answer (procfs
-    /// answers `EIO`; procfs cannot back a FUSE file, the kernel refuses to stack on it). Every open of
-    /// every file names this one backing file, as the kernel requires of all opens of an inode while one
-    /// is open in passthrough mode. The kernel keeps a reference to it for the life of the connection;
-    /// the daemon keeps no descriptor.
-    ///
-    /// `register` hands an open file to the kernel (`FUSE_DEV_IOC_BACKING_OPEN`) and returns its id; it
-    /// runs at most once, on the first open. When it fails (a kernel without passthrough, or a sys root
-    /// that is not sysfs) opens are plain `direct_io`, and a private mapping maps as before.
+    /// The backing file to name in every OPEN reply (see [`MmapRefusal`]); `register` hands it to the
+    /// kernel on the first call.
     pub fn mmap_refusal(
         &self,
         register: impl FnOnce(BorrowedFd<'_>) -> io::Result<u32>,
     ) -> Option<u32> {
-        *self.mmap_refusal.get_or_init(|| {
-            let path = self
-                .tree
-                .view()
-                .resolver()
-                .paths()
-                .sys_file(MMAP_REFUSING_ATTRIBUTE);
-            let registered = open_kernel_file(&path).and_then(|file| {
-                let statfs = nix::sys::statfs::fstatfs(&file).map_err(io::Error::from)?;
-                if statfs.filesystem_type().0 as i64 != SYSFS_MAGIC {
-                    return Err(io::Error::other(format!(
-                        "{} is not on sysfs",
-                        path.display()
-                    )));
-                }
-                register(file.as_fd())
-            });
-            match registered {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    tracing::warn!(
-                        "mmap(2) of a served file cannot be refused ({}: {e}): a private mapping \
-                         maps, and its first access raises SIGBUS",
-                        path.display()
-                    );
-                    None
-                }
-            }
-        })
+        self.mmap_refusal
+            .backing_id(self.view().resolver().paths(), register)
     }
 
-    #[cfg(test)]
-    pub(crate) fn tree(&self) -> &Arc<Tree> {
-        &self.tree
+    /// How many files and directories are open now.
+    pub fn open_count(&self) -> usize {
+        self.handles.count()
     }
 
-    pub fn lookup(&self, caller: &Caller, parent: u64, name: &[u8]) -> Result<Entry, Errno> {
-        match guarded("lookup", || {
-            self.tree
-                .lookup(parent, name, caller.tid(), caller.credentials())
-        }) {
+    /// How many mirrored entries the kernel holds (and this file system keeps) now.
+    pub fn mirrored_count(&self) -> usize {
+        self.mirror.len()
+    }
+
+    // The FUSE operations.
+
+    /// LOOKUP: `name` in directory `parent`, as `caller` sees it.
+    pub fn lookup(&self, caller: &Caller, parent: Inode, name: &[u8]) -> Result<Entry, Failure> {
+        match guarded("lookup", || self.lookup_node(parent, name, caller)) {
             Ok((node, lifetime)) => {
                 let (attr, attr_ttl) = self.attr(&node, caller);
-                // A served file's attributes expire at once but its name does not: a path walk to it needs
-                // no LOOKUP (bind-mounted files never walk at all).
-                let entry_ttl = match lifetime {
-                    NameLifetime::Stable => TTL,
-                    NameLifetime::PerCaller => Duration::ZERO,
-                };
-                Ok(Entry {
-                    attr,
-                    attr_ttl,
-                    entry_ttl,
-                })
+                Ok(Entry::new(attr, attr_ttl, lifetime))
             }
             // A name that does not exist is an answer, not a failure.
-            Err(e) if e.0 == libc::ENOENT => Err(e.0),
+            Err(Failure::NotFound) => Err(Failure::NotFound),
             Err(e) => {
-                self.tree.metrics().record_error(Operation::Lookup);
-                Err(e.0)
+                self.metrics.record_error(Operation::Lookup);
+                Err(e)
             }
         }
     }
 
-    pub fn getattr(&self, caller: &Caller, ino: u64) -> Result<(Attr, Duration), Errno> {
-        let node = self.tree.node(ino).map_err(|e| e.0)?;
+    /// GETATTR: the attributes of `ino` for `caller`, and how long the kernel may keep them.
+    pub fn getattr(&self, caller: &Caller, ino: Inode) -> Result<(Attr, Duration), Failure> {
+        let node = self.node(ino)?;
         Ok(self.attr(&node, caller))
     }
 
-    /// FORGET and BATCH_FORGET: the kernel dropped `lookups` references to `ino`.
-    pub fn forget(&self, ino: u64, lookups: u64) {
-        self.tree.forget(ino, lookups);
+    /// FORGET and BATCH_FORGET: the kernel dropped `lookups` references to `ino`. A mirrored entry it no
+    /// longer holds is dropped, with what was kept about it.
+    pub fn forget(&self, ino: Inode, lookups: u64) {
+        if let Some(remaining) = self.mirror.forget(ino, lookups) {
+            self.content.forget(ino);
+            self.metrics.set_mirrored_inodes(remaining);
+        }
     }
 
-    pub fn readlink(&self, ino: u64) -> Result<PathBuf, Errno> {
-        self.tree.readlink(ino).map_err(|e| e.0)
+    /// READLINK: the target of a mirrored symlink (see [`HostMirror::readlink`]).
+    pub fn readlink(&self, ino: Inode) -> Result<PathBuf, Failure> {
+        if self.nodes.get(ino).is_some() {
+            return Err(Failure::InvalidArgument);
+        }
+        self.mirror.readlink(ino)
     }
 
-    /// Opens a file; every open is `direct_io` and `noflush` (see the transports).
-    pub fn open(&self, caller: &Caller, ino: u64, write: bool) -> Result<u64, Errno> {
-        guarded("open", || {
-            self.tree
-                .open(ino, caller.tid(), write, caller.credentials())
+    /// OPEN: renders the file for `caller` now and keeps the snapshot until [`Fs::release`]. Every open is
+    /// `direct_io` and `noflush` (see [`OPEN_FLAGS`](super::open_reply::OPEN_FLAGS)).
+    pub fn open(&self, caller: &Caller, ino: Inode, write: bool) -> Result<u64, Failure> {
+        guarded("open", || self.open_file(caller, ino, write)).inspect_err(|_| {
+            self.metrics.record_error(Operation::Open);
         })
-        .map_err(|e| {
-            self.tree.metrics().record_error(Operation::Open);
-            e.0
-        })
     }
 
-    /// The open file's snapshot; the transport replies with [`slice_at`](crate::fs::tree::slice_at) of it.
-    /// `lock_owner` is whether the kernel named the reader's lock owner: it does on `direct_io` reads
-    /// into a user buffer and on no page-cache fill (readahead, `read_folio`), which is how the two are
-    /// told apart; page-cache fills of per-caller files are refused.
+    fn open_file(&self, caller: &Caller, ino: Inode, write: bool) -> Result<u64, Failure> {
+        let node = self.node(ino)?;
+        if node.kind.is_directory() {
+            return Err(Failure::IsADirectory);
+        }
+        if write {
+            return Err(Failure::ReadOnly);
+        }
+        // Before any work for the caller: a caller who may not read the file costs no read of it.
+        if !self.permits(&node, caller, permissions::READ) {
+            return Err(Failure::PermissionDenied);
+        }
+        let started = self.metrics.enabled().then(Instant::now);
+        let content = self.content(&node, caller.tid(), Purpose::Read)?;
+        if let (Some(started), Some(file)) = (started, metric_file(node.kind)) {
+            self.metrics.record_open(file, started.elapsed());
+        }
+        Ok(self.handles.open_file(ino, content))
+    }
+
+    /// READ: the snapshot a read of open file `fh` at `offset` is cut from; the transport replies with
+    /// [`slice_at`](super::handles::slice_at) of it.
+    ///
+    /// The first read gets what was rendered at open. A later read from offset 0 renders afresh for
+    /// `caller`, as procfs does after `lseek(fd, 0, SEEK_SET)`: procps (`top`, `vmstat`, `free -s`) keeps
+    /// `/proc/stat` and `/proc/meminfo` open and rereads them that way, and would otherwise see a frozen
+    /// file. Reads at other offsets continue the current content, so a file read in pieces is consistent.
+    ///
+    /// A read into the page cache rather than the reader's buffer ([`ReadInto::PageCache`]) is refused
+    /// for a file whose answer is per caller: `sendfile(2)`, `splice(2)` and `copy_file_range(2)` of a
+    /// FUSE file go through the inode's page cache even though every open is `direct_io` (and so does a
+    /// private `mmap(2)` where the kernel cannot refuse it, see [`MmapRefusal`]). That cache is one per
+    /// inode, shared by every container that has the file bind-mounted, so a page filled with one
+    /// container's view would be spliced out to another reading at the same moment (measured: one read
+    /// in 40 to one in 6 came out as the other container's file). The refusal is
+    /// [`Failure::PageCacheRefused`]; busybox `cat`, GNU `cp` and Python's `shutil` then fall back to
+    /// `read(2)`, which is served per open. Files that are the same for everyone (host passthrough
+    /// readable by all, the floor) may be cached.
     pub fn read(
         &self,
         caller: &Caller,
         fh: u64,
         offset: u64,
-        lock_owner: bool,
-    ) -> Result<Snapshot, Errno> {
-        let read = || match lock_owner {
-            true => self.tree.read(fh, offset, caller.tid()),
-            false => self.tree.read_for_page_cache(fh, offset, caller.tid()),
-        };
-        guarded("read", read).map_err(|e| {
-            // A refused page-cache fill is counted as such, not as a failure.
-            if lock_owner || e.0 != libc::EINVAL {
-                self.tree.metrics().record_error(Operation::Read);
+        into: ReadInto,
+    ) -> Result<Snapshot, Failure> {
+        guarded("read", || {
+            if into == ReadInto::PageCache {
+                self.refuse_per_caller_page_cache(caller, fh)?;
             }
-            e.0
+            self.read_open(caller, fh, offset)
+        })
+        .inspect_err(|e| {
+            // A refused page-cache fill is counted as such, not as a failure.
+            if *e != Failure::PageCacheRefused {
+                self.metrics.record_error(Operation::Read);
+            }
         })
     }
 
+    fn refuse_per_caller_page_cache(&self, caller: &Caller, fh: u64) -> Result<(), Failure> {
+        let inode = self.handles.inode_of(fh)?;
+        if self.node(inode)?.answers_per_caller() {
+            self.metrics.record_page_cache_refusal();
+            tracing::debug!(
+                inode,
+                reader = ?caller.tid(),
+                "refused a page-cache fill of a per-caller file"
+            );
+            return Err(Failure::PageCacheRefused);
+        }
+        Ok(())
+    }
+
+    fn read_open(&self, caller: &Caller, fh: u64, offset: u64) -> Result<Snapshot, Failure> {
+        let inode = match self.handles.next_read(fh, offset)? {
+            NextRead::Kept(content) => return Ok(content),
+            NextRead::Remake(inode) => inode,
+        };
+        // Rendered without the handles locked: other handles' reads do not wait for this one.
+        let node = self.node(inode)?;
+        let content = self.content(&node, caller.tid(), Purpose::Read)?;
+        if let Some(file) = metric_file(node.kind) {
+            self.metrics.record_reread(file);
+        }
+        self.handles.replace(fh, content.clone());
+        Ok(content)
+    }
+
+    /// RELEASE.
     pub fn release(&self, fh: u64) {
-        self.tree.release(fh);
+        self.handles.release_file(fh);
     }
 
-    pub fn opendir(&self, caller: &Caller, ino: u64) -> Result<u64, Errno> {
+    /// OPENDIR: the directory's listing for `caller` is fixed now, so a listing read in several READDIR
+    /// calls is consistent.
+    pub fn opendir(&self, caller: &Caller, ino: Inode) -> Result<u64, Failure> {
         guarded("opendir", || {
-            self.tree.open_dir(ino, caller.tid(), caller.credentials())
-        })
-        .map_err(|e| e.0)
-    }
-
-    /// The directory's entries as listed at `opendir`; entry `i` continues at offset `i + 1`.
-    pub fn readdir(&self, fh: u64) -> Result<Arc<[crate::fs::tree::DirEntry]>, Errno> {
-        self.tree.dir_snapshot(fh).map_err(|e| {
-            self.tree.metrics().record_error(Operation::Readdir);
-            e.0
+            let node = self.node(ino)?;
+            if !self.permits(&node, caller, permissions::READ) {
+                return Err(Failure::PermissionDenied);
+            }
+            let entries = self.list(node, caller.tid())?;
+            Ok(self.handles.open_dir(entries))
         })
     }
 
+    /// READDIR: the directory's entries as listed at OPENDIR, `.` and `..` first; entry `i` continues at
+    /// offset `i + 1`.
+    pub fn readdir(&self, fh: u64) -> Result<Arc<[DirEntry]>, Failure> {
+        self.handles.dir(fh).inspect_err(|_| {
+            self.metrics.record_error(Operation::Readdir);
+        })
+    }
+
+    /// RELEASEDIR.
     pub fn releasedir(&self, fh: u64) {
-        self.tree.release_dir(fh);
+        self.handles.release_dir(fh);
     }
 
-    /// `access(2)`, and the kernel's check before `chdir`.
-    pub fn access(&self, caller: &Caller, ino: u64, mask: u32) -> Result<(), Errno> {
-        let node = self.tree.node(ino).map_err(|e| e.0)?;
-        if self
-            .tree
-            .permits(&node, caller.credentials(), caller.tid(), mask)
-        {
+    /// ACCESS: `access(2)`, and the kernel's check before `chdir`.
+    pub fn access(&self, caller: &Caller, ino: Inode, mask: u32) -> Result<(), Failure> {
+        let node = self.node(ino)?;
+        if self.permits(&node, caller, mask) {
             Ok(())
         } else {
-            Err(libc::EACCES)
+            Err(Failure::PermissionDenied)
         }
+    }
+
+    /// STATFS.
+    pub fn statfs(&self) -> Statfs {
+        Statfs {
+            block_size: BLOCK_SIZE,
+            name_max: NAME_MAX,
+        }
+    }
+
+    // Beyond the protocol.
+
+    /// Walks a path below the mount point (`proc/stat`, `/sys/devices/system/cpu/cpu0/topology/core_id`)
+    /// as `caller` would.
+    pub fn walk(&self, path: &str, caller: &Caller) -> Result<Node, Failure> {
+        let mut node = self.node(ROOT_INODE)?;
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            node = self.lookup_node(node.inode, part.as_bytes(), caller)?.0;
+        }
+        Ok(node)
+    }
+
+    // The pieces the operations share.
+
+    /// The node numbered `inode`.
+    fn node(&self, inode: Inode) -> Result<Node, Failure> {
+        if let Some(root) = MirrorRoot::of_static_dir(inode) {
+            return Ok(self.mirror.root_node(root));
+        }
+        if let Some(node) = self.nodes.get(inode) {
+            return Ok(node.node());
+        }
+        if inode == FLOOR_INODE {
+            return self.content.floor_node().ok_or(Failure::NotFound);
+        }
+        if let Some(node) = self.content.known_block_stat(inode) {
+            return Ok(node);
+        }
+        self.mirror.node(inode)
+    }
+
+    /// The mirrored directory behind an inode (`None` for the purely static ones).
+    fn mirrored_dir(&self, inode: Inode) -> Result<Option<MirrorKey>, Failure> {
+        if let Some(root) = MirrorRoot::of_static_dir(inode) {
+            return Ok(Some((root, PathBuf::new())));
+        }
+        if self.nodes.get(inode).is_some() {
+            return Ok(None);
+        }
+        self.mirror.key_of(inode).map(Some)
+    }
+
+    /// Looks `name` up in directory `parent` for `caller`.
+    fn lookup_node(
+        &self,
+        parent: Inode,
+        name: &[u8],
+        caller: &Caller,
+    ) -> Result<(Node, NameLifetime), Failure> {
+        let parent_node = self.node(parent)?;
+        if !parent_node.kind.is_directory() {
+            return Err(Failure::NotADirectory);
+        }
+        if !self.permits(&parent_node, caller, permissions::EXECUTE) {
+            return Err(Failure::PermissionDenied);
+        }
+        if let Some(entry) = nodes::named(parent, name) {
+            return match self.nodes.get(entry.inode) {
+                Some(entry) => Ok((self.node(entry.inode)?, NameLifetime::Stable)),
+                None => Err(Failure::NotFound),
+            };
+        }
+        if parent == ROOT_INODE && name == FLOOR_NAME.as_bytes() {
+            return self
+                .content
+                .floor_node()
+                .map(|node| (node, NameLifetime::Stable))
+                .ok_or(Failure::NotFound);
+        }
+        let Some(parent_key) = self.mirrored_dir(parent)? else {
+            return Err(Failure::NotFound);
+        };
+        let name = std::str::from_utf8(name).map_err(|_| Failure::NotFound)?;
+        if name.contains('/') || name == "." || name == ".." {
+            return Err(Failure::NotFound);
+        }
+        let mut lifetime = NameLifetime::Stable;
+        if parent == CPU_DIR_INODE {
+            if let Some(id) = cpu_entry_id(name) {
+                lifetime = NameLifetime::PerCaller;
+                if !self
+                    .visible_cpus(caller.tid())
+                    .is_none_or(|v| v.contains(id))
+                {
+                    return Err(Failure::NotFound);
+                }
+            }
+        }
+        let (node, mirrored) = self.mirror.lookup(&parent_key, name)?;
+        self.metrics.set_mirrored_inodes(mirrored);
+        Ok((node, lifetime))
+    }
+
+    /// The caller's visible CPUs; `None` when it sees all of the host's.
+    fn visible_cpus(&self, caller: Option<u32>) -> Option<CpuSet> {
+        self.cache().visible_cpus(caller)
+    }
+
+    /// The entries of directory `node` for `caller`, `.` and `..` first.
+    fn list(&self, node: Node, caller: Option<u32>) -> Result<Vec<DirEntry>, Failure> {
+        let inode = node.inode;
+        if !node.kind.is_directory() {
+            return Err(Failure::NotADirectory);
+        }
+        let parent = match nodes::parent_of(inode) {
+            Some(parent) => parent,
+            None => self.mirror.parent_number(inode)?,
+        };
+        let mut entries = vec![
+            DirEntry {
+                inode,
+                kind: NodeKind::Directory,
+                name: ".".into(),
+            },
+            DirEntry {
+                inode: parent,
+                kind: NodeKind::Directory,
+                name: "..".into(),
+            },
+        ];
+        entries.extend(self.nodes.children(inode).map(|n| DirEntry {
+            inode: n.inode,
+            kind: n.kind,
+            name: n.name.to_owned(),
+        }));
+        if let Some(key) = self.mirrored_dir(inode)? {
+            let visible = (inode == CPU_DIR_INODE)
+                .then(|| self.visible_cpus(caller))
+                .flatten();
+            entries.extend(self.mirror.list(inode, &key, visible.as_ref())?);
+        }
+        Ok(entries)
+    }
+
+    /// Whether `caller` may do everything in `mask` on `node`, as the kernel would decide (see
+    /// [`permissions`]). Reads the caller's groups or capabilities only when the request's ids do not
+    /// decide.
+    fn permits(&self, node: &Node, caller: &Caller, mask: u32) -> bool {
+        let credentials = caller.credentials();
+        let mut lookup = self.credentials.caller(caller.tid(), credentials);
+        permissions::permits(credentials, node.access(), mask, &mut lookup)
+    }
+
+    /// What `node` shows `caller` now.
+    fn content(
+        &self,
+        node: &Node,
+        caller: Option<u32>,
+        purpose: Purpose,
+    ) -> Result<Snapshot, Failure> {
+        self.content.of(node, caller, purpose, &self.mirror)
     }
 
     /// A node's attributes for `caller`, and how long the kernel may keep them.
     fn attr(&self, node: &Node, caller: &Caller) -> (Attr, Duration) {
-        let size = guarded("size", || {
-            Ok(self.tree.size_for(node, caller.tid(), caller.credentials()))
-        })
-        .unwrap_or(0);
+        let size = guarded("size", || Ok(self.size_for(node, caller))).unwrap_or(0);
         let ttl = match node.kind {
             // A size some callers may not be shown must be asked for by each.
             _ if node.answers_per_caller() => Duration::ZERO,
@@ -317,7 +464,7 @@ impl FsOps {
         let attr = Attr {
             ino: node.inode,
             size,
-            kind: node.kind.into(),
+            kind: node.kind,
             perm: node.mode,
             uid: node.owner.uid,
             gid: node.owner.gid,
@@ -327,13 +474,44 @@ impl FsOps {
         };
         (attr, ttl)
     }
+
+    /// The size to report for `node` to `caller`: the length of what it would read now (0 for
+    /// directories and symlinks). `sendfile(2)` and `splice(2)` (busybox `cat`) read through the page cache
+    /// and stop at the inode's size, so a file reported empty reads as empty there; plain reads ignore it.
+    ///
+    /// A file whose answer is per caller ([`Node::answers_per_caller`]) is never reported empty: the
+    /// inode's size is whichever caller asked last, and `sendfile(2)` on a size-0 inode returns
+    /// end-of-file at once, so a container whose `cpu/offline` is `2-3` would read nothing after one whose
+    /// `offline` is empty. With a size of at least 1 it tries the page cache, is refused
+    /// ([`Fs::read`]) and falls back to `read(2)`.
+    ///
+    /// A caller who may not read the file is told nothing about it and costs no work: its size is that
+    /// floor, 1, without the file being read. (procfs shows 0 for every file; here a 0 would be what the
+    /// next reader's `sendfile(2)` stops at, and root's `cat /proc/slabinfo` in an Alpine container would
+    /// print nothing after `ls -l /proc` as another user.)
+    fn size_for(&self, node: &Node, caller: &Caller) -> u64 {
+        if !node.kind.is_regular_file() {
+            return 0;
+        }
+        if node.answers_per_caller() && !self.permits(node, caller, permissions::READ) {
+            return 1;
+        }
+        let length = self
+            .content(node, caller.tid(), Purpose::Size)
+            .map_or(0, |content| content.len() as u64);
+        if node.answers_per_caller() {
+            length.max(1)
+        } else {
+            length
+        }
+    }
 }
 
 /// Runs a handler body that may render or resolve a caller. A bug there must cost one request, not a
 /// worker that never replies (the caller would hang in the kernel).
-fn guarded<T>(what: &str, body: impl FnOnce() -> Result<T, TreeErrno>) -> Result<T, TreeErrno> {
+fn guarded<T>(what: &str, body: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
     std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
         tracing::error!("{what} panicked; replying EIO");
-        Err(TreeErrno(libc::EIO))
+        Err(Failure::Internal)
     })
 }

@@ -1,34 +1,75 @@
-//! The `fuser` adapter: the only module that imports `fuser`. Each handler turns an [`FsOps`] result
-//! into exactly one reply.
+//! The `fuser` adapter: requests read from `/dev/fuse`. With [`passthrough`](crate::transport::passthrough),
+//! the only modules that name `fuser`. Each handler turns an [`Fs`] result into exactly one reply; a
+//! [`Failure`] becomes its errno here, at the boundary.
 
-use crate::fs::ops::{Attr, Caller, FileKind, FsOps, BLOCK_SIZE, NAME_MAX};
-use crate::fs::tree::slice_at;
+use crate::fs::open_reply::OPEN_FLAGS;
+use crate::fs::{slice_at, Attr, Caller, FileKind, Fs, ReadInto};
 use crate::transport::fair_queue::WorkerPool;
+use cgview_core::failure::Failure;
 use fuser::{
-    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    AccessFlags, BackingId, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request,
+    ReplyStatfs, ReplyXattr, Request, Session, SessionACL,
 };
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Every open file is read past the page cache (per-caller content) and needs no FLUSH.
-pub const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_NOFLUSH);
 
 /// How deep file systems may stack on this one when passthrough is negotiated: 1 lets an overlayfs use
 /// this mount as a layer, as before, and lets sysfs (depth 0) back its files.
 const MAX_STACK_DEPTH: u32 = 1;
 
-/// Registers `file` as a backing file of the connection `device` (a `/dev/fuse` descriptor) and returns
-/// its id, which stays registered for the life of the connection. For the transports that answer OPEN
-/// without a `fuser` reply ([`ring`](crate::transport::ring)).
-pub fn register_backing_file(device: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<u32> {
-    BackingId::create_raw(device, file)
+/// A FUSE session on `/dev/fuse` whose INIT handshake is done.
+pub struct DevFuseSession {
+    session: Session<CgviewFs>,
+    io_uring: Option<Arc<AtomicBool>>,
+}
+
+impl DevFuseSession {
+    /// Answers INIT on `device` (an unmounted or not yet attached connection) for `fs`, with `threads`
+    /// session threads and as many workers. With `ask_io_uring`, INIT asks the kernel for FUSE over
+    /// io_uring; the rings must then be started (see [`ring`](crate::transport::ring)) or requests wait
+    /// for them.
+    pub fn handshake(
+        fs: Arc<Fs>,
+        device: OwnedFd,
+        threads: usize,
+        ask_io_uring: bool,
+    ) -> io::Result<DevFuseSession> {
+        let io_uring = ask_io_uring.then(|| Arc::new(AtomicBool::new(false)));
+        let mut config = Config::default();
+        config.acl = SessionACL::All;
+        config.n_threads = Some(threads.max(1));
+        config.clone_fd = true;
+        let session = Session::from_fd(
+            CgviewFs::new(fs, io_uring.clone(), threads)?,
+            device,
+            SessionACL::All,
+            config,
+        )?;
+        Ok(DevFuseSession { session, io_uring })
+    }
+
+    /// Whether the kernel agreed at INIT to FUSE over io_uring.
+    pub fn io_uring_agreed(&self) -> bool {
+        self.io_uring
+            .as_ref()
+            .is_some_and(|agreed| agreed.load(Ordering::SeqCst))
+    }
+
+    /// Serves requests until the connection ends.
+    pub fn run(self) -> io::Result<()> {
+        self.session.run()
+    }
+}
+
+/// A failure's reply.
+fn errno(failure: Failure) -> Errno {
+    Errno::from_i32(failure.errno())
 }
 
 /// The largest write (and so read) payload negotiated when the io_uring transport is asked for: each
@@ -38,8 +79,8 @@ pub const RING_MAX_WRITE: u32 = 128 * 1024;
 /// Handles requests from `/dev/fuse`. The session's threads only take requests off the device: those
 /// that read the host or render (lookup, getattr, access, open, opendir, read) are queued by the caller's
 /// container and served in turns by a worker pool ([`crate::transport::fair_queue`]); the rest are answered at once.
-pub struct CgviewFs {
-    ops: Arc<FsOps>,
+struct CgviewFs {
+    fs: Arc<Fs>,
     /// Asked to negotiate FUSE over io_uring at INIT; set to whether the kernel agreed.
     io_uring: Option<Arc<AtomicBool>>,
     workers: WorkerPool,
@@ -52,13 +93,9 @@ impl CgviewFs {
     /// With `io_uring`, INIT asks the kernel for FUSE over io_uring and records whether it agreed; the
     /// rings must then be registered (see [`ring`](crate::transport::ring)), or requests wait for them. `workers`
     /// threads serve the queued requests; the session runs as many threads.
-    pub fn new(
-        ops: Arc<FsOps>,
-        io_uring: Option<Arc<AtomicBool>>,
-        workers: usize,
-    ) -> io::Result<CgviewFs> {
+    fn new(fs: Arc<Fs>, io_uring: Option<Arc<AtomicBool>>, workers: usize) -> io::Result<CgviewFs> {
         Ok(CgviewFs {
-            ops,
+            fs,
             io_uring,
             workers: WorkerPool::start(workers)?,
             inline_slots: AtomicUsize::new(workers.saturating_sub(1)),
@@ -69,21 +106,21 @@ impl CgviewFs {
     /// thread that took the request serves it (a hand-over wakes a worker, which on a VM costs about as
     /// much as the request); one session thread always stays free to take requests off the device, so a
     /// burst still reaches the queues, where containers take turns.
-    fn in_turn(&self, caller: Caller, job: impl FnOnce(&FsOps, &Caller) + Send + 'static) {
+    fn in_turn(&self, caller: Caller, job: impl FnOnce(&Fs, &Caller) + Send + 'static) {
         if self.workers.queued() == 0
             && self
                 .inline_slots
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                 .is_ok()
         {
-            job(&self.ops, &caller);
+            job(&self.fs, &caller);
             self.inline_slots.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        let ops = self.ops.clone();
-        let key = ops.fairness_key(&caller);
+        let fs = self.fs.clone();
+        let key = fs.fairness_key(&caller);
         self.workers
-            .submit(key, Box::new(move || job(&ops, &caller)));
+            .submit(key, Box::new(move || job(&fs, &caller)));
     }
 }
 
@@ -96,7 +133,7 @@ fn attr(attr: &Attr) -> FileAttr {
         mtime: attr.time,
         ctime: attr.time,
         crtime: attr.time,
-        kind: file_type(attr.kind),
+        kind: file_type(attr.kind.into()),
         perm: attr.perm,
         nlink: attr.nlink,
         uid: attr.uid,
@@ -116,23 +153,28 @@ fn file_type(kind: FileKind) -> FileType {
 }
 
 /// Answers an OPEN: a handle, with the mmap-refusing backing file when there is one.
-fn open(ops: &FsOps, caller: &Caller, ino: INodeNo, write: bool, reply: ReplyOpen) {
-    let handle = match ops.open(caller, ino.0, write) {
+fn open(fs: &Fs, caller: &Caller, ino: INodeNo, write: bool, reply: ReplyOpen) {
+    let handle = match fs.open(caller, ino.0, write) {
         Ok(handle) => FileHandle(handle),
-        Err(e) => return reply.error(Errno::from_i32(e)),
+        Err(e) => return reply.error(errno(e)),
     };
-    let backing = ops.mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
+    let backing = fs.mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
     match backing {
         Some(id) => {
             // SAFETY: `id` was registered on this session's connection by `mmap_refusal` and is never
             // closed while the daemon runs; `into_raw` below takes the wrapper apart again without
             // closing it.
             let backing = unsafe { reply.wrap_backing(id) };
-            reply.opened_passthrough(handle, OPEN_FLAGS, &backing);
+            reply.opened_passthrough(handle, open_flags(), &backing);
             let _ = backing.into_raw();
         }
-        None => reply.opened(handle, OPEN_FLAGS),
+        None => reply.opened(handle, open_flags()),
     }
+}
+
+/// [`OPEN_FLAGS`] as fuser spells them.
+fn open_flags() -> FopenFlags {
+    FopenFlags::from_bits_retain(OPEN_FLAGS)
 }
 
 fn caller(req: &Request) -> Caller {
@@ -145,7 +187,7 @@ fn caller(req: &Request) -> Caller {
 
 impl Filesystem for CgviewFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Passthrough lets opens refuse mmap(2) (see `FsOps::mmap_refusal`); both transports' opens use
+        // Passthrough lets opens refuse mmap(2) (see `Fs::mmap_refusal`); both transports' opens use
         // it. A kernel without it leaves opens plain direct_io.
         if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
             let _ = config.set_max_stack_depth(MAX_STACK_DEPTH);
@@ -162,43 +204,43 @@ impl Filesystem for CgviewFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.as_bytes().to_vec();
-        self.in_turn(caller(req), move |ops, caller| {
-            match ops.lookup(caller, parent.0, &name) {
+        self.in_turn(caller(req), move |fs, caller| {
+            match fs.lookup(caller, parent.0, &name) {
                 Ok(entry) => reply.entry_with_ttls(
                     &entry.attr_ttl,
                     &entry.entry_ttl,
                     &attr(&entry.attr),
                     Generation(0),
                 ),
-                Err(e) => reply.error(Errno::from_i32(e)),
+                Err(e) => reply.error(errno(e)),
             }
         });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.in_turn(caller(req), move |ops, caller| {
-            match ops.getattr(caller, ino.0) {
+        self.in_turn(caller(req), move |fs, caller| {
+            match fs.getattr(caller, ino.0) {
                 Ok((found, ttl)) => reply.attr(&ttl, &attr(&found)),
-                Err(e) => reply.error(Errno::from_i32(e)),
+                Err(e) => reply.error(errno(e)),
             }
         });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.ops.readlink(ino.0) {
+        match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(target.as_os_str().as_bytes()),
-            Err(e) => reply.error(Errno::from_i32(e)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        self.in_turn(caller(req), move |ops, caller| {
-            open(ops, caller, ino, write, reply)
+        self.in_turn(caller(req), move |fs, caller| {
+            open(fs, caller, ino, write, reply)
         });
     }
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.ops.forget(ino.0, nlookup);
+        self.fs.forget(ino.0, nlookup);
     }
 
     fn read(
@@ -212,11 +254,11 @@ impl Filesystem for CgviewFs {
         lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let into_buffer = lock_owner.is_some();
-        self.in_turn(caller(req), move |ops, caller| {
-            match ops.read(caller, fh.0, offset, into_buffer) {
+        let into = ReadInto::from_lock_owner(lock_owner.is_some());
+        self.in_turn(caller(req), move |fs, caller| {
+            match fs.read(caller, fh.0, offset, into) {
                 Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
-                Err(e) => reply.error(Errno::from_i32(e)),
+                Err(e) => reply.error(errno(e)),
             }
         });
     }
@@ -231,15 +273,15 @@ impl Filesystem for CgviewFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.ops.release(fh.0);
+        self.fs.release(fh.0);
         reply.ok();
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.in_turn(caller(req), move |ops, caller| {
-            match ops.opendir(caller, ino.0) {
+        self.in_turn(caller(req), move |fs, caller| {
+            match fs.opendir(caller, ino.0) {
                 Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
-                Err(e) => reply.error(Errno::from_i32(e)),
+                Err(e) => reply.error(errno(e)),
             }
         });
     }
@@ -252,9 +294,9 @@ impl Filesystem for CgviewFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.ops.readdir(fh.0) {
+        let entries = match self.fs.readdir(fh.0) {
             Ok(entries) => entries,
-            Err(e) => return reply.error(Errno::from_i32(e)),
+            Err(e) => return reply.error(errno(e)),
         };
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         for (index, entry) in entries.iter().enumerate().skip(skip) {
@@ -279,22 +321,32 @@ impl Filesystem for CgviewFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.ops.releasedir(fh.0);
+        self.fs.releasedir(fh.0);
         reply.ok();
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let mask = mask.bits() as u32;
-        self.in_turn(caller(req), move |ops, caller| {
-            match ops.access(caller, ino.0, mask) {
+        self.in_turn(caller(req), move |fs, caller| {
+            match fs.access(caller, ino.0, mask) {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(Errno::from_i32(e)),
+                Err(e) => reply.error(errno(e)),
             }
         });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(0, 0, 0, 0, 0, BLOCK_SIZE, NAME_MAX, BLOCK_SIZE);
+        let statfs = self.fs.statfs();
+        reply.statfs(
+            0,
+            0,
+            0,
+            0,
+            0,
+            statfs.block_size,
+            statfs.name_max,
+            statfs.block_size,
+        );
     }
 
     // No extended attributes. ENOSYS makes the kernel stop asking for the rest of the mount's life.
@@ -306,11 +358,11 @@ impl Filesystem for CgviewFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        reply.error(Errno::ENOSYS);
+        reply.error(errno(Failure::Unsupported));
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+        reply.error(errno(Failure::Unsupported));
     }
 
     // Readers probe files with ioctls such as TCGETS (isatty); none applies to a text file.
@@ -325,6 +377,23 @@ impl Filesystem for CgviewFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        reply.error(Errno::ENOTTY);
+        reply.error(errno(Failure::NoIoctl));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_are_fusers_direct_io_and_noflush() {
+        assert_eq!(
+            open_flags(),
+            FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_NOFLUSH)
+        );
+        assert_eq!(
+            FopenFlags::FOPEN_PASSTHROUGH.bits(),
+            crate::fs::open_reply::FOPEN_PASSTHROUGH
+        );
     }
 }

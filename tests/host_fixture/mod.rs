@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 use cgview::catalog::ServedFile;
+use cgview::failure::Failure;
+use cgview::fs::permissions::Credentials;
+use cgview::fs::{Caller, DirEntry, Fs};
 use cgview::host::layout::CgroupLayout;
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
@@ -364,4 +367,13 @@ pub fn v1_memory(host: &HostFixture, path: &str, limit: &str, usage: u64) {
          total_inactive_file 1048576\ntotal_active_anon 1048576\ntotal_inactive_anon 0\ntotal_shmem 0\n\
          total_mapped_file 524288\nhierarchical_memory_limit 536870912\n",
     );
+}
+
+/// Directory `inode` as root in thread `pid`'s place lists it, as the kernel asks: OPENDIR, READDIR,
+/// RELEASEDIR.
+pub fn list(fs: &Fs, inode: u64, pid: u32) -> Result<Vec<DirEntry>, Failure> {
+    let handle = fs.opendir(&Caller::new(pid, Credentials::ROOT), inode)?;
+    let entries = fs.readdir(handle);
+    fs.releasedir(handle);
+    Ok(entries?.to_vec())
 }

@@ -84,12 +84,27 @@ pub enum Failure {
     NoIoctl,
     /// SYMLINK, LINK: creating names is not permitted in the tree.
     NotPermitted,
+    /// A page-cache fill (`sendfile(2)`, `splice(2)`, a private `mmap(2)`) of a file whose content is per
+    /// caller: the cache is one per inode, shared by every container. Refused with the errno
+    /// `sendfile(2)` documents for a descriptor it cannot use, so the reader falls back to `read(2)`.
+    PageCacheRefused,
+    /// A handler panicked: a bug, which costs its one request instead of a reply that never comes.
+    Internal,
 }
 
 impl Failure {
     /// A host I/O error's failure: its errno, or EIO when it has none.
     pub fn from_host_errno(errno: Option<i32>) -> Failure {
         Failure::Host(errno.filter(|&e| e > 0).unwrap_or(libc::EIO))
+    }
+
+    /// A host I/O error's failure: a name the host does not have is [`Failure::NotFound`], as a name the
+    /// tree does not have is; any other error keeps its errno.
+    pub fn from_io(error: &std::io::Error) -> Failure {
+        match error.kind() {
+            std::io::ErrorKind::NotFound => Failure::NotFound,
+            _ => Failure::from_host_errno(error.raw_os_error()),
+        }
     }
 
     /// The errno the caller gets: the table.
@@ -112,6 +127,8 @@ impl Failure {
             Failure::Unsupported => libc::ENOSYS,
             Failure::NoIoctl => libc::ENOTTY,
             Failure::NotPermitted => libc::EPERM,
+            Failure::PageCacheRefused => libc::EINVAL,
+            Failure::Internal => libc::EIO,
         }
     }
 
@@ -151,6 +168,18 @@ mod tests {
         );
         assert_eq!(Failure::from_host_errno(None).errno(), libc::EIO);
         assert_eq!(Failure::from_host_errno(Some(0)).errno(), libc::EIO);
+    }
+
+    #[test]
+    fn a_missing_host_file_is_not_found_and_other_io_errors_keep_their_errno() {
+        let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(Failure::from_io(&missing), Failure::NotFound);
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(Failure::from_io(&denied), Failure::Host(libc::EACCES));
+        assert_eq!(
+            Failure::from_io(&std::io::Error::other("no errno")).errno(),
+            libc::EIO
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The mounted tree over a fake host, built once per fuzzing process with the test suite's own fixture
+//! The mounted file system over a fake host, built once per fuzzing process with the test suite's own fixture
 //! builder: a hybrid cgroup host with CPUs 0-3, a container restricted to CPUs 1 and 3 with a memory
 //! limit, a host process, and `sys` trees like the real ones plus crafted entries a hostile `/sys` could
 //! hold: symlinks that point outside the sys root (relative and absolute), among them a `sys/block` entry.
@@ -9,7 +9,7 @@
 #[path = "../../../tests/host_fixture/mod.rs"]
 mod host_fixture;
 
-use cgview::fs::tree::Tree;
+use cgview::fs::Fs;
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -27,7 +27,7 @@ pub const OUTSIDE_NAME: &str = "outside-the-sys-root";
 
 pub struct MountedHost {
     host: HostFixture,
-    pub tree: Arc<Tree>,
+    pub fs: Arc<Fs>,
 }
 
 static MOUNTED: OnceLock<MountedHost> = OnceLock::new();
@@ -118,8 +118,8 @@ fn build() -> MountedHost {
         &sys.join("devices/system/cpu/cpu0/escape"),
     );
 
-    let tree = Arc::new(Tree::new(Arc::new(host.view())));
-    MountedHost { host, tree }
+    let fs = Arc::new(Fs::new(Arc::new(host.view())));
+    MountedHost { host, fs }
 }
 
 fn link(target: &str, at: &PathBuf) {

@@ -3,7 +3,7 @@
 //! in the kernel's own (native) byte order. Everything is decoded from and encoded into byte slices at the
 //! header's offsets; a decoder returns `None` rather than reading past a slice.
 
-use crate::fs::ops::{Attr, Entry, FileKind};
+use crate::fs::{Attr, Entry, FileKind};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `sizeof(struct fuse_uring_req_header)`: the kernel refuses a header buffer shorter than this.
@@ -254,7 +254,11 @@ pub fn fuse_attr(attr: &Attr) -> [u8; FUSE_ATTR_LEN] {
     for nsec_at in [48, 52, 56] {
         put(&mut out, nsec_at, &nsecs.to_ne_bytes());
     }
-    put(&mut out, 60, &mode(attr.kind, attr.perm).to_ne_bytes());
+    put(
+        &mut out,
+        60,
+        &mode(attr.kind.into(), attr.perm).to_ne_bytes(),
+    );
     put(&mut out, 64, &attr.nlink.to_ne_bytes());
     put(&mut out, 68, &attr.uid.to_ne_bytes());
     put(&mut out, 72, &attr.gid.to_ne_bytes());
@@ -338,12 +342,13 @@ pub fn cmd_req(commit_id: u64, qid: u16) -> [u8; 80] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::NodeKind;
 
     fn sample_attr() -> Attr {
         Attr {
             ino: 0x0102_0304_0506_0708,
             size: 4242,
-            kind: FileKind::RegularFile,
+            kind: NodeKind::HostFile,
             perm: 0o444,
             uid: 65534,
             gid: 50,
@@ -474,10 +479,10 @@ mod tests {
     #[test]
     fn mode_has_the_file_type_bits() {
         let mut attr = sample_attr();
-        attr.kind = FileKind::Directory;
+        attr.kind = NodeKind::Directory;
         attr.perm = 0o555;
         assert_eq!(u32_of(&fuse_attr(&attr), 60), 0o040555);
-        attr.kind = FileKind::Symlink;
+        attr.kind = NodeKind::HostSymlink;
         attr.perm = 0o777;
         assert_eq!(u32_of(&fuse_attr(&attr), 60), 0o120777);
     }

@@ -1,12 +1,14 @@
-//! One request in, one reply out: decodes the request the kernel wrote into a ring entry, asks [`FsOps`],
+//! One request in, one reply out: decodes the request the kernel wrote into a ring entry, asks [`Fs`],
 //! and writes the reply over the same buffers. Every request gets exactly one reply, the same one the
-//! `fuser` adapter ([`fuse_fs`](crate::transport::fuse)) gives on `/dev/fuse`, including fuser's defaults for the
-//! operations cgview does not implement.
+//! `fuser` adapter ([`fuse`](crate::transport::fuse)) gives on `/dev/fuse`, including fuser's defaults for the
+//! operations cgview does not implement. A [`Failure`] becomes its errno only when the reply header is
+//! written.
 
 use super::abi::{self, opcode, InHeader, ReadIn};
-use crate::fs::ops::{Caller, Errno, FsOps, BLOCK_SIZE, NAME_MAX};
-use crate::fs::tree::{slice_at, DirEntry};
-use crate::transport::fuse::{register_backing_file, OPEN_FLAGS};
+use crate::fs::open_reply::OPEN_FLAGS;
+use crate::fs::{slice_at, Caller, DirEntry, Fs, ReadInto};
+use crate::transport::passthrough::register_backing_file;
+use cgview_core::failure::Failure;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
@@ -14,12 +16,12 @@ use std::panic::AssertUnwindSafe;
 /// The answer to a request the kernel sent malformed. Not ENOSYS (what fuser answers when it cannot parse
 /// one): the kernel remembers ENOSYS for some operations, and ENOSYS to ACCESS would switch off every
 /// later permission check on the mount.
-const MALFORMED: Errno = libc::EIO;
+const MALFORMED: Failure = Failure::Malformed;
 
 /// Answers the request in one entry's buffers: `header` is the entry's `fuse_uring_req_header`, `payload`
 /// its whole payload buffer; `device` is the connection's `/dev/fuse`. Writes the reply into both and
 /// returns the commit id that hands it back.
-pub fn answer(ops: &FsOps, device: BorrowedFd<'_>, header: &mut [u8], payload: &mut [u8]) -> u64 {
+pub fn answer(fs: &Fs, device: BorrowedFd<'_>, header: &mut [u8], payload: &mut [u8]) -> u64 {
     let request = InHeader::decode(header);
     // Unreadable only if the header buffer were shorter than the kernel's header, which registration
     // rules out; the kernel then fails this one request.
@@ -33,22 +35,22 @@ pub fn answer(ops: &FsOps, device: BorrowedFd<'_>, header: &mut [u8], payload: &
                 .and_then(|len| usize::try_from(len).ok())
                 .unwrap_or(0)
                 .min(payload.len());
-            // FsOps already turns a panicking handler into EIO; this covers the decoding and encoding
+            // Fs already turns a panicking handler into a failure; this covers the decoding and encoding
             // here, so that no request is left without a reply (its caller would hang in the kernel).
             std::panic::catch_unwind(AssertUnwindSafe(|| {
-                reply(ops, device, &request, op_in, payload, payload_in)
+                reply(fs, device, &request, op_in, payload, payload_in)
             }))
             .unwrap_or_else(|_| {
                 tracing::error!(opcode = request.opcode, "answering panicked; replying EIO");
-                Err(libc::EIO)
+                Err(Failure::Internal)
             })
         }
         _ => Err(MALFORMED),
     };
     let (error, payload_len) =
-        match result.and_then(|len| u32::try_from(len).map_err(|_| libc::EIO)) {
+        match result.and_then(|len| u32::try_from(len).map_err(|_| MALFORMED)) {
             Ok(len) => (0, len),
-            Err(errno) => (error_field(errno), 0),
+            Err(failure) => (error_field(failure.errno()), 0),
         };
     // Cannot fail on a header buffer the kernel accepted.
     let _ = abi::write_reply_header(header, unique, error, payload_len);
@@ -56,24 +58,24 @@ pub fn answer(ops: &FsOps, device: BorrowedFd<'_>, header: &mut [u8], payload: &
 }
 
 /// `fuse_out_header.error` for an errno. The kernel rejects values outside -511..=-1 and would fail the
-/// request with EINVAL; a handler bug that produced one becomes EIO instead.
-fn error_field(errno: Errno) -> i32 {
+/// request with EINVAL; a handler bug that produced one becomes [`Failure::Internal`]'s errno instead.
+fn error_field(errno: i32) -> i32 {
     if (1..512).contains(&errno) {
         -errno
     } else {
-        -libc::EIO
+        -Failure::Internal.errno()
     }
 }
 
 /// Writes the reply payload and returns its length.
 fn reply(
-    ops: &FsOps,
+    fs: &Fs,
     device: BorrowedFd<'_>,
     request: &InHeader,
     op_in: &[u8],
     payload: &mut [u8],
     payload_in: usize,
-) -> Result<usize, Errno> {
+) -> Result<usize, Failure> {
     let caller = Caller {
         pid: request.pid,
         uid: request.uid,
@@ -87,19 +89,19 @@ fn reply(
                     .get(..payload_in)
                     .and_then(abi::lookup_name)
                     .ok_or(MALFORMED)?;
-                ops.lookup(&caller, ino, name)?
+                fs.lookup(&caller, ino, name)?
             };
             put(payload, &abi::entry_out(&entry))
         }
         opcode::GETATTR => {
-            let (attr, ttl) = ops.getattr(&caller, ino)?;
+            let (attr, ttl) = fs.getattr(&caller, ino)?;
             put(payload, &abi::attr_out(&attr, ttl))
         }
         opcode::READLINK => {
-            let target = ops.readlink(ino)?;
+            let target = fs.readlink(ino)?;
             let target = target.as_os_str().as_bytes();
             if target.len() > payload.len() {
-                return Err(libc::ENAMETOOLONG);
+                return Err(Failure::NameTooLong);
             }
             put(payload, target)
         }
@@ -110,37 +112,43 @@ fn reply(
                 flags as i32 & libc::O_ACCMODE,
                 libc::O_WRONLY | libc::O_RDWR
             );
-            let fh = ops.open(&caller, ino, write)?;
+            let fh = fs.open(&caller, ino, write)?;
             // As the fuser adapter opens: backed by the file that refuses mmap(2), when there is one.
-            let open_out = match ops.mmap_refusal(|file| register_backing_file(device, file)) {
-                Some(id) => abi::open_out(fh, OPEN_FLAGS.bits() | abi::FOPEN_PASSTHROUGH, id),
-                None => abi::open_out(fh, OPEN_FLAGS.bits(), 0),
+            let open_out = match fs.mmap_refusal(|file| register_backing_file(device, file)) {
+                Some(id) => abi::open_out(fh, OPEN_FLAGS | abi::FOPEN_PASSTHROUGH, id),
+                None => abi::open_out(fh, OPEN_FLAGS, 0),
             };
             // A handle the kernel is never told of would never be released.
-            put(payload, &open_out).inspect_err(|_| ops.release(fh))
+            put(payload, &open_out).inspect_err(|_| fs.release(fh))
         }
         opcode::READ => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
-            let lock_owner = read.read_flags & abi::FUSE_READ_LOCKOWNER != 0;
-            let snapshot = ops.read(&caller, read.fh, read.offset, lock_owner)?;
+            let into = ReadInto::from_lock_owner(read.read_flags & abi::FUSE_READ_LOCKOWNER != 0);
+            let snapshot = fs.read(&caller, read.fh, read.offset, into)?;
             let capacity = u32::try_from(payload.len()).unwrap_or(u32::MAX);
             put(
                 payload,
                 slice_at(&snapshot, read.offset, read.size.min(capacity)),
             )
         }
-        opcode::STATFS => put(payload, &abi::statfs_out(BLOCK_SIZE, NAME_MAX)),
+        opcode::STATFS => {
+            let statfs = fs.statfs();
+            put(
+                payload,
+                &abi::statfs_out(statfs.block_size, statfs.name_max),
+            )
+        }
         opcode::RELEASE => {
-            ops.release(abi::release_fh(op_in).ok_or(MALFORMED)?);
+            fs.release(abi::release_fh(op_in).ok_or(MALFORMED)?);
             Ok(0)
         }
         opcode::OPENDIR => {
-            let fh = ops.opendir(&caller, ino)?;
-            put(payload, &abi::open_out(fh, 0, 0)).inspect_err(|_| ops.releasedir(fh))
+            let fh = fs.opendir(&caller, ino)?;
+            put(payload, &abi::open_out(fh, 0, 0)).inspect_err(|_| fs.releasedir(fh))
         }
         opcode::READDIR => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
-            let entries = ops.readdir(read.fh)?;
+            let entries = fs.readdir(read.fh)?;
             let size = usize::try_from(read.size).unwrap_or(usize::MAX);
             let out = payload
                 .get_mut(..size.min(payload.len()))
@@ -148,25 +156,26 @@ fn reply(
             Ok(pack_dirents(&entries, read.offset, out))
         }
         opcode::RELEASEDIR => {
-            ops.releasedir(abi::release_fh(op_in).ok_or(MALFORMED)?);
+            fs.releasedir(abi::release_fh(op_in).ok_or(MALFORMED)?);
             Ok(0)
         }
         opcode::ACCESS => {
-            ops.access(&caller, ino, abi::access_mask(op_in).ok_or(MALFORMED)?)?;
+            fs.access(&caller, ino, abi::access_mask(op_in).ok_or(MALFORMED)?)?;
             Ok(0)
         }
         // fuser answers unrestricted (CUSE) ioctls itself; cgview answers the rest: no ioctl applies to
         // a text file.
         opcode::IOCTL => {
             match abi::ioctl_flags(op_in).ok_or(MALFORMED)? & abi::FUSE_IOCTL_UNRESTRICTED {
-                0 => Err(libc::ENOTTY),
-                _ => Err(libc::ENOSYS),
+                0 => Err(Failure::NoIoctl),
+                _ => Err(Failure::Unsupported),
             }
         }
         // fuser's defaults where they are not ENOSYS.
-        opcode::SYMLINK | opcode::LINK => Err(libc::EPERM),
-        // INIT was answered on /dev/fuse before any ring existed; DESTROY is only sent to fuseblk mounts.
-        opcode::INIT => Err(libc::EIO),
+        opcode::SYMLINK | opcode::LINK => Err(Failure::NotPermitted),
+        // INIT was answered on /dev/fuse before any ring existed (one here is as good as malformed);
+        // DESTROY is only sent to fuseblk mounts.
+        opcode::INIT => Err(MALFORMED),
         opcode::DESTROY => Ok(0),
         // No extended attributes and no FLUSH (every open is `noflush`); ENOSYS makes the kernel stop
         // asking. FORGET, BATCH_FORGET and INTERRUPT always go to /dev/fuse; READDIRPLUS is not
@@ -178,16 +187,16 @@ fn reply(
         | opcode::FORGET
         | opcode::BATCH_FORGET
         | opcode::INTERRUPT
-        | opcode::READDIRPLUS => Err(libc::ENOSYS),
-        _ => Err(libc::ENOSYS),
+        | opcode::READDIRPLUS => Err(Failure::Unsupported),
+        _ => Err(Failure::Unsupported),
     }
 }
 
 /// Copies a fixed-size reply to the start of the payload buffer.
-fn put(payload: &mut [u8], reply: &[u8]) -> Result<usize, Errno> {
+fn put(payload: &mut [u8], reply: &[u8]) -> Result<usize, Failure> {
     payload
         .get_mut(..reply.len())
-        .ok_or(libc::EIO)?
+        .ok_or(MALFORMED)?
         .copy_from_slice(reply);
     Ok(reply.len())
 }
@@ -219,7 +228,7 @@ fn pack_dirents(entries: &[DirEntry], offset: u64, out: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::tree::{NodeKind, Tree};
+    use crate::fs::{NodeKind, BLOCK_SIZE, NAME_MAX};
     use crate::host::layout::CgroupLayout;
     use crate::host::paths::HostPaths;
     use crate::host::resolve::Resolver;
@@ -229,10 +238,10 @@ mod tests {
 
     const MEMINFO: &str = "MemTotal:        8000000 kB\nMemFree:         4000000 kB\n";
 
-    /// FsOps over a host with no cgroup hierarchy: every caller sees the host's own files.
+    /// Fs over a host with no cgroup hierarchy: every caller sees the host's own files.
     struct Host {
         _dir: tempfile::TempDir,
-        ops: FsOps,
+        ops: Fs,
     }
 
     fn host() -> Host {
@@ -254,7 +263,7 @@ mod tests {
         let view = View::new(Resolver::new(paths, layout), ViewOptions::default());
         Host {
             _dir: dir,
-            ops: FsOps::new(Arc::new(Tree::new(Arc::new(view)))),
+            ops: Fs::new(Arc::new(view)),
         }
     }
 
@@ -294,7 +303,7 @@ mod tests {
         }
 
         /// Answers; returns (error, reply payload).
-        fn answer(mut self, ops: &FsOps) -> (i32, Vec<u8>) {
+        fn answer(mut self, ops: &Fs) -> (i32, Vec<u8>) {
             // Not a FUSE device: registering a backing file with it fails, and opens are plain.
             let device = std::fs::File::open("/dev/null").unwrap();
             assert_eq!(
@@ -328,7 +337,7 @@ mod tests {
         u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap())
     }
 
-    fn lookup(ops: &FsOps, parent: u64, name: &str) -> u64 {
+    fn lookup(ops: &Fs, parent: u64, name: &str) -> u64 {
         let (error, reply) = Buffers::new(opcode::LOOKUP, parent)
             .with_payload(format!("{name}\0").as_bytes())
             .answer(ops);
@@ -336,7 +345,7 @@ mod tests {
         u64_at(&reply, 0)
     }
 
-    fn open(ops: &FsOps, ino: u64, opcode: u32) -> u64 {
+    fn open(ops: &Fs, ino: u64, opcode: u32) -> u64 {
         let (error, reply) = Buffers::new(opcode, ino)
             .with_op_in(&(libc::O_RDONLY as u32).to_ne_bytes())
             .answer(ops);
@@ -404,7 +413,7 @@ mod tests {
             .answer(&host.ops);
         assert_eq!(error, 0);
         assert_eq!(reply.len(), abi::OPEN_OUT_LEN);
-        assert_eq!(u32_at(&reply, 8), OPEN_FLAGS.bits());
+        assert_eq!(u32_at(&reply, 8), OPEN_FLAGS);
         let fh = u64_at(&reply, 0);
 
         let (error, data) = Buffers::new(opcode::READ, meminfo)
@@ -423,7 +432,7 @@ mod tests {
             .with_op_in(&fh.to_ne_bytes())
             .answer(&host.ops);
         assert_eq!((error, reply.len()), (0, 0));
-        assert_eq!(host.ops.tree().open_count(), 0);
+        assert_eq!(host.ops.open_count(), 0);
     }
 
     #[test]
@@ -579,7 +588,7 @@ mod tests {
         let mut payload = buffers.payload;
         let device = std::fs::File::open("/dev/null").unwrap();
         answer(&host.ops, device.as_fd(), &mut header, &mut payload);
-        assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
+        assert_eq!(host.ops.open_count(), 0, "a handle no reply names");
     }
 
     #[test]
@@ -593,7 +602,7 @@ mod tests {
             buffers.payload.truncate(abi::OPEN_OUT_LEN - 1);
             let (error, reply) = buffers.answer(&host.ops);
             assert_eq!((error, reply.len()), (-libc::EIO, 0));
-            assert_eq!(host.ops.tree().open_count(), 0, "a handle no reply names");
+            assert_eq!(host.ops.open_count(), 0, "a handle no reply names");
         }
     }
 

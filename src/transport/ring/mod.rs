@@ -15,7 +15,7 @@ mod dispatch;
 mod queue;
 mod sqe;
 
-use crate::fs::ops::FsOps;
+use crate::fs::Fs;
 
 /// The request decoder and its buffer sizes, public for the fuzz target that feeds it arbitrary
 /// header and payload bytes (`fuzz/fuzz_targets/ring_request.rs`); the daemon itself only reaches it
@@ -150,7 +150,7 @@ impl PreparedRings {
     /// hold requests for a queue with none, so the mount must not be used. The threads that did register
     /// keep serving, and keep `/dev/fuse` open through their rings, until the connection ends or the
     /// process exits.
-    pub fn start(self, fuse: OwnedFd, ops: Arc<FsOps>, max_write: u32) -> io::Result<()> {
+    pub fn start(self, fuse: OwnedFd, fs: Arc<Fs>, max_write: u32) -> io::Result<()> {
         let queues = self.queues.len();
         let payload_len = payload_buffer_len(max_write, page_size());
         let fuse = Arc::new(fuse);
@@ -160,7 +160,7 @@ impl PreparedRings {
         for queue in self.queues {
             let start = queue::Start {
                 fuse: fuse.clone(),
-                ops: ops.clone(),
+                fs: fs.clone(),
                 payload_len,
                 report: report_tx.clone(),
             };

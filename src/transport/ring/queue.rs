@@ -12,7 +12,7 @@ use super::abi;
 use super::buffer::SharedBuffer;
 use super::dispatch;
 use super::sqe;
-use crate::fs::ops::FsOps;
+use crate::fs::Fs;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -40,7 +40,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// What a queue thread needs once INIT agreed to the ring.
 pub struct Start {
     pub fuse: Arc<OwnedFd>,
-    pub ops: Arc<FsOps>,
+    pub fs: Arc<Fs>,
     pub payload_len: usize,
     pub report: mpsc::Sender<Report>,
 }
@@ -87,14 +87,14 @@ pub fn run(
     drop(prepared);
     let Ok(Start {
         fuse,
-        ops,
+        fs,
         payload_len,
         report,
     }) = start.recv()
     else {
         return;
     };
-    let mut queue = Queue::new(ring, qid, ops, fuse.clone());
+    let mut queue = Queue::new(ring, qid, fs, fuse.clone());
     let registered = queue
         .allocate(depth, payload_len, &fuse)
         .and_then(|()| queue.register_all());
@@ -143,7 +143,7 @@ struct RingEntry {
 struct Queue {
     ring: Ring,
     qid: u16,
-    ops: Arc<FsOps>,
+    fs: Arc<Fs>,
     /// `/dev/fuse`, for OPEN to register its backing file (the fixed file table holds the ring's own
     /// reference).
     fuse: Arc<OwnedFd>,
@@ -159,12 +159,12 @@ struct Queue {
 }
 
 impl Queue {
-    fn new(ring: Ring, qid: u16, ops: Arc<FsOps>, fuse: Arc<OwnedFd>) -> Queue {
+    fn new(ring: Ring, qid: u16, fs: Arc<Fs>, fuse: Arc<OwnedFd>) -> Queue {
         let completions = Vec::with_capacity(ring.params().cq_entries() as usize);
         Queue {
             ring,
             qid,
-            ops,
+            fs,
             fuse,
             entries: Vec::new(),
             live: 0,
@@ -332,7 +332,7 @@ impl Queue {
         let bytes = unsafe { entry.buffer.bytes_mut() };
         let commit_id = match bytes.split_at_mut_checked(HEADER_AREA) {
             Some((header, payload)) => {
-                dispatch::answer(&self.ops, self.fuse.as_fd(), header, payload)
+                dispatch::answer(&self.fs, self.fuse.as_fd(), header, payload)
             }
             None => 0,
         };
