@@ -5,8 +5,8 @@
 #[path = "../tests/host_fixture/mod.rs"]
 mod host_fixture;
 
-use cgview::fs::permissions::Credentials;
 use cgview::fs::{Caller, Fs, ReadInto};
+use cgview::permissions::Credentials;
 use cgview::service::cache::CacheSettings;
 use criterion::{criterion_group, criterion_main, Criterion};
 use host_fixture::*;

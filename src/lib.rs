@@ -10,7 +10,7 @@
 //! - [`service`]: the per-caller view: caches, per-container state, the fallback policy, the load sampler;
 //! - [`host`]: the injected roots, the cgroup layout, caller resolution and the cgroup and sysfs readers;
 //! - the pure ring, the `cgview-core` crate (re-exported as [`parse`], [`model`], [`render`],
-//!   [`catalog`], and [`failure`], the one table of failures, their errnos and fallback causes): no I/O,
+//!   [`catalog`], [`permissions`], and [`failure`], the one table of failures, their errnos and fallback causes): no I/O,
 //!   no FUSE, no clock.
 //!
 //! Beside them: [`daemon`] (serving a mount point: mount API, repair, mount scan, sd_notify) and
@@ -24,6 +24,6 @@ pub mod service;
 pub mod telemetry;
 pub mod transport;
 
-pub use cgview_core::{catalog, error_chain, failure, model, parse, render};
+pub use cgview_core::{catalog, error_chain, failure, model, parse, permissions, render};
 #[cfg(feature = "webhook")]
 pub use cgview_webhook as webhook;

@@ -5,8 +5,8 @@
 mod host_fixture;
 
 use cgview::catalog::ServedFile;
-use cgview::fs::permissions::Credentials;
 use cgview::fs::{Caller, Fs, ReadInto};
+use cgview::permissions::Credentials;
 use cgview::service::cache::CacheSettings;
 use host_fixture::*;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -5,8 +5,8 @@
 
 mod host_fixture;
 
-use cgview::fs::permissions::{self, Credentials};
 use cgview::fs::{Caller, Fs, NodeKind};
+use cgview::permissions::{self, Credentials};
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};

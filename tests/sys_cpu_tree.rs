@@ -3,8 +3,8 @@
 mod host_fixture;
 
 use cgview::catalog::ServedFile;
-use cgview::fs::permissions::Credentials;
 use cgview::fs::{Caller, Fs, NameLifetime, NodeKind, ReadInto};
+use cgview::permissions::Credentials;
 use host_fixture::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,7 @@
 
 mod fake_host;
 
-use cgview::fs::permissions::Credentials;
+use cgview::permissions::Credentials;
 use cgview::fs::{Caller, Fs, Inode, ReadInto, ROOT_INODE};
 use fake_host::{mounted, CONTAINER_PID, HOST_PID, OUTSIDE_MARKER, OUTSIDE_NAME};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};

@@ -4,11 +4,11 @@
 use cgview::catalog::ServedFile;
 use cgview::error_chain;
 use cgview::failure::Failure;
-use cgview::fs::permissions::Credentials;
 use cgview::fs::{Caller, Fs, NodeKind, ReadInto};
 use cgview::host::layout::{CgroupLayout, Controller};
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
+use cgview::permissions::Credentials;
 use cgview::service::view::{Source, View, ViewOptions};
 use std::os::unix::ffi::OsStringExt;
 

@@ -21,7 +21,7 @@ pub enum Placement {
 
 /// A new, detached FUSE mount served through `fuse_device` (an open `/dev/fuse`), with cgview's options:
 /// source `fs_name`, subtype `fs_name`, read-only, `nosuid,nodev,noexec`, `allow_other`, owned by root;
-/// no `default_permissions` (the daemon checks permissions, see [`crate::fs::permissions`]). The kernel queues the INIT request as the mount is created, so
+/// no `default_permissions` (the daemon checks permissions, see [`cgview_core::permissions`]). The kernel queues the INIT request as the mount is created, so
 /// the session handshake can run before the mount is attached anywhere.
 pub fn new_fuse_mount(fuse_device: BorrowedFd<'_>, fs_name: &str) -> io::Result<OwnedFd> {
     let fs_type = c_string("fuse")?;

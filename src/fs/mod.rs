@@ -21,6 +21,3 @@ pub use attr::{Attr, Caller, Entry, FileKind, ReadInto, Statfs, BLOCK_SIZE, NAME
 pub use handles::{slice_at, Snapshot};
 pub use nodes::{DirEntry, Inode, NameLifetime, Node, NodeKind, FLOOR_NAME, ROOT_INODE};
 pub use ops::Fs;
-
-/// Who may read or search what: a pure decision, in the core.
-pub use cgview_core::permissions;

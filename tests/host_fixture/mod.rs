@@ -6,11 +6,11 @@
 
 use cgview::catalog::ServedFile;
 use cgview::failure::Failure;
-use cgview::fs::permissions::Credentials;
 use cgview::fs::{Caller, DirEntry, Fs};
 use cgview::host::layout::CgroupLayout;
 use cgview::host::paths::HostPaths;
 use cgview::host::resolve::Resolver;
+use cgview::permissions::Credentials;
 use cgview::service::view::{Rendered, View, ViewOptions};
 use std::fs;
 use std::os::unix::fs::symlink;
