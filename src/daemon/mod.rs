@@ -538,7 +538,7 @@ fn spawn_janitor(fs: &Arc<Fs>) {
         .spawn(move || loop {
             std::thread::park_timeout(JANITOR_PERIOD);
             match weak.upgrade() {
-                Some(fs) => fs.cache().maintain(std::time::Instant::now()),
+                Some(fs) => fs.cache().maintain(fs.cache().now()),
                 None => break,
             }
             // A budget refused on every read wakes the janitor on every read: a round costs a pass

@@ -589,6 +589,11 @@ impl ViewCache {
         Ok(value)
     }
 
+    /// The time on the cache's clock, for callers that drive [`maintain`](Self::maintain).
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
     /// The janitor's round (every second): [`ViewCache::sweep`], then, while the descriptor budget is
     /// nearly spent, closes the kept files of the least recently used containers until a quarter of it is
     /// free. Their next renders read with open-read-close, and keep files again as the budget allows.
