@@ -9,18 +9,21 @@
 //! CGVIEW_BENCH_FILES, a comma-separated subset such as `proc/meminfo,proc/stat`; CGVIEW_BENCH_IO_URING=1,
 //! cgview over FUSE over io_uring).
 
+#[path = "../tests/mounted_support/mod.rs"]
+mod mounted_support;
+mod support;
+
 use cgview::catalog::ServedFile;
+use mounted_support::{Daemon, TestCgroup, CGROUP_ROOT, MIB};
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::env_or;
 
-const CGVIEW: &str = env!("CARGO_BIN_EXE_cgview");
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const MIB: u64 = 1 << 20;
 const FLOOR: &str = ".cgview-floor";
 const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
 
@@ -30,13 +33,7 @@ fn main() {
         worker(&args[2..]);
         return;
     }
-    // `cargo test --all-targets` runs bench binaries too, without `--bench`: only `cargo bench` times.
-    if !args.iter().any(|a| a == "--bench") {
-        println!("e2e: a benchmark; run it with `cargo bench --bench e2e`");
-        return;
-    }
-    if !Path::new("/dev/fuse").exists() || !is_root() {
-        eprintln!("e2e: needs root and /dev/fuse; skipped");
+    if !support::should_run("e2e") {
         return;
     }
     let cycles: usize = env_or("CGVIEW_BENCH_CYCLES", 5000);
@@ -48,40 +45,22 @@ fn main() {
     }
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        .unwrap_or(false)
-}
-
 // ---- the worker: a process inside cgroups, timing cycles from threads ----
 
-/// `--worker <n> <path>... <threads> <cycles> <start unix ns> <cgroup.procs files...>`: enters the
-/// cgroups, waits for the start time, runs the cycles and prints `wall_ns end_unix_ns`, then for each
+/// `--worker <n> <path>... <threads> <cycles> <start unix ns>`, started in a cgroup by
+/// [`support::spawn_host_pid_worker`]: enters the cgroup, waits for the start time, runs the cycles and prints `wall_ns end_unix_ns`, then for each
 /// thread one line of latencies (ns) per path. With several paths each thread reads them in turn, cycle
 /// by cycle, rotating which comes first (A B, B A, A B, ...), `cycles` of each: they are timed under the
 /// same conditions, so drift in the machine (which vCPU a thread sits on, a neighbour's load) cancels out
 /// of their ratio instead of landing on whichever ran in the worse moment.
 fn worker(args: &[String]) {
+    support::enter_cgroups_from_env();
     let count: usize = args[0].parse().unwrap();
     let paths: Vec<PathBuf> = args[1..=count].iter().map(PathBuf::from).collect();
     let rest = &args[count + 1..];
     let threads: usize = rest[0].parse().unwrap();
     let cycles: usize = rest[1].parse().unwrap();
     let start_at: u128 = rest[2].parse().unwrap();
-    for procs in &rest[3..] {
-        fs::write(procs, std::process::id().to_string()).unwrap();
-    }
     let now = unix_ns();
     if start_at > now {
         sleep(Duration::from_nanos((start_at - now) as u64));
@@ -134,134 +113,12 @@ fn unix_ns() -> u128 {
 
 // ---- set-up ----
 
-struct Cgroup {
-    relative: String,
-    controllers: Vec<&'static str>,
-}
-
-impl Cgroup {
-    fn new(relative: String, controllers: &[&'static str]) -> Cgroup {
-        for c in controllers {
-            let dir = Path::new(CGROUP_ROOT).join(c).join(&relative);
-            fs::create_dir_all(&dir).unwrap();
-            if *c == "cpuset" {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    let v = fs::read_to_string(Path::new(CGROUP_ROOT).join(c).join(f)).unwrap();
-                    fs::write(dir.join(f), v.trim()).unwrap();
-                }
-            }
-        }
-        Cgroup {
-            relative,
-            controllers: controllers.to_vec(),
-        }
-    }
-
-    fn set(&self, controller: &str, file: &str, value: &str) {
-        let path = Path::new(CGROUP_ROOT)
-            .join(controller)
-            .join(&self.relative)
-            .join(file);
-        fs::write(&path, value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-
-    fn procs_files(&self) -> Vec<String> {
-        self.controllers
-            .iter()
-            .map(|c| format!("{CGROUP_ROOT}/{c}/{}/cgroup.procs", self.relative))
-            .collect()
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for c in &self.controllers {
-            let dir = Path::new(CGROUP_ROOT).join(c).join(&self.relative);
-            for _ in 0..100 {
-                if fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-struct Daemon {
-    child: Child,
-    mount: PathBuf,
-}
-
-impl Daemon {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The daemon's user + system CPU time so far, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    }
-
-    fn rss_kb(&self) -> u64 {
-        fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-        let _ = fs::remove_dir(&self.mount);
-    }
-}
-
-fn start_daemon(
-    name: &'static str,
-    program: &str,
-    args: &[&str],
-    mount: PathBuf,
-    log: Option<&Path>,
-) -> Daemon {
-    fs::create_dir_all(&mount).unwrap();
-    let stderr = match log {
-        Some(path) => Stdio::from(fs::File::create(path).unwrap()),
-        None => Stdio::null(),
-    };
-    let child = Command::new(program)
-        .args(args)
-        .arg(&mount)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    // Owned by the guard from here, so the daemon is stopped and reaped on every path.
-    let daemon = Daemon { child, mount };
-    let probe = daemon.mount.join("proc/meminfo");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if fs::read_to_string(&probe).is_ok_and(|t| t.contains("MemTotal")) {
-            return daemon;
-        }
-        sleep(Duration::from_millis(20));
-    }
-    panic!("{name} did not serve {} within 10 s", probe.display());
+/// The daemon's user + system CPU time so far, in clock ticks.
+fn cpu_ticks(daemon: &Daemon) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Where a target serves files: native /proc (no daemon), cgview, LXCFS.
@@ -276,7 +133,7 @@ impl Target {
         let path = match &self.daemon {
             None if file == FLOOR => return None,
             None => Path::new("/").join(file),
-            Some(d) => d.mount.join(file),
+            Some(d) => d.path(file),
         };
         path.exists().then_some(path)
     }
@@ -285,16 +142,13 @@ impl Target {
 struct Bench {
     targets: Vec<Target>,
     files: Vec<String>,
-    cgroup: Cgroup,
+    cgroup: TestCgroup,
     /// `enable_uring` before the run, when the run set it.
     uring_switch: Option<String>,
-    _work: PathBuf,
 }
 
 impl Bench {
     fn set_up() -> Bench {
-        let work = std::env::temp_dir().join(format!("cgview-e2e-{}", std::process::id()));
-        fs::create_dir_all(&work).unwrap();
         let mut targets = vec![Target {
             name: "native",
             daemon: None,
@@ -303,7 +157,7 @@ impl Bench {
         // CGVIEW_BENCH_MOUNT_ARGS adds options to `cgview mount` (e.g. `--no-pin-workers`).
         let workers = std::env::var("CGVIEW_BENCH_THREADS").ok();
         let extra = std::env::var("CGVIEW_BENCH_MOUNT_ARGS").unwrap_or_default();
-        let mut args = vec!["mount", "--diagnostic-floor"];
+        let mut args = vec!["--diagnostic-floor"];
         if let Some(workers) = &workers {
             args.extend(["--threads", workers.as_str()]);
         }
@@ -321,26 +175,17 @@ impl Bench {
         if uring_switch.is_some() {
             args.push("--io-uring");
         }
-        let log = work.join("cgview.log");
-        targets.push(Target {
-            name: "cgview",
-            daemon: Some(start_daemon(
-                "cgview",
-                CGVIEW,
-                &args,
-                work.join("cgview"),
-                Some(&log),
-            )),
-        });
-        let transport = if fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("serving over io_uring")
-        {
+        let cgview = Daemon::start(&[], &args);
+        let transport = if cgview.log_text().contains("serving over io_uring") {
             "FUSE over io_uring, a ring per CPU"
         } else {
             "/dev/fuse"
         };
         println!("cgview transport: {transport}");
+        targets.push(Target {
+            name: "cgview",
+            daemon: Some(cgview),
+        });
         if uring_switch.is_some() && transport == "/dev/fuse" {
             panic!("CGVIEW_BENCH_IO_URING=1 but cgview serves over /dev/fuse");
         }
@@ -348,12 +193,9 @@ impl Bench {
             // The same features as cgview's defaults: CPU quota awareness and load averages.
             targets.push(Target {
                 name: "lxcfs",
-                daemon: Some(start_daemon(
-                    "lxcfs",
+                daemon: Some(Daemon::start_program(
                     "lxcfs",
                     &["-f", "--enable-cfs", "-l"],
-                    work.join("lxcfs"),
-                    None,
                 )),
             });
         } else {
@@ -362,7 +204,7 @@ impl Bench {
             );
         }
         let controllers = available_controllers();
-        let cgroup = Cgroup::new(format!("cgview-e2e-{}", std::process::id()), &controllers);
+        let cgroup = TestCgroup::new("e2e", &controllers);
         cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
         cgroup.set("cpu", "cpu.cfs_period_us", "100000");
         cgroup.set("cpu", "cpu.cfs_quota_us", "150000");
@@ -375,7 +217,6 @@ impl Bench {
             files,
             cgroup,
             uring_switch,
-            _work: work,
         }
     }
 
@@ -383,34 +224,22 @@ impl Bench {
         &self.targets[1]
     }
 
-    /// Runs `sh -c script` inside the benchmark cgroup and returns its output.
-    fn in_cgroup(&self, script: &str) -> String {
-        let enter: Vec<String> = self
-            .cgroup
-            .procs_files()
-            .iter()
-            .map(|p| format!("echo $$ > {p}"))
-            .collect();
-        let output = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{}; {script}", enter.join("; ")))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
     /// What is timed must be right: the daemons' files show the cgroup's limits.
     fn check_content(&self) {
         for target in self.targets.iter().filter(|t| t.daemon.is_some()) {
             let meminfo = target.path("proc/meminfo").unwrap();
-            let text = self.in_cgroup(&format!("grep ^MemTotal: {}", meminfo.display()));
+            let text = self
+                .cgroup
+                .run(&format!("grep ^MemTotal: {}", meminfo.display()));
             assert!(
                 text.split_whitespace().nth(1) == Some("524288"),
                 "{}: MemTotal inside a 512 MiB cgroup is {text:?}",
                 target.name
             );
             let cpuinfo = target.path("proc/cpuinfo").unwrap();
-            let count = self.in_cgroup(&format!("grep -c ^processor {}", cpuinfo.display()));
+            let count = self
+                .cgroup
+                .run(&format!("grep -c ^processor {}", cpuinfo.display()));
             assert_eq!(
                 count.trim(),
                 "2",
@@ -421,40 +250,37 @@ impl Bench {
         let cgview = self.cgview();
         let online = cgview.path("sys/devices/system/cpu/online").unwrap();
         assert_eq!(
-            self.in_cgroup(&format!("cat {}", online.display())).trim(),
+            self.cgroup.run(&format!("cat {}", online.display())).trim(),
             "0-1"
         );
         let stat = cgview.path("proc/stat").unwrap();
-        let cpus = self.in_cgroup(&format!("grep -c ^cpu {}", stat.display()));
+        let cpus = self.cgroup.run(&format!("grep -c ^cpu {}", stat.display()));
         assert_eq!(cpus.trim(), "3", "cpu, cpu0, cpu1 in stat");
         println!("content checked: MemTotal 524288 kB and 2 CPUs inside the benchmark cgroup\n");
     }
 
-    /// Runs workers (paths, threads, cgroup.procs files) at once, `cycles` per thread and path; returns
+    /// Runs workers (paths, threads, cgroup) at once, `cycles` per thread and path; returns
     /// one `Run` per path (every worker lists the same number of paths), each with the wall time from the
     /// common start to the last end and the daemon CPU ticks spent by the whole run.
     fn run(
         &self,
         target: &Target,
-        runs: &[(Vec<PathBuf>, usize, Vec<String>)],
+        runs: &[(Vec<PathBuf>, usize, &TestCgroup)],
         cycles: usize,
     ) -> Option<Vec<Run>> {
         let start_at = unix_ns() + 300_000_000;
-        let cpu_before = target.daemon.as_ref().map(Daemon::cpu_ticks);
-        let children: Vec<Child> = runs
+        let cpu_before = target.daemon.as_ref().map(cpu_ticks);
+        let children: Vec<_> = runs
             .iter()
-            .map(|(paths, threads, procs)| {
-                Command::new(std::env::current_exe().unwrap())
-                    .arg("--worker")
-                    .arg(paths.len().to_string())
-                    .args(paths)
-                    .arg(threads.to_string())
-                    .arg(cycles.to_string())
-                    .arg(start_at.to_string())
-                    .args(procs)
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
+            .map(|(paths, threads, cgroup)| {
+                let mut args = vec![paths.len().to_string()];
+                args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+                args.extend([
+                    threads.to_string(),
+                    cycles.to_string(),
+                    start_at.to_string(),
+                ]);
+                support::spawn_host_pid_worker(cgroup, "--worker", &args)
             })
             .collect();
         let per_worker = runs.first().map_or(1, |(paths, _, _)| paths.len());
@@ -486,7 +312,7 @@ impl Bench {
             return None;
         }
         let daemon_ticks = match (cpu_before, target.daemon.as_ref()) {
-            (Some(before), Some(d)) => Some(d.cpu_ticks() - before),
+            (Some(before), Some(d)) => Some(cpu_ticks(d) - before),
             _ => None,
         };
         let wall_ns = end.saturating_sub(start_at).max(1);
@@ -514,11 +340,7 @@ impl Bench {
         cycles: usize,
     ) -> Option<Stats> {
         let path = target.path(file)?;
-        let runs = self.run(
-            target,
-            &[(vec![path], threads, self.cgroup.procs_files())],
-            cycles,
-        )?;
+        let runs = self.run(target, &[(vec![path], threads, &self.cgroup)], cycles)?;
         Some(runs[0].stats(clock_ticks()))
     }
 
@@ -527,11 +349,7 @@ impl Bench {
     fn run_pair(&self, file: &str, threads: usize, cycles: usize) -> Option<[Stats; 2]> {
         let cgview = self.cgview();
         let paths = vec![cgview.path(FLOOR)?, cgview.path(file)?];
-        let runs = self.run(
-            cgview,
-            &[(paths, threads, self.cgroup.procs_files())],
-            cycles,
-        )?;
+        let runs = self.run(cgview, &[(paths, threads, &self.cgroup)], cycles)?;
         Some([runs[0].latency_stats(), runs[1].latency_stats()])
     }
 
@@ -607,12 +425,9 @@ impl Bench {
     /// 16 cgroups, one reader each, all at once, on `proc/meminfo`: aggregate reads/s per target.
     fn run_sixteen(&self, cycles: usize, hz: f64) -> Vec<String> {
         let controllers = available_controllers();
-        let cgroups: Vec<Cgroup> = (0..16)
+        let cgroups: Vec<TestCgroup> = (0..16)
             .map(|i| {
-                let c = Cgroup::new(
-                    format!("cgview-e2e-{}-{i}", std::process::id()),
-                    &controllers,
-                );
+                let c = TestCgroup::new(&format!("e2e-{i}"), &controllers);
                 c.set(
                     "memory",
                     "memory.limit_in_bytes",
@@ -628,10 +443,7 @@ impl Bench {
             let Some(path) = target.path("proc/meminfo") else {
                 continue;
             };
-            let runs: Vec<_> = cgroups
-                .iter()
-                .map(|c| (vec![path.clone()], 1, c.procs_files()))
-                .collect();
+            let runs: Vec<_> = cgroups.iter().map(|c| (vec![path.clone()], 1, c)).collect();
             let Some(run) = self.run(target, &runs, cycles) else {
                 continue;
             };
@@ -671,14 +483,10 @@ impl Bench {
         println!(
             "\n== scale: one cgview serving 10 containers and one serving 1,000, read alternately; {rounds} rounds"
         );
-        let work = std::env::temp_dir().join(format!("cgview-e2e-scale-{}", std::process::id()));
         let controllers = ["memory"];
-        let cgroups: Vec<Cgroup> = (0..1000)
+        let cgroups: Vec<TestCgroup> = (0..1000)
             .map(|i| {
-                let c = Cgroup::new(
-                    format!("cgview-e2e-scale-{}-{i}", std::process::id()),
-                    &controllers,
-                );
+                let c = TestCgroup::new(&format!("e2e-scale-{i}"), &controllers);
                 c.set(
                     "memory",
                     "memory.limit_in_bytes",
@@ -687,16 +495,16 @@ impl Bench {
                 c
             })
             .collect();
-        let start = |name: &str| {
+        let start = || {
             let port = free_port();
             let metrics = format!("127.0.0.1:{port}");
-            let mut args = vec!["mount", "--metrics-addr", metrics.as_str()];
+            let mut args = vec!["--metrics-addr", metrics.as_str()];
             if self.uring_switch.is_some() {
                 args.push("--io-uring");
             }
             let target = Target {
                 name: "cgview",
-                daemon: Some(start_daemon("cgview", CGVIEW, &args, work.join(name), None)),
+                daemon: Some(Daemon::start(&[], &args)),
             };
             (target, port)
         };
@@ -704,14 +512,11 @@ impl Bench {
             let path = target.path("proc/meminfo").unwrap();
             // 10 threads per cgroup, one read each: distinct caller threads.
             for chunk in cgroups[range].chunks(50) {
-                let runs: Vec<_> = chunk
-                    .iter()
-                    .map(|c| (vec![path.clone()], 10, c.procs_files()))
-                    .collect();
+                let runs: Vec<_> = chunk.iter().map(|c| (vec![path.clone()], 10, c)).collect();
                 self.run(target, &runs, 1);
             }
         };
-        let ticks = |t: &Target| t.daemon.as_ref().unwrap().cpu_ticks();
+        let ticks = |t: &Target| cpu_ticks(t.daemon.as_ref().unwrap());
         let hz = clock_ticks();
         let cycles = 20_000;
         // Per daemon (10, 1,000): every round's latencies, CPU ticks, and containers cached.
@@ -722,11 +527,11 @@ impl Bench {
         for round in 0..rounds {
             // Which one starts first alternates: nothing about start order favours either.
             let ((few, few_port), (many, many_port)) = if round % 2 == 0 {
-                let few = start("few");
-                (few, start("many"))
+                let few = start();
+                (few, start())
             } else {
-                let many = start("many");
-                (start("few"), many)
+                let many = start();
+                (start(), many)
             };
             serve(&few, 0..10);
             serve(&many, 0..1000);
@@ -748,7 +553,7 @@ impl Bench {
                 many.path("proc/meminfo").unwrap(),
             ];
             let runs = self
-                .run(&few, &[(paths, 1, cgroups[0].procs_files())], cycles)
+                .run(&few, &[(paths, 1, &cgroups[0])], cycles)
                 .expect("cgview serves meminfo");
             let spent = [ticks(&few) - before[0], ticks(&many) - before[1]];
             let round_stats = [runs[0].latency_stats(), runs[1].latency_stats()];
@@ -765,7 +570,8 @@ impl Bench {
                 latencies[slot].extend(&runs[slot].latencies);
                 cpu_ticks[slot] += spent[slot];
             }
-            rss_kb = rss_kb.max(many.daemon.as_ref().unwrap().rss_kb());
+            let many_pid = many.daemon.as_ref().unwrap().pid();
+            rss_kb = rss_kb.max(support::rss_kb(many_pid).expect("the daemon's VmRSS"));
         }
         let pooled: Vec<(Stats, f64)> = (0..2)
             .map(|slot| {
@@ -799,7 +605,6 @@ impl Bench {
             pooled[1].1 / pooled[0].1
         );
         drop(cgroups);
-        let _ = fs::remove_dir_all(work);
     }
 }
 
@@ -835,7 +640,6 @@ impl Drop for Bench {
         if let Some(previous) = &self.uring_switch {
             let _ = fs::write(ENABLE_URING, previous);
         }
-        let _ = fs::remove_dir_all(&self._work);
     }
 }
 
@@ -864,12 +668,9 @@ fn served_files() -> Vec<String> {
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions and only reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as f64
-    } else {
-        100.0
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => hz as f64,
+        _ => 100.0,
     }
 }
 

@@ -52,7 +52,9 @@ fn shell(script: &str) -> std::process::Output {
 
 #[test]
 fn every_request_is_answered_over_the_rings() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS_OVER_IO_URING) {
+        return;
+    }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let mut daemon = Daemon::start(&[], &["--io-uring"]);
@@ -142,7 +144,9 @@ fn every_request_is_answered_over_the_rings() {
 
 #[test]
 fn without_the_kernels_consent_it_serves_over_dev_fuse() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS_OVER_IO_URING) {
+        return;
+    }
     if !Path::new(ENABLE_URING).exists() {
         // No io_uring transport in this kernel: the same fallback, without touching the switch.
         let mut daemon = Daemon::start(&[], &["--io-uring"]);
@@ -160,7 +164,9 @@ fn without_the_kernels_consent_it_serves_over_dev_fuse() {
 /// nothing it could not answer.
 #[test]
 fn with_io_uring_switched_off_it_serves_over_dev_fuse() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS_OVER_IO_URING) {
+        return;
+    }
     if !Path::new(ENABLE_URING).exists() || !Path::new(IO_URING_DISABLED).exists() {
         return;
     }
@@ -190,7 +196,9 @@ fn falls_back_to_dev_fuse(why: &str) {
 /// replaced: the next one detaches the dead mount and serves again over its own rings.
 #[test]
 fn upgrades_and_crashes_keep_serving_over_the_rings() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS_OVER_IO_URING) {
+        return;
+    }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let mut daemon = Daemon::start(&[], &["--io-uring"]);
@@ -228,7 +236,9 @@ fn upgrades_and_crashes_keep_serving_over_the_rings() {
 /// not depend on how requests reach either.
 #[test]
 fn a_take_over_switches_between_dev_fuse_and_the_rings() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS_OVER_IO_URING) {
+        return;
+    }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let mut daemon = Daemon::start(&[], &[]);
@@ -288,7 +298,9 @@ fn take_over(daemon: &mut Daemon) {
 /// of a private mapping killing the reader with SIGBUS at its first access.
 #[test]
 fn mmap_is_refused_over_the_rings() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS_OVER_IO_URING) {
+        return;
+    }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
     let daemon = Daemon::start(&[], &["--io-uring"]);

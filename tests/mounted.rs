@@ -20,7 +20,9 @@ fn render_with(options: &str, pid_expr: &str, path: &str) -> String {
 
 #[test]
 fn meminfo_memory_limit_is_mem_total_through_mount_and_render() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let cgroup = TestCgroup::new("mem", &["memory"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
@@ -43,7 +45,9 @@ fn meminfo_memory_limit_is_mem_total_through_mount_and_render() {
 
 #[test]
 fn meminfo_parent_limit_lower_than_child_wins() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let parent = TestCgroup::new("memparent", &["memory"]);
     parent.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
@@ -93,7 +97,9 @@ fn check_cpu_view(
 
 #[test]
 fn cpuinfo_and_online_follow_quota_and_cpuset() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let host_cpus = cpuinfo_ids(&fs::read_to_string("/proc/cpuinfo").unwrap());
     assert!(host_cpus.len() >= 2, "this test expects at least 2 CPUs");
     let daemon = Daemon::start(&[], &[]);
@@ -105,7 +111,9 @@ fn cpuinfo_and_online_follow_quota_and_cpuset() {
 
 #[test]
 fn cpuinfo_without_quota_awareness_shows_whole_cpuset() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &["--no-cpu-quota"]);
     check_cpu_view(
         &daemon,
@@ -118,7 +126,9 @@ fn cpuinfo_without_quota_awareness_shows_whole_cpuset() {
 
 #[test]
 fn uptime_in_new_pid_namespace_is_its_age() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let cgroup = TestCgroup::new("uptime", &["cpu", "cpuacct"]);
     let out = cgroup.run(&format!(
@@ -136,7 +146,9 @@ fn uptime_in_new_pid_namespace_is_its_age() {
 
 #[test]
 fn host_caller_in_root_cgroups_sees_host_files() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let enter_root = ["memory", "cpu", "cpuacct", "cpuset", "blkio"]
         .iter()
@@ -177,7 +189,9 @@ fn host_caller_in_root_cgroups_sees_host_files() {
 
 #[test]
 fn diskstats_shows_own_direct_writes_only() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let work = tempfile::Builder::new()
         .prefix("cgview-io-")
@@ -224,7 +238,9 @@ fn diskstats_shows_own_direct_writes_only() {
 
 #[test]
 fn simulated_container_tools_see_the_limits() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let cgroup = TestCgroup::new("ctr", &["memory", "cpu", "cpuacct", "cpuset", "blkio"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
@@ -263,7 +279,9 @@ fn simulated_container_tools_see_the_limits() {
 
 #[test]
 fn simulated_container_half_cpu_sees_one_cpu_through_glibc() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let cgroup = TestCgroup::new("ctr-half", &["cpu"]);
     cgroup.set("cpu", "cpu.cfs_period_us", "100000");
@@ -288,7 +306,9 @@ fn simulated_container_half_cpu_sees_one_cpu_through_glibc() {
 
 #[test]
 fn daemon_in_private_cgroup_namespace_resolves_callers() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let cgroup = TestCgroup::new("cgns", &["memory"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
     for args in [&[][..], &["--keep-cgroup-namespace"][..]] {
@@ -305,7 +325,9 @@ fn daemon_in_private_cgroup_namespace_resolves_callers() {
 
 #[test]
 fn mount_stops_cleanly_on_sigterm_and_sigint() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     for signal in ["TERM", "INT"] {
         let mut daemon = Daemon::start(&[], &[]);
         let mount_point = daemon.mount_point.clone();
@@ -322,7 +344,9 @@ fn mount_stops_cleanly_on_sigterm_and_sigint() {
 
 #[test]
 fn mount_rejects_regular_file_and_non_root() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     fs::write(&file, "x").unwrap();
@@ -351,7 +375,9 @@ fn mount_rejects_regular_file_and_non_root() {
 /// (A second daemon on a live mount point takes it over: `tests/restart_survival.rs`.)
 #[test]
 fn mount_replaces_dead_mount() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let mut first = Daemon::start(&[], &[]);
     let mount_point = first.mount_point.clone();
 
@@ -405,7 +431,9 @@ impl Drop for RestartedDaemon {
 
 #[test]
 fn reads_behave_like_procfs() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let meminfo = daemon.path("proc/meminfo");
     let script = format!(
@@ -477,7 +505,9 @@ print("ok", len(text.splitlines()))
 
 #[test]
 fn daemon_survives_many_short_lived_readers() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let cgroup = TestCgroup::new("churn", &["memory"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
@@ -508,7 +538,9 @@ fn daemon_survives_many_short_lived_readers() {
 /// renders afresh then, and so must cgview, or `top` and `free -s` show a frozen file.
 #[test]
 fn reread_from_offset_zero_renders_afresh() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let cgroup = TestCgroup::new("reread", &["memory"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
@@ -549,7 +581,9 @@ print("second", second.splitlines()[0])
 /// container read a shorter one.
 #[test]
 fn sendfile_readers_get_their_own_whole_file() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     assert!(
         Path::new("/bin/busybox").exists(),
         "needs /bin/busybox (apt-get install busybox-static)"
@@ -589,7 +623,9 @@ fn sendfile_readers_get_their_own_whole_file() {
 /// in 6 came out as the other container's cpuinfo).
 #[test]
 fn concurrent_sendfile_readers_never_see_another_containers_file() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     assert!(
         Path::new("/bin/busybox").exists(),
         "needs /bin/busybox (apt-get install busybox-static)"
@@ -627,7 +663,9 @@ fn concurrent_sendfile_readers_never_see_another_containers_file() {
 /// files and directories, and is refused the root-only ones, by `open` and by `access(2)` alike.
 #[test]
 fn permissions_are_enforced_without_default_permissions() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &[]);
     let as_nobody = |script: &str| -> std::process::Output {
         Command::new("setpriv")
@@ -677,7 +715,9 @@ fn cgview_on(daemon: &Daemon, subcommand: &str) -> std::process::Output {
 /// command fails and prints nothing (Docker would create directories in the files' places).
 #[test]
 fn docker_args_bind_a_container_to_its_own_view() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let mut daemon = Daemon::start(&[], &[]);
     let output = cgview_on(&daemon, "docker-args");
     assert!(output.status.success(), "{output:?}");
@@ -725,7 +765,9 @@ fn docker_args_bind_a_container_to_its_own_view() {
 fn a_pod_patched_by_the_webhook_sees_its_own_view() {
     use cgview::webhook::policy::InjectionConfig;
     use serde_json::Value;
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let mut daemon = Daemon::start(&[], &[]);
     let config = InjectionConfig {
         mount_root: daemon.mount_point.to_str().unwrap().to_owned(),
@@ -808,7 +850,9 @@ fn http_get(address: &str, path: &str) -> String {
 /// scraped over TCP from the running daemon.
 #[test]
 fn metrics_count_reads_by_file_and_name_the_busiest_container() {
-    require_root_and_fuse();
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
     let daemon = Daemon::start(&[], &["--metrics-addr", "127.0.0.1:0"]);
     // Logged before the mount is announced as serving; the mount may answer a moment earlier.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

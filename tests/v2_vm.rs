@@ -5,6 +5,9 @@
 //! Run alone: `cargo test --test v2_vm -- --nocapture` (as root; installs qemu-system-x86,
 //! linux-image-amd64, busybox-static and cpio when missing).
 
+mod needs;
+
+use needs::{needs_met, Need};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -73,6 +76,9 @@ fn first_kb(report: &HashMap<String, Vec<String>>, name: &str) -> u64 {
 
 #[test]
 fn pure_cgroup_v2_vm_end_to_end() {
+    if !needs_met(&[Need::VmTools]) {
+        return;
+    }
     let r = guest_report();
     for controller in ["memory", "cpu", "cpuset", "io", "pids"] {
         assert!(value(&r, "layout")[0]

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-use crate::mounted_support::TestCgroup;
+use crate::mounted_support::{needs, TestCgroup, MOUNT_AND_CGROUPS};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,26 +19,19 @@ use std::time::{Duration, Instant};
 pub const ENTER_ENV: &str = "CGVIEW_BENCH_ENTER";
 
 /// `cargo test --all-targets` runs bench binaries too, without `--bench`: only `cargo bench` measures.
-/// Mounting needs root and /dev/fuse; without them the benchmark says so and does nothing.
+/// Mounting needs what the mounted tests need ([`MOUNT_AND_CGROUPS`]); without it the benchmark says what
+/// is missing and does nothing.
 pub fn should_run(name: &str) -> bool {
     if !std::env::args().any(|a| a == "--bench") {
         println!("{name}: a benchmark; run it with `cargo bench --bench {name}`");
         return false;
     }
-    if !Path::new("/dev/fuse").exists() || !is_root() {
-        eprintln!("{name}: needs root and /dev/fuse; skipped");
+    let missing = needs::missing(MOUNT_AND_CGROUPS);
+    if !missing.is_empty() {
+        eprintln!("{name}: needs {}; skipped", missing.join(" and "));
         return false;
     }
     true
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        .unwrap_or(false)
 }
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -15,32 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+#[path = "../needs/mod.rs"]
+pub mod needs;
+// Every suite takes what it needs of these; none takes all.
+#[allow(unused_imports)]
+pub use needs::{needs_met, Need, MOUNT_AND_CGROUPS, MOUNT_AND_CGROUPS_OVER_IO_URING};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_cgview");
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const MIB: u64 = 1 << 20;
-
-/// The mounted suite needs root and /dev/fuse; CI has both, so their absence is a failure, not a skip.
-pub fn require_root_and_fuse() {
-    assert!(
-        nix_is_root(),
-        "the mounted tests create cgroups and FUSE mounts: run them as root (bash tests/run.sh)"
-    );
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "/dev/fuse is missing: modprobe fuse"
-    );
-}
-
-fn nix_is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
 
 pub fn unique_name(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -171,28 +154,50 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `cgview [prefix...] mount <mnt> [args...]`, possibly behind a wrapper such as `unshare -C`.
     pub fn start(wrapper: &[&str], args: &[&str]) -> Daemon {
+        let launch = |mount_point: &Path| {
+            let mut command = match wrapper.split_first() {
+                Some((program, rest)) => {
+                    let mut c = Command::new(program);
+                    c.args(rest).arg(BIN);
+                    c
+                }
+                None => Command::new(BIN),
+            };
+            command.arg("mount").arg(mount_point).args(args);
+            command
+        };
+        Self::launch(launch, args)
+    }
+
+    /// Starts another daemon serving `proc/meminfo` and the like, as `<program> [args...] <mnt>` on a
+    /// mount point made for it (LXCFS, which the benchmarks compare with). It has no successor.
+    pub fn start_program(program: &str, args: &[&str]) -> Daemon {
+        let launch = |mount_point: &Path| {
+            fs::create_dir(mount_point).unwrap();
+            let mut command = Command::new(program);
+            command.args(args).arg(mount_point);
+            command
+        };
+        Self::launch(launch, &[])
+    }
+
+    /// Runs the command `launch` makes for a fresh mount point, logging to a file beside it, and waits
+    /// until it serves; `args` are what a successor or a respawned daemon is given.
+    fn launch(launch: impl FnOnce(&Path) -> Command, args: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("cgview-mnt-")
             .tempdir()
             .unwrap();
         let mount_point = dir.path().join("mnt");
         let log = dir.path().join("daemon.log");
-        let mut command = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                c.args(rest).arg(BIN);
-                c
-            }
-            None => Command::new(BIN),
-        };
+        let mut command = launch(&mount_point);
         command
-            .arg("mount")
-            .arg(&mount_point)
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
-        let child = command.spawn().unwrap();
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", command.get_program()));
         let mut daemon = Daemon {
             child: Some(child),
             mount_point,
