@@ -2,7 +2,7 @@
 //! cgview) and the plan that follows.
 
 use super::MountError;
-use crate::daemon::mount_scan::live_device;
+use crate::daemon::mount_scan::{is_dead_connection, live_device};
 use crate::host::error::{read_text, WrapPath};
 use crate::host::paths::HostPaths;
 use cgview_core::parse::mountinfo::{parse_mountinfo, MountEntry};
@@ -15,7 +15,7 @@ enum MountPointState {
     Missing,
     Directory,
     RegularFile,
-    /// A FUSE mount whose daemon is gone: every request fails with ENOTCONN.
+    /// A FUSE mount whose daemon is gone: every request fails with ENOTCONN (or ECONNABORTED).
     DeadMount,
     /// A cgview mount whose daemon answers, on this device.
     LiveCgview(String),
@@ -35,7 +35,7 @@ fn mount_point_state(path: &Path, paths: &HostPaths) -> Result<MountPointState, 
             // The kernel answers stat from its attribute cache even after the daemon died; statfs always
             // reaches the daemon, so it tells a dead mount from a live one.
             match nix::sys::statfs::statfs(path) {
-                Err(nix::errno::Errno::ENOTCONN) => Ok(MountPointState::DeadMount),
+                Err(errno) if is_dead_connection(errno) => Ok(MountPointState::DeadMount),
                 Err(e) => Err(wrap(e.into())),
                 Ok(_) => match live_cgview_device(path, paths)? {
                     Some(device) => Ok(MountPointState::LiveCgview(device)),
@@ -46,7 +46,11 @@ fn mount_point_state(path: &Path, paths: &HostPaths) -> Result<MountPointState, 
         Ok(meta) if meta.is_file() => Ok(MountPointState::RegularFile),
         Ok(_) => Ok(MountPointState::OtherFile),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(MountPointState::Missing),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(MountPointState::DeadMount),
+        Err(e)
+            if is_dead_connection(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))) =>
+        {
+            Ok(MountPointState::DeadMount)
+        }
         Err(source) => Err(wrap(source)),
     }
 }

@@ -11,6 +11,16 @@ use cgview_core::parse::mountinfo::MountEntry;
 /// The mount source (`fsname`) of cgview mounts.
 pub const FS_NAME: &str = "cgview";
 
+/// Whether an error from a FUSE mount says its daemon is gone: `ENOTCONN` once the connection is down,
+/// `ECONNABORTED` for a request caught by the abort itself (a daemon killed while the kernel still waited on
+/// its rings).
+pub fn is_dead_connection(errno: nix::errno::Errno) -> bool {
+    matches!(
+        errno,
+        nix::errno::Errno::ENOTCONN | nix::errno::Errno::ECONNABORTED
+    )
+}
+
 /// Whether a mount entry is a cgview FUSE mount (`fuse`, or `fuse.cgview` when the subtype was passed).
 pub fn is_cgview_mount(mount: &MountEntry) -> bool {
     mount.source == FS_NAME && (mount.fs_type == "fuse" || mount.fs_type == "fuse.cgview")

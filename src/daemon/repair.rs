@@ -12,7 +12,9 @@
 //! container finds the old mount or the new one at every moment.
 
 use crate::daemon::mount_api::{open_tree_clone, replace};
-use crate::daemon::mount_scan::{cgview_binds, is_cgview_mount, live_device, CgviewBind};
+use crate::daemon::mount_scan::{
+    cgview_binds, is_cgview_mount, is_dead_connection, live_device, CgviewBind,
+};
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
 use cgview_core::parse::cgroup_membership::parse_cgroup_membership;
@@ -139,10 +141,7 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
 /// not taken for dead, so a scan never tears down a mount it cannot prove dead.
 fn answers(root: &Path, target: &str) -> bool {
     let path = root.join(target.trim_start_matches('/'));
-    !matches!(
-        nix::sys::statfs::statfs(&path),
-        Err(nix::errno::Errno::ENOTCONN)
-    )
+    !matches!(nix::sys::statfs::statfs(&path), Err(errno) if is_dead_connection(errno))
 }
 
 fn namespace_of(paths: &HostPaths, pid: &str) -> Option<String> {
