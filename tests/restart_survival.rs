@@ -581,3 +581,64 @@ fn pod_with_host_to_container_propagation_sees_the_daemons_mount() {
         "the pod does not see the successor's mount ({new_device:?}):\n{mounts}"
     );
 }
+
+/// Two instances on two mount points, each with its own container: stopping one leaves its container's
+/// binds dead, and neither `health --repair` nor a restart of the other moves that container to it (its
+/// view would then come from an instance its runtime never chose); the stopped instance's own restart
+/// repairs it. `health` of the running instance reports only its own containers and passes.
+#[test]
+fn instances_never_take_each_others_containers() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let mut ours = Daemon::start(&[], &[]);
+    let mut theirs = Daemon::start(&[], &[]);
+    let our_container = Container::start("own-a", &ours, 256);
+    let their_container = Container::start("own-b", &theirs, 384);
+
+    let status = theirs.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    their_container.wait_for("ERR", Duration::from_secs(5));
+
+    let output = Command::new(BIN)
+        .args(["health", "--repair"])
+        .arg(&ours.mount_point)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "health fails for another instance's dead binds:\n{report}"
+    );
+    let stays_dead = |what: &str| {
+        sleep(Duration::from_millis(500));
+        assert_eq!(
+            their_container.status(),
+            "ERR",
+            "{what} moved the stopped instance's container to this one"
+        );
+    };
+    stays_dead("health --repair");
+
+    let mut child = ours.take_child();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    our_container.wait_for("ERR", Duration::from_secs(5));
+    ours.respawn();
+    our_container.wait_for("MemTotal: 262144 kB", Duration::from_secs(2));
+    stays_dead("a restart");
+    let log = ours.log_text();
+    assert!(
+        !log.contains(&format!("cgroup=/{} ", their_container.cgroup.relative)),
+        "{log}"
+    );
+
+    theirs.respawn();
+    their_container.wait_for("MemTotal: 393216 kB", Duration::from_secs(2));
+    let (healthy, report) = health(&theirs.mount_point);
+    assert!(healthy, "{report}");
+}

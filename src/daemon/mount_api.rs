@@ -24,16 +24,20 @@ pub enum Placement {
 }
 
 /// A new, detached FUSE mount served through `fuse_device` (an open `/dev/fuse`), with cgview's options:
-/// source `fs_name`, subtype `fs_name`, read-only, `nosuid,nodev,noexec`, `allow_other`, owned by root;
+/// source `source`, subtype `subtype`, read-only, `nosuid,nodev,noexec`, `allow_other`, owned by root;
 /// no `default_permissions` (the daemon checks permissions, see [`cgview_core::permissions`]). The kernel queues the INIT request as the mount is created, so
 /// the session handshake can run before the mount is attached anywhere.
-pub fn new_fuse_mount(fuse_device: BorrowedFd<'_>, fs_name: &str) -> io::Result<OwnedFd> {
+pub fn new_fuse_mount(
+    fuse_device: BorrowedFd<'_>,
+    source: &str,
+    subtype: &str,
+) -> io::Result<OwnedFd> {
     let context = fsopen("fuse", FsOpenFlags::FSOPEN_CLOEXEC).map_err(named("fsopen fuse"))?;
     let set = |key: &str, value: &str| {
         fsconfig_set_string(&context, key, value).map_err(named(&format!("fsconfig {key}")))
     };
-    set("source", fs_name)?;
-    set("subtype", fs_name)?;
+    set("source", source)?;
+    set("subtype", subtype)?;
     // FUSE parses `fd` as a number (older kernels accept no descriptor-typed parameter for it).
     set("fd", &fuse_device.as_raw_fd().to_string())?;
     set("rootmode", "40000")?;

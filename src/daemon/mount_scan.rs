@@ -7,9 +7,52 @@
 //! (possibly dead) mount, so a scan never hangs or fails on one.
 
 use cgview_core::parse::mountinfo::MountEntry;
+use std::path::Path;
 
-/// The mount source (`fsname`) of cgview mounts.
+/// The file system name of cgview mounts: their subtype (`fuse.cgview`), and their mount source before
+/// sources named the mount point.
 pub const FS_NAME: &str = "cgview";
+
+/// The mount source of a cgview mounted at `mount_point` (canonical): `cgview:<mount point>`. Every bind a
+/// container gets from that mount carries it in its mountinfo line, even once its daemon is gone, so a
+/// daemon can tell its own containers' binds from another instance's.
+pub fn mount_source(mount_point: &Path) -> String {
+    format!("{FS_NAME}:{}", mount_point.display())
+}
+
+/// Which cgview instance a mount belongs to, from its mount source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// The instance at this mount point.
+    MountPoint(&'a str),
+    /// A mount made before sources named their mount point: its owner is known only while a mount of
+    /// the same connection stays visible somewhere (see `claimed` in [`crate::daemon::repair`]).
+    Unnamed,
+}
+
+/// The owner of a cgview mount (`None` for any other mount).
+pub fn owner_of(mount: &MountEntry) -> Option<Owner<'_>> {
+    if !is_cgview_mount(mount) {
+        return None;
+    }
+    match mount
+        .source
+        .strip_prefix(FS_NAME)
+        .and_then(|rest| rest.strip_prefix(':'))
+    {
+        Some(mount_point) => Some(Owner::MountPoint(mount_point)),
+        None => Some(Owner::Unnamed),
+    }
+}
+
+/// Whether the daemon at `mount_point` (canonical) may act on `mount`: one of its own, or an unnamed one.
+pub fn may_act_on(mount: &MountEntry, mount_point: &str) -> bool {
+    match owner_of(mount) {
+        Some(Owner::MountPoint(owner)) => owner == mount_point,
+        Some(Owner::Unnamed) => true,
+        None => false,
+    }
+}
 
 /// Whether an error from a FUSE mount says its daemon is gone: `ENOTCONN` once the connection is down,
 /// `ECONNABORTED` for a request caught by the abort itself (a daemon killed while the kernel still waited on
@@ -21,9 +64,15 @@ pub fn is_dead_connection(errno: nix::errno::Errno) -> bool {
     )
 }
 
-/// Whether a mount entry is a cgview FUSE mount (`fuse`, or `fuse.cgview` when the subtype was passed).
+/// Whether a mount entry is a cgview FUSE mount (`fuse`, or `fuse.cgview` when the subtype was passed),
+/// whichever instance it belongs to.
 pub fn is_cgview_mount(mount: &MountEntry) -> bool {
-    mount.source == FS_NAME && (mount.fs_type == "fuse" || mount.fs_type == "fuse.cgview")
+    let named = mount.source == FS_NAME
+        || mount
+            .source
+            .strip_prefix(FS_NAME)
+            .is_some_and(|rest| rest.starts_with(':'));
+    named && (mount.fs_type == "fuse" || mount.fs_type == "fuse.cgview")
 }
 
 /// One cgview mount in some mount namespace.
@@ -134,5 +183,39 @@ mod tests {
             |m| m.device == "0:55",
         );
         assert!(binds.iter().all(|b| b.live), "{binds:?}");
+    }
+
+    #[test]
+    fn a_mount_belongs_to_the_instance_its_source_names() {
+        let mounts = parse_mountinfo(
+            "\
+401 300 0:80 /proc/meminfo /proc/meminfo ro - fuse.cgview cgview:/var/lib/cgview ro
+402 300 0:81 /proc/stat /proc/stat ro - fuse.cgview cgview:/tmp/b ro
+403 300 0:82 /proc/uptime /proc/uptime ro - fuse.cgview cgview ro
+404 300 0:83 / /data rw - fuse.sshfs cgview:/x rw
+405 300 0:84 / /other rw - fuse.cgview cgviewer ro
+",
+        )
+        .unwrap();
+        let owners: Vec<Option<Owner>> = mounts.iter().map(owner_of).collect();
+        assert_eq!(
+            owners,
+            [
+                Some(Owner::MountPoint("/var/lib/cgview")),
+                Some(Owner::MountPoint("/tmp/b")),
+                Some(Owner::Unnamed),
+                None,
+                None
+            ]
+        );
+        let acted_on: Vec<bool> = mounts
+            .iter()
+            .map(|m| may_act_on(m, "/var/lib/cgview"))
+            .collect();
+        assert_eq!(acted_on, [true, false, true, false, false]);
+        assert_eq!(
+            mount_source(Path::new("/var/lib/cgview")),
+            "cgview:/var/lib/cgview"
+        );
     }
 }

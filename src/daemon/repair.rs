@@ -13,7 +13,7 @@
 
 use crate::daemon::mount_api::{open_tree_clone, replace};
 use crate::daemon::mount_scan::{
-    cgview_binds, is_cgview_mount, is_dead_connection, live_device, CgviewBind,
+    cgview_binds, is_cgview_mount, is_dead_connection, live_device, may_act_on, CgviewBind,
 };
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::paths::HostPaths;
@@ -109,9 +109,12 @@ pub fn scan(paths: &HostPaths, mount_point: &Path) -> Result<Vec<NamespaceMounts
         else {
             continue;
         };
-        let Ok(mounts) = parse_mountinfo(&text) else {
+        let Ok(mut mounts) = parse_mountinfo(&text) else {
             continue;
         };
+        // Another instance's binds are its own business, even once it is gone: its next start repairs
+        // them, and its containers must never end up on this daemon.
+        mounts.retain(|m| !is_cgview_mount(m) || may_act_on(m, &canonical));
         let skip = (Some(&namespace) == own_namespace.as_ref()).then_some(canonical.as_str());
         let root = paths.pid_file(pid, "root");
         let mut binds = cgview_binds(&mounts, live.as_deref(), skip, |mount| {

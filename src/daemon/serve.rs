@@ -5,6 +5,7 @@ use super::mount_api::{self, Placement};
 use super::mount_point::{owns_mount_point, MountPlan};
 use super::MountError;
 use super::{Transport, RING_DEPTH};
+use crate::daemon::mount_scan::mount_source;
 pub use crate::daemon::mount_scan::FS_NAME;
 use crate::fs::Fs;
 use crate::host::paths::HostPaths;
@@ -61,7 +62,9 @@ pub fn serve(
         .open("/dev/fuse")
         .map_err(mount_failed)?;
     let fuse_device = OwnedFd::from(fuse_device);
-    let mount = mount_api::new_fuse_mount(fuse_device.as_fd(), FS_NAME).map_err(mount_failed)?;
+    let canonical = std::fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
+    let mount = mount_api::new_fuse_mount(fuse_device.as_fd(), &mount_source(&canonical), FS_NAME)
+        .map_err(mount_failed)?;
     let own_device = mount_api::device_of(&mount).map_err(mount_failed)?;
 
     // The rings are made before INIT: asking the kernel for io_uring and then failing to register them
