@@ -778,11 +778,18 @@ mod tests {
         assert!(
             sample_value(&last_metrics, "cgview_metrics_connections") <= MAX_CONNECTIONS as u64
         );
-        let evicted = sample_value(
-            &last_metrics,
-            "cgview_metrics_connections_dropped_total{reason=\"evicted\"}",
+        // Closed, either way: evicted to make room, or refused while every slot was still held (an evicted
+        // connection keeps its slot until its thread ends, which a loaded machine delays).
+        let dropped = |reason: &str| {
+            sample_value(
+                &last_metrics,
+                &format!("cgview_metrics_connections_dropped_total{{reason=\"{reason}\"}}"),
+            )
+        };
+        assert!(
+            dropped("evicted") + dropped("refused") >= 200 - MAX_CONNECTIONS as u64,
+            "{last_metrics}"
         );
-        assert!(evicted >= 200 - MAX_CONNECTIONS as u64, "{last_metrics}");
     }
 
     #[test]
