@@ -24,6 +24,35 @@ pub use needs::{needs_met, Need, MOUNT_AND_CGROUPS, MOUNT_AND_CGROUPS_OVER_IO_UR
 pub const BIN: &str = env!("CARGO_BIN_EXE_cgview");
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const MIB: u64 = 1 << 20;
+/// `cgview mount` options for a daemon whose connection ends with it: a stop unmounts, a crash leaves
+/// dead mounts the next daemon repairs.
+pub const WITHOUT_KEEPER: &[&str] = &["--connection-holder", "none"];
+
+/// Kills every `cgview keeper` holding the connection of `mount_point` (a keeper outlives its daemon;
+/// killed, it closes the last descriptor and the connection ends).
+pub fn kill_keepers(mount_point: &Path) {
+    let wanted = mount_point.as_os_str().as_encoded_bytes();
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return;
+    };
+    for process in processes.flatten() {
+        let Ok(pid) = process.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(process.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_keeper = args
+            .windows(2)
+            .any(|pair| pair[0] == b"keeper" && pair[1] == wanted);
+        if is_keeper {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
 
 pub fn unique_name(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -328,6 +357,7 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        kill_keepers(&self.mount_point);
         if is_mounted(&self.mount_point) {
             let _ = Command::new("umount")
                 .arg("-l")
