@@ -1,7 +1,7 @@
 //! `cgview mount`: the daemon's start.
 
 use super::inspect::{build_view, report_layout};
-use cgview::daemon::holder::{ConnectionHolder, KeeperLink};
+use cgview::daemon::holder::{ConnectionHolder, Holder, KeeperLink};
 use cgview::daemon::keeper::KeeperOptions;
 use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve, Start, Transport};
 use cgview::error_chain;
@@ -43,13 +43,15 @@ pub struct MountArgs {
     /// RLIMIT_NOFILE to the hard one at start; past the budget files are read with open-read-close.
     #[arg(long, value_name = "N", env = "CGVIEW_FD_BUDGET")]
     pub fd_budget: Option<usize>,
-    /// Who keeps the FUSE connection alive between daemons: `keeper` (a `cgview keeper` process,
-    /// started unless one runs: readers wait through a restart instead of failing) or `none` (a stop
-    /// unmounts; a crash leaves dead mounts that the next start repairs).
+    /// Who keeps the FUSE connection alive between daemons, so that readers wait through a restart
+    /// instead of failing: `keeper` (a `cgview keeper` process, started unless one runs), `systemd`
+    /// (the unit's file descriptor store, FileDescriptorStoreMax=), `auto` (systemd's when the unit
+    /// offers one, a keeper otherwise) or `none` (a stop unmounts; a crash leaves dead mounts that the
+    /// next start repairs).
     #[arg(
         long,
         value_enum,
-        default_value = "keeper",
+        default_value = "auto",
         env = "CGVIEW_CONNECTION_HOLDER"
     )]
     pub connection_holder: ConnectionHolder,
@@ -94,6 +96,41 @@ fn canonical_mount_point(mount_point: &Path) -> PathBuf {
     }
 }
 
+/// How a daemon with a keeper starts: resuming what a running keeper holds, or mounting and starting
+/// one. A running keeper may hold a connection nobody serves: the mount point is then not looked at
+/// (a stat of it would wait for the daemon this is) until the keeper has said it holds none.
+fn keeper_start(
+    mountpoint: &Path,
+    paths: &HostPaths,
+    canonical: &Path,
+    socket: &Path,
+    resume_within: Duration,
+) -> Result<(Start, Option<Holder>), String> {
+    if let Ok(link) = KeeperLink::connect(canonical, socket, resume_within) {
+        let resumed = link
+            .resume()
+            .map_err(|e| format!("cannot ask the keeper for the connection: {e}"))?;
+        return Ok(match resumed {
+            Some(resumed) => (Start::Resume(resumed), Some(Holder::Keeper(link))),
+            None => (
+                Start::Mount(prepare_mount_point(mountpoint, paths).map_err(|e| error_chain(&e))?),
+                Some(Holder::Keeper(link)),
+            ),
+        });
+    }
+    let plan = prepare_mount_point(mountpoint, paths).map_err(|e| error_chain(&e))?;
+    let holder = match KeeperLink::connect_or_start(canonical, socket, resume_within) {
+        Ok(link) => Some(Holder::Keeper(link)),
+        Err(e) => {
+            tracing::warn!(
+                "no keeper for the FUSE connection ({e}); a stop or crash of this daemon fails its readers"
+            );
+            None
+        }
+    };
+    Ok((Start::Mount(plan), holder))
+}
+
 pub fn keeper(args: KeeperArgs) -> Result<(), String> {
     let mount_point = canonical_mount_point(&args.mountpoint);
     let socket = args
@@ -126,39 +163,27 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
     let canonical = canonical_mount_point(&mountpoint);
     let socket = keeper_socket
         .unwrap_or_else(|| cgview::daemon::handover_socket::default_socket(&canonical));
-    // A running keeper may hold a connection nobody serves: the mount point is then not looked at
-    // (a stat of it would wait for the daemon this is) until the keeper has said it holds none.
-    let running_keeper = match connection_holder {
-        ConnectionHolder::Keeper => KeeperLink::connect(&canonical, &socket, resume_within).ok(),
-        ConnectionHolder::None => None,
-    };
-    let resumed = match &running_keeper {
-        Some(link) => link
-            .resume()
-            .map_err(|e| format!("cannot ask the keeper for the connection: {e}"))?,
-        None => None,
-    };
-    let (start, keeper) = match resumed {
-        Some(resumed) => (Start::Resume(resumed), running_keeper),
-        None => {
-            let plan = prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
-            let keeper = match (running_keeper, connection_holder) {
-                (Some(link), _) => Some(link),
-                (None, ConnectionHolder::None) => None,
-                (None, ConnectionHolder::Keeper) => {
-                    match KeeperLink::connect_or_start(&canonical, &socket, resume_within) {
-                        Ok(link) => Some(link),
-                        Err(e) => {
-                            tracing::warn!(
-                                "no keeper for the FUSE connection ({e}); a stop or crash of this daemon fails its readers"
-                            );
-                            None
-                        }
-                    }
-                }
-            };
-            (Start::Mount(plan), keeper)
+    let (start, holder) = match connection_holder.resolve() {
+        ConnectionHolder::Systemd => {
+            let stored = cgview::daemon::fdstore::take_stored()
+                .map_err(|e| format!("cannot take the connection systemd kept: {e}"))?;
+            match stored {
+                Some(resumed) => (Start::Resume(resumed), Some(Holder::Systemd)),
+                None => (
+                    Start::Mount(
+                        prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?,
+                    ),
+                    Some(Holder::Systemd),
+                ),
+            }
         }
+        ConnectionHolder::Keeper | ConnectionHolder::Auto => {
+            keeper_start(&mountpoint, &paths, &canonical, &socket, resume_within)?
+        }
+        ConnectionHolder::None => (
+            Start::Mount(prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?),
+            None,
+        ),
     };
     let nofile = cgview::host::fd_budget::raise_nofile_limit().unwrap_or_else(|e| {
         tracing::warn!("cannot raise the descriptor limit: {e}");
@@ -204,7 +229,7 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         start,
         metrics_addr,
         transport,
-        keeper,
+        holder,
     )
     .map_err(|e| error_chain(&e))
 }

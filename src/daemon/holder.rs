@@ -12,10 +12,51 @@ use std::time::{Duration, Instant};
 /// Who keeps the FUSE connection alive between daemons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConnectionHolder {
+    /// systemd's descriptor store when the unit offers one (`$FDSTORE`), a keeper otherwise.
+    Auto,
     /// A keeper process (`cgview keeper`), started by `cgview mount` unless one already runs.
     Keeper,
+    /// systemd's file descriptor store (`FileDescriptorStoreMax=` in the unit).
+    Systemd,
     /// Nobody: a stop unmounts, a crash leaves dead mounts that the next daemon repairs.
     None,
+}
+
+impl ConnectionHolder {
+    /// What `Auto` means for this process.
+    pub fn resolve(self) -> ConnectionHolder {
+        match self {
+            ConnectionHolder::Auto if super::fdstore::offered() => ConnectionHolder::Systemd,
+            ConnectionHolder::Auto => ConnectionHolder::Keeper,
+            other => other,
+        }
+    }
+}
+
+/// Where the connection is kept while no daemon serves it.
+pub enum Holder {
+    Keeper(KeeperLink),
+    Systemd,
+}
+
+impl Holder {
+    /// Keeps a duplicate of a connection this daemon just mounted.
+    pub fn deposit(&self, device: BorrowedFd<'_>, record: &Handover) -> io::Result<()> {
+        match self {
+            Holder::Keeper(link) => link.deposit(device, record),
+            // Stored once serving (`serve`), with the record then current.
+            Holder::Systemd => Ok(()),
+        }
+    }
+
+    /// This daemon serves the connection now (see [`KeeperLink::serve_and_watch`]); systemd is given
+    /// the connection and this daemon's record.
+    pub fn serve(self, device: OwnedFd, record: Handover) -> io::Result<()> {
+        match self {
+            Holder::Keeper(link) => link.serve_and_watch(device, record),
+            Holder::Systemd => super::fdstore::store(device.as_fd(), &record),
+        }
+    }
 }
 
 /// A connection to a resume: the descriptor, and what the daemons before learnt of it.

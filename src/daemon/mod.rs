@@ -10,6 +10,7 @@
 
 mod cgroup_namespace;
 mod endpoint;
+pub mod fdstore;
 pub mod handover_socket;
 pub mod holder;
 pub mod keeper;

@@ -1,7 +1,7 @@
 //! Serving a mount point: mount (or take over), serve until a stop signal, unmount or hand over.
 
 use super::endpoint::DaemonEndpoint;
-use super::holder::{KeeperLink, Resumed};
+use super::holder::{Holder, Resumed};
 use super::mount_api::{self, Placement};
 use super::mount_point::{owns_mount_point, MountPlan};
 use super::MountError;
@@ -31,8 +31,9 @@ use std::sync::Arc;
 /// old daemon still answers. The old daemon, told to stop, sees the mount point is no longer its own and
 /// leaves it alone.
 ///
-/// With a keeper ([`KeeperLink`]), the connection outlives this process: the mount is deposited with the
-/// keeper, a stop leaves it mounted for the next daemon, and `Start::Resume` serves a connection an
+/// With a holder (a keeper process or systemd's descriptor store, see [`Holder`]), the connection
+/// outlives this process: the mount is deposited with the holder, a stop leaves it mounted for the
+/// next daemon, and `Start::Resume` serves a connection an
 /// earlier daemon mounted, without INIT.
 pub fn serve(
     fs: Arc<Fs>,
@@ -41,7 +42,7 @@ pub fn serve(
     start: Start,
     metrics_address: Option<SocketAddr>,
     transport: Transport,
-    keeper: Option<KeeperLink>,
+    holder: Option<Holder>,
 ) -> Result<(), MountError> {
     // Block the stop signals in this thread before any worker starts, so every worker inherits the mask
     // and the signals are only ever taken by `wait` below.
@@ -61,11 +62,11 @@ pub fn serve(
     let plan = match start {
         Start::Mount(plan) => plan,
         Start::Resume(resumed) => {
-            let keeper = keeper.ok_or_else(|| {
-                mount_failed(io::Error::other("a resumed connection needs its keeper"))
+            let holder = holder.ok_or_else(|| {
+                mount_failed(io::Error::other("a resumed connection needs its holder"))
             })?;
             let paths = fs.view().resolver().paths().clone();
-            let serving = resume(&fs, resumed, threads, keeper).map_err(mount_failed)?;
+            let serving = resume(&fs, resumed, threads, holder).map_err(mount_failed)?;
             return serve_until_stopped(
                 fs,
                 mount_point,
@@ -112,9 +113,9 @@ pub fn serve(
         max_write: RING_MAX_WRITE,
         io_uring: session.io_uring_agreed(),
     };
-    let keeper = keeper.and_then(
-        |keeper| match keeper.deposit(kept_device.as_fd(), &record) {
-            Ok(()) => Some(keeper),
+    let holder = holder.and_then(
+        |holder| match holder.deposit(kept_device.as_fd(), &record) {
+            Ok(()) => Some(holder),
             Err(e) => {
                 tracing::warn!(
                     "cannot give the keeper the connection ({e}); it ends with this daemon"
@@ -172,11 +173,13 @@ pub fn serve(
             result
         })
         .map_err(mount_failed)?;
-    let kept = match keeper {
-        Some(keeper) => match keeper.serve_and_watch(kept_device, record) {
+    let kept = match holder {
+        Some(holder) => match holder.serve(kept_device, record) {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!("cannot tell the keeper this daemon serves ({e})");
+                tracing::warn!(
+                    "cannot hand the connection to its holder ({e}); it ends with this daemon"
+                );
                 false
             }
         },
@@ -211,18 +214,13 @@ struct Serving {
 pub enum Start {
     /// Mounts one.
     Mount(MountPlan),
-    /// Resumes the one its keeper holds.
+    /// Resumes the one its holder kept.
     Resume(Resumed),
 }
 
-/// Serves the connection the keeper handed over: requests read from `/dev/fuse` by this daemon's own
+/// Serves the connection the holder handed over: requests read from `/dev/fuse` by this daemon's own
 /// loop (or its rings re-registered), the unanswered ones of the daemon before asked for again.
-fn resume(
-    fs: &Arc<Fs>,
-    resumed: Resumed,
-    threads: usize,
-    keeper: KeeperLink,
-) -> io::Result<Serving> {
+fn resume(fs: &Arc<Fs>, resumed: Resumed, threads: usize, holder: Holder) -> io::Result<Serving> {
     let Resumed {
         device,
         record,
@@ -257,15 +255,15 @@ fn resume(
     } else {
         tracing::info!(
             generation = record.generation,
-            "resumed the FUSE connection an earlier cgview left with the keeper"
+            "resumed the FUSE connection an earlier cgview left with its holder"
         );
     }
-    keeper.serve_and_watch(device, record)?;
+    holder.serve(device, record)?;
     Ok(Serving { worker, own_device })
 }
 
 /// Serves metrics, tells systemd it is ready, and waits for a stop signal or the end of the session.
-/// With a keeper (`kept`), a stop leaves the mount to the next daemon.
+/// With a holder (`kept`), a stop leaves the mount to the next daemon.
 fn serve_until_stopped(
     fs: Arc<Fs>,
     mount_point: &Path,
@@ -298,7 +296,7 @@ fn serve_until_stopped(
         if kept && signal != Signal::SIGUSR1 {
             let _ = crate::daemon::notify::notify("STOPPING=1");
             tracing::info!(
-                "received {signal}; leaving {} mounted: the keeper holds the connection for the next daemon",
+                "received {signal}; leaving {} mounted: its holder keeps the connection for the next daemon",
                 mount_point.display()
             );
             return Ok(());
