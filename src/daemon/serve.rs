@@ -293,7 +293,10 @@ fn serve_until_stopped(
     let signals = stop_signals();
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;
-        if kept && signal != Signal::SIGUSR1 {
+        let owned = owns_mount_point(mount_point, &own_device, &paths);
+        // Taken over by a daemon that mounted beneath this one (it had no access to this one's
+        // holder) is handled below as without a holder: files opened here get their grace.
+        if kept && owned && signal != Signal::SIGUSR1 {
             let _ = crate::daemon::notify::notify("STOPPING=1");
             tracing::info!(
                 "received {signal}; leaving {} mounted: its holder keeps the connection for the next daemon",
@@ -301,7 +304,6 @@ fn serve_until_stopped(
             );
             return Ok(());
         }
-        let owned = owns_mount_point(mount_point, &own_device, &paths);
         if signal != Signal::SIGUSR1 {
             let _ = crate::daemon::notify::notify("STOPPING=1");
         }
