@@ -49,7 +49,8 @@ def daemon_container(pod):
 
 def check_keeper(pod, daemon):
     """The keeper container holds the FUSE connection across restarts of the daemon's container: it
-    shares the daemon's keeper socket (a pod-local volume) and mount point (to unmount when it gives up)."""
+    shares the daemon's keeper socket (a host directory, so that pods of a rollout find each other's) and
+    mount point (to unmount when it gives up)."""
     keepers = [c for c in pod["containers"] if c["args"][:1] == ["keeper"]]
     check(len(keepers) == 1, f"one keeper container expected: {[c['name'] for c in pod['containers']]}")
     (keeper,) = keepers
@@ -65,7 +66,8 @@ def check_keeper(pod, daemon):
     check(daemon_mounts.get(socket_dir) and keeper_mounts.get(socket_dir, {}).get("name") == daemon_mounts[socket_dir],
           f"the socket's directory {socket_dir} must be one volume in both containers")
     volume = {v["name"]: v for v in pod["volumes"]}[daemon_mounts[socket_dir]]
-    check("emptyDir" in volume, f"the keeper socket must stay in the pod: {volume}")
+    # On the host: the next pod's keeper must find this pod's to stand by behind it in a rollout.
+    check(volume.get("hostPath", {}).get("path") == socket_dir, f"the keeper socket must be on the host: {volume}")
     root = keeper_mounts.get("/var/lib/cgview", {})
     check(root.get("mountPropagation") == "Bidirectional", "the keeper unmounts on the host: Bidirectional")
     check(keeper["securityContext"].get("privileged") is True, "the keeper unmounts: privileged")
@@ -578,7 +580,7 @@ def main():
     check(mounts["cgroup"].get("readOnly") is True and volumes["cgroup"]["path"] == "/sys/fs/cgroup",
           "host /sys/fs/cgroup must be mounted read-only")
     check(volumes["fuse"] == {"path": "/dev/fuse", "type": "CharDevice"}, "/dev/fuse must be a CharDevice")
-    check(set(volumes) == {"cgview-root", "cgroup", "fuse"}, f"unexpected host paths {sorted(volumes)}")
+    check(set(volumes) == {"cgview-root", "cgroup", "fuse", "keeper-socket"}, f"unexpected host paths {sorted(volumes)}")
     check(pod.get("terminationGracePeriodSeconds", 30) >= 10, "too short a grace period to unmount")
     args = container["args"]
     check(args[:2] == ["mount", "/var/lib/cgview"], f"args {args}")

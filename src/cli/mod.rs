@@ -97,6 +97,9 @@ enum Command {
         #[arg(default_value = "/var/lib/cgview")]
         mountpoint: PathBuf,
     },
+    /// Internal: what a daemon becomes once a successor took its connection over: waits for its stop.
+    #[command(hide = true)]
+    Superseded { mountpoint: PathBuf },
     /// Internal: replace dead mounts in one mount namespace (run by `mount` and `health --repair`).
     #[command(hide = true)]
     RepairNamespace {
@@ -163,6 +166,9 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Mount(args) => mount::mount(paths, options, args),
         Command::Keeper(args) => mount::keeper(args),
+        Command::Superseded { mountpoint } => {
+            cgview::daemon::holder::wait_superseded(&mountpoint).map_err(|e| e.to_string())
+        }
         Command::Health { mountpoint, repair } => inspect::health(&paths, &mountpoint, repair),
         Command::DockerArgs { mountpoint } => {
             inspect::probe(&mountpoint)?;

@@ -49,6 +49,11 @@ pub enum Message {
     Serving,
     /// Keeper: a successor answers the connection now; exit without unmounting.
     Superseded,
+    /// Keeper: stand by, holding a duplicate of whatever connection you hold (a second keeper, e.g. of
+    /// the next pod in a rollout). It becomes the keeper when this one goes.
+    Standby,
+    /// Keeper to a standby: drop the connection you hold (the keeper gave it up).
+    Release,
 }
 
 impl Message {
@@ -64,6 +69,8 @@ impl Message {
             Message::Deposit(record) => format!("DEPOSIT\n{}", record.encode()),
             Message::Serving => "SERVING\n".into(),
             Message::Superseded => "SUPERSEDED\n".into(),
+            Message::Standby => "STANDBY\n".into(),
+            Message::Release => "RELEASE\n".into(),
         }
     }
 
@@ -85,6 +92,8 @@ impl Message {
             "DEPOSIT" => Message::Deposit(record()?),
             "SERVING" => Message::Serving,
             "SUPERSEDED" => Message::Superseded,
+            "STANDBY" => Message::Standby,
+            "RELEASE" => Message::Release,
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -199,6 +208,7 @@ mod tests {
             max_write: 131072,
             io_uring: false,
             mirror_seed: None,
+            backing_id: None,
         }
     }
 
@@ -218,6 +228,8 @@ mod tests {
             Message::Deposit(record()),
             Message::Serving,
             Message::Superseded,
+            Message::Standby,
+            Message::Release,
         ] {
             assert_eq!(Message::decode(&message.encode()).unwrap(), message);
         }

@@ -78,6 +78,9 @@ pub struct KeeperLink {
 /// How long a departing daemon waits for its rings to hand back every request they took.
 pub const QUIESCE_WITHIN: Duration = Duration::from_secs(1);
 
+/// How long a daemon whose keeper went waits for a standing-by keeper to take its place.
+const STANDBY_TAKEOVER: Duration = Duration::from_millis(500);
+
 /// How long a started keeper has to listen.
 const KEEPER_START: Duration = Duration::from_secs(3);
 
@@ -181,7 +184,7 @@ impl KeeperLink {
                     );
                     // A request a ring of this daemon holds at exit would never be answered.
                     crate::transport::ring::quiesce(QUIESCE_WITHIN);
-                    std::process::exit(0);
+                    become_superseded(&self.mount_point);
                 }
                 Ok(Some((other, _))) => {
                     tracing::warn!(?other, "unexpected message from the keeper");
@@ -203,14 +206,50 @@ impl KeeperLink {
     }
 
     fn relink(&mut self, device: BorrowedFd<'_>, record: &Handover) -> io::Result<()> {
+        // A keeper standing by (the next pod's, in a rollout) takes the socket over within moments:
+        // give it that long before starting one.
+        let deadline = Instant::now() + STANDBY_TAKEOVER;
+        while handover_socket::connect(&self.path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let fresh =
             KeeperLink::connect_or_start(&self.mount_point, &self.path, self.resume_within)?;
-        // The record's generation is the next daemon's: this one's handles stay below it.
-        fresh.deposit(device, &record.successor())?;
+        // This daemon's own record: the keeper gives the next daemon the generation after it.
+        fresh.deposit(device, record)?;
         handover_socket::send(fresh.socket.as_fd(), &Message::Serving, None)?;
         self.socket = fresh.socket;
         Ok(())
     }
+}
+
+/// Stops serving for good: the process becomes `cgview superseded`, which holds nothing (every
+/// descriptor of this daemon is close-on-exec, and the keeper resends what it had taken) and waits for
+/// its stop. Exiting instead would have a supervisor (systemd, the kubelet) start this older daemon
+/// again, which would take the connection back.
+fn become_superseded(mount_point: &Path) -> ! {
+    use std::os::unix::process::CommandExt;
+    let error = Command::new("/proc/self/exe")
+        .arg("superseded")
+        .arg(mount_point)
+        .exec();
+    tracing::warn!("cannot become `cgview superseded` ({error}); exiting");
+    std::process::exit(0)
+}
+
+/// `cgview superseded`: what a taken-over daemon becomes. Waits for SIGTERM or SIGINT and exits 0.
+pub fn wait_superseded(mount_point: &Path) -> io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.thread_block()?;
+    tracing::info!(
+        "superseded: another cgview serves {}; waiting to be stopped",
+        mount_point.display()
+    );
+    let signal = signals.wait()?;
+    tracing::info!("received {signal}; exiting");
+    Ok(())
 }
 
 /// Starts `cgview keeper` for `mount_point`, detached from this process (it survives `kill -9` of the

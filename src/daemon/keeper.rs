@@ -30,10 +30,15 @@ pub struct KeeperOptions {
     pub resume_within: Duration,
 }
 
-/// A daemon connected to the keeper.
-struct Daemon {
+/// A process connected to the keeper: a daemon, or a keeper standing by.
+struct Peer {
     socket: OwnedFd,
+    /// A daemon that answers the connection now.
     serving: bool,
+    /// A daemon (it asked, deposited or served): its going may leave requests to resend.
+    daemon: bool,
+    /// A keeper standing by, kept up to date with the connection.
+    standby: bool,
 }
 
 struct Held {
@@ -42,24 +47,62 @@ struct Held {
     next: Handover,
 }
 
-/// Runs the keeper until the connection ends, or is given up, or another keeper turns out to hold it.
+/// Runs the keeper until the connection ends or is given up. While another keeper listens on the socket
+/// (the previous pod's, in a rollout), this one stands by with a duplicate of the connection and takes
+/// over the socket when that keeper goes.
 pub fn run(options: &KeeperOptions) -> io::Result<()> {
     // Out of the daemon's session and process group: a terminal's ^C or a kill of the daemon's group
     // must not take the keeper with it.
     let _ = rustix::process::setsid();
-    let Some(listener) = bind(&options.socket)? else {
-        tracing::info!(socket = %options.socket.display(), "a keeper already listens here; exiting");
-        return Ok(());
+    let mut inherited = None;
+    loop {
+        let Some(listener) = bind(&options.socket)? else {
+            inherited = stand_by(options, inherited)?;
+            continue;
+        };
+        tracing::info!(
+            mount_point = %options.mount_point.display(),
+            socket = %options.socket.display(),
+            resume_within = ?options.resume_within,
+            holding = inherited.is_some(),
+            "keeping the FUSE connection across daemons"
+        );
+        let result = serve(options, &listener, inherited);
+        let _ = std::fs::remove_file(&options.socket);
+        return result;
+    }
+}
+
+/// Stands by behind the keeper listening on the socket, holding a duplicate of its connection, until it
+/// goes; returns what it then holds. What `held` holds is kept until that keeper says otherwise (a
+/// keeper taking over from a dying one may briefly reach it again before it is gone).
+fn stand_by(options: &KeeperOptions, mut held: Option<Held>) -> io::Result<Option<Held>> {
+    let socket = match handover_socket::connect(&options.socket) {
+        Ok(socket) => socket,
+        // Gone between the bind and now: try to bind again.
+        Err(_) => return Ok(held),
     };
-    tracing::info!(
-        mount_point = %options.mount_point.display(),
-        socket = %options.socket.display(),
-        resume_within = ?options.resume_within,
-        "keeping the FUSE connection across daemons"
-    );
-    let result = serve(options, &listener);
-    let _ = std::fs::remove_file(&options.socket);
-    result
+    tracing::info!(socket = %options.socket.display(), "another keeper listens here; standing by");
+    handover_socket::send(socket.as_fd(), &Message::Standby, None)?;
+    loop {
+        match handover_socket::receive(socket.as_fd()) {
+            Ok(Some((Message::Held { record, .. }, Some(device)))) => {
+                held = Some(Held {
+                    device,
+                    next: record,
+                })
+            }
+            Ok(Some((Message::Release | Message::Empty, _))) => held = None,
+            Ok(Some((other, _))) => tracing::debug!(?other, "ignored while standing by"),
+            Ok(None) | Err(_) => {
+                tracing::info!(
+                    holding = held.is_some(),
+                    "the keeper stood behind is gone; taking its place"
+                );
+                return Ok(held);
+            }
+        }
+    }
 }
 
 /// Listens at `path`, unless a live keeper already does (`None`); a socket left by a dead one is
@@ -78,10 +121,10 @@ fn bind(path: &Path) -> io::Result<Option<OwnedFd>> {
     }
 }
 
-fn serve(options: &KeeperOptions, listener: &OwnedFd) -> io::Result<()> {
-    let mut daemons: Vec<Daemon> = Vec::new();
-    let mut held: Option<Held> = None;
-    // Since when no daemon serves the connection (or, before the first deposit, since the start).
+fn serve(options: &KeeperOptions, listener: &OwnedFd, inherited: Option<Held>) -> io::Result<()> {
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut held: Option<Held> = inherited;
+    // Since when no daemon serves the connection (at the start: daemons reach a new keeper first).
     let mut unserved_since = Some(Instant::now());
     loop {
         let timeout = unserved_since.map(|since| {
@@ -91,16 +134,16 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd) -> io::Result<()> {
                 tv_nsec: 0,
             })
         });
-        let mut fds = Vec::with_capacity(daemons.len() + 2);
+        let mut fds = Vec::with_capacity(peers.len() + 2);
         fds.push(PollFd::new(listener, PollFlags::IN));
         // No events asked: the descriptor only reports POLLERR once the connection is gone (readable
         // means a request waits, which is the daemons' business).
         if let Some(held) = &held {
             fds.push(PollFd::new(&held.device, PollFlags::empty()));
         }
-        let first_daemon = fds.len();
-        for daemon in &daemons {
-            fds.push(PollFd::new(&daemon.socket, PollFlags::IN));
+        let first_peer = fds.len();
+        for peer in &peers {
+            fds.push(PollFd::new(&peer.socket, PollFlags::IN));
         }
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}
@@ -110,7 +153,7 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd) -> io::Result<()> {
         let listener_ready = !fds[0].revents().is_empty();
         let connection_gone =
             held.is_some() && fds[1].revents().intersects(PollFlags::ERR | PollFlags::HUP);
-        let ready: Vec<usize> = fds[first_daemon..]
+        let ready: Vec<usize> = fds[first_peer..]
             .iter()
             .enumerate()
             .filter(|(_, fd)| !fd.revents().is_empty())
@@ -120,21 +163,22 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd) -> io::Result<()> {
 
         if connection_gone {
             tracing::info!("the FUSE connection ended (unmounted everywhere, or aborted); exiting");
+            release_standbys(&peers);
             return Ok(());
         }
         // Newest first, so that removing one keeps the others' indexes.
         for index in ready.into_iter().rev() {
-            let answered = answer(&mut daemons, index, &mut held, &mut unserved_since);
+            let answered = answer(&mut peers, index, &mut held, &mut unserved_since);
             if !answered {
-                let gone = daemons.remove(index);
-                if gone.serving && !daemons.iter().any(|d| d.serving) {
+                let gone = peers.remove(index);
+                if gone.serving && !peers.iter().any(|p| p.serving) {
                     unserved_since = Some(Instant::now());
                     tracing::info!(
                         "the serving daemon is gone; holding the connection for {:?}",
                         options.resume_within
                     );
                 }
-                if let Some(held) = &held {
+                if let (true, Some(held)) = (gone.daemon, &held) {
                     // What it had taken and not answered goes to whoever serves now, or next.
                     if let Err(e) = resend_unanswered(held.device.as_fd()) {
                         tracing::warn!("cannot ask the kernel to resend unanswered requests: {e}");
@@ -144,16 +188,19 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd) -> io::Result<()> {
         }
         if listener_ready {
             match handover_socket::accept(listener.as_fd()) {
-                Ok(socket) if handover_socket::peer_is_root(&socket) => daemons.push(Daemon {
+                Ok(socket) if handover_socket::peer_is_root(&socket) => peers.push(Peer {
                     socket,
                     serving: false,
+                    daemon: false,
+                    standby: false,
                 }),
                 Ok(_) => tracing::warn!("refused a connection from a process not running as root"),
                 Err(e) => tracing::debug!("accept: {e}"),
             }
         }
         if let Some(since) = unserved_since {
-            if since.elapsed() >= options.resume_within && daemons.iter().all(|d| !d.serving) {
+            if since.elapsed() >= options.resume_within && peers.iter().all(|p| !p.serving) {
+                release_standbys(&peers);
                 give_up(options, held.take());
                 return Ok(());
             }
@@ -161,42 +208,46 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Reads and answers one message from daemon `index`; false when it has gone (or spoke nonsense).
+/// Reads and answers one message from peer `index`; false when it has gone (or spoke nonsense).
 fn answer(
-    daemons: &mut [Daemon],
+    peers: &mut [Peer],
     index: usize,
     held: &mut Option<Held>,
     unserved_since: &mut Option<Instant>,
 ) -> bool {
-    let (message, fd) = match handover_socket::receive(daemons[index].socket.as_fd()) {
+    let (message, fd) = match handover_socket::receive(peers[index].socket.as_fd()) {
         Ok(Some(received)) => received,
         Ok(None) => return false,
         Err(e) => {
-            tracing::warn!("dropping a daemon's connection: {e}");
+            tracing::warn!("dropping a peer's connection: {e}");
             return false;
         }
     };
-    let socket = daemons[index].socket.as_fd();
+    let socket = peers[index].socket.as_fd();
     let sent = match (message, fd) {
-        (Message::Ask, _) => match held {
-            Some(held) => {
-                let live = daemons.iter().any(|d| d.serving);
-                let record = held.next.clone();
-                held.next = record.successor();
-                tracing::info!(
-                    generation = record.generation,
-                    live,
-                    "handing the connection to a daemon"
-                );
-                handover_socket::send(
-                    socket,
-                    &Message::Held { record, live },
-                    Some(held.device.as_fd()),
-                )
+        (Message::Ask, _) => {
+            peers[index].daemon = true;
+            match held {
+                Some(held) => {
+                    let live = peers.iter().any(|p| p.serving);
+                    let record = held.next.clone();
+                    held.next = record.successor();
+                    tracing::info!(
+                        generation = record.generation,
+                        live,
+                        "handing the connection to a daemon"
+                    );
+                    handover_socket::send(
+                        socket,
+                        &Message::Held { record, live },
+                        Some(held.device.as_fd()),
+                    )
+                }
+                None => handover_socket::send(socket, &Message::Empty, None),
             }
-            None => handover_socket::send(socket, &Message::Empty, None),
-        },
+        }
         (Message::Deposit(record), Some(device)) => {
+            peers[index].daemon = true;
             tracing::info!(device = %record.device, "holding the connection a daemon mounted");
             *held = Some(Held {
                 device,
@@ -205,23 +256,55 @@ fn answer(
             Ok(())
         }
         (Message::Serving, _) => {
-            for (other, daemon) in daemons.iter_mut().enumerate() {
-                if other != index && daemon.serving {
-                    daemon.serving = false;
-                    let _ =
-                        handover_socket::send(daemon.socket.as_fd(), &Message::Superseded, None);
+            for (other, peer) in peers.iter_mut().enumerate() {
+                if other != index && peer.serving {
+                    peer.serving = false;
+                    let _ = handover_socket::send(peer.socket.as_fd(), &Message::Superseded, None);
                 }
             }
-            daemons[index].serving = true;
+            peers[index].serving = true;
+            peers[index].daemon = true;
             *unserved_since = None;
             Ok(())
         }
+        (Message::Standby, _) => {
+            peers[index].standby = true;
+            tracing::info!("a keeper stands by");
+            Ok(())
+        }
         (message, _) => {
-            tracing::warn!(?message, "unexpected message from a daemon");
+            tracing::warn!(?message, "unexpected message on the keeper's socket");
             return false;
         }
     };
+    // Standing-by keepers follow every change of what is held and of the next record.
+    update_standbys(peers, held);
     sent.is_ok()
+}
+
+/// Gives every keeper standing by the connection held now and the next daemon's record.
+fn update_standbys(peers: &[Peer], held: &Option<Held>) {
+    let live = peers.iter().any(|p| p.serving);
+    for peer in peers.iter().filter(|p| p.standby) {
+        let _ = match held {
+            Some(held) => handover_socket::send(
+                peer.socket.as_fd(),
+                &Message::Held {
+                    record: held.next.clone(),
+                    live,
+                },
+                Some(held.device.as_fd()),
+            ),
+            None => handover_socket::send(peer.socket.as_fd(), &Message::Empty, None),
+        };
+    }
+}
+
+/// Tells keepers standing by to drop the connection, which is being given up.
+fn release_standbys(peers: &[Peer]) {
+    for peer in peers.iter().filter(|p| p.standby) {
+        let _ = handover_socket::send(peer.socket.as_fd(), &Message::Release, None);
+    }
 }
 
 /// No daemon came back in time: unmount and end the connection, so nothing waits forever.

@@ -121,6 +121,10 @@ pub fn serve(
         max_write: RING_MAX_WRITE,
         io_uring: session.io_uring_agreed(),
         mirror_seed: Some(fs.mirror_seed()),
+        // Registered now rather than at the first open: the record given to the holder names it.
+        backing_id: fs.settle_mmap_refusal(|file| {
+            crate::transport::passthrough::register_backing_file(kept_device.as_fd(), file)
+        }),
     };
     let holder = holder.and_then(
         |holder| match holder.deposit(kept_device.as_fd(), &record) {

@@ -43,6 +43,20 @@ pub(crate) struct MmapRefusal {
 }
 
 impl MmapRefusal {
+    /// The backing file an earlier daemon of the connection registered (`Some(id)`), or found it could
+    /// not (`None`): the kernel keeps it for the connection, and every open of an inode must name the
+    /// same one while another is open, so a successor names it too instead of registering its own.
+    pub fn inherited(id: Option<u32>) -> MmapRefusal {
+        let refusal = MmapRefusal::default();
+        let _ = refusal.id.set(id);
+        refusal
+    }
+
+    /// The id every open names, if it is settled.
+    pub fn settled(&self) -> Option<Option<u32>> {
+        self.id.get().copied()
+    }
+
     /// The backing file id to name, registering it on the first call. `register` hands an open file to
     /// the kernel (`FUSE_DEV_IOC_BACKING_OPEN`) and returns its id. When it fails (a kernel without
     /// passthrough, or a sys root that is not sysfs) opens are plain `direct_io`, and a private mapping

@@ -77,8 +77,14 @@ impl Fs {
     /// Serves as the `generation`th daemon on a connection (0: the one that mounted it): handles of
     /// earlier daemons are taken on at their first use (see [`Fs::read`]), and mirrored entries keep
     /// the numbers the earlier daemons gave them with `mirror_seed` (recognised at first use too).
-    pub fn for_generation(mut self, generation: u32, mirror_seed: Option<[u64; 2]>) -> Fs {
+    pub fn for_generation(
+        mut self,
+        generation: u32,
+        mirror_seed: Option<[u64; 2]>,
+        backing_id: Option<u32>,
+    ) -> Fs {
         self.handles = Handles::for_generation(generation);
+        self.mmap_refusal = MmapRefusal::inherited(backing_id);
         if let Some(seed) = mirror_seed {
             let paths = self.view().resolver().paths().clone();
             self.mirror = HostMirror::with_seed(&paths, MirrorSeed(seed), true);
@@ -117,6 +123,18 @@ impl Fs {
     ) -> Option<u32> {
         self.mmap_refusal
             .backing_id(self.view().resolver().paths(), register)
+    }
+
+    /// The backing file id opens name (see [`MmapRefusal`]), registering it now if it is not yet:
+    /// the handover record carries it to the next daemon.
+    pub fn settle_mmap_refusal(
+        &self,
+        register: impl FnOnce(BorrowedFd<'_>) -> io::Result<u32>,
+    ) -> Option<u32> {
+        match self.mmap_refusal.settled() {
+            Some(id) => id,
+            None => self.mmap_refusal(register),
+        }
     }
 
     /// How many files and directories are open now.

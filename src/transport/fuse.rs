@@ -165,9 +165,9 @@ fn open(fs: &Fs, caller: &Caller, ino: INodeNo, write: bool, reply: ReplyOpen) {
     let backing = fs.mmap_refusal(|file| reply.open_backing(file).map(BackingId::into_raw));
     match backing {
         Some(id) => {
-            // SAFETY: `id` was registered on this session's connection by `mmap_refusal` and is never
-            // closed while the daemon runs; `into_raw` below takes the wrapper apart again without
-            // closing it.
+            // SAFETY: `id` was registered on this session's connection (at mount, or by the first
+            // open's `mmap_refusal`) and is never closed while the connection lives; `into_raw`
+            // below takes the wrapper apart again without closing it.
             let backing = unsafe { reply.wrap_backing(id) };
             reply.opened_passthrough(handle, open_flags(), &backing);
             let _ = backing.into_raw();

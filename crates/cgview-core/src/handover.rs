@@ -20,6 +20,10 @@ pub struct Handover {
     /// The secret mirrored sysfs entries are numbered with, so that they keep their inode numbers across
     /// daemons. Absent in a record of a daemon that had none to give: the successor numbers afresh.
     pub mirror_seed: Option<[u64; 2]>,
+    /// The backing file every open names (registered once per connection, kept by the kernel): the
+    /// kernel refuses an open of an inode naming another backing file while one is open. Absent: opens
+    /// name none.
+    pub backing_id: Option<u32>,
 }
 
 impl fmt::Debug for Handover {
@@ -31,6 +35,7 @@ impl fmt::Debug for Handover {
             .field("io_uring", &self.io_uring)
             // A secret: never in a log.
             .field("mirror_seed", &self.mirror_seed.map(|_| ".."))
+            .field("backing_id", &self.backing_id)
             .finish()
     }
 }
@@ -66,6 +71,9 @@ impl Handover {
         );
         if let Some([high, low]) = self.mirror_seed {
             text.push_str(&format!("mirror_seed {high:016x}{low:016x}\n"));
+        }
+        if let Some(id) = self.backing_id {
+            text.push_str(&format!("backing_id {id}\n"));
         }
         text
     }
@@ -113,7 +121,13 @@ impl Handover {
                 value: hex.to_owned(),
             })?),
         };
+        let backing_id = match value("backing_id") {
+            Err(HandoverError::Missing(_)) => None,
+            Err(e) => return Err(e),
+            Ok(_) => Some(number("backing_id")?),
+        };
         Ok(Handover {
+            backing_id,
             generation: number("generation")?,
             device: device.to_owned(),
             max_write: number("max_write")?,
@@ -151,6 +165,7 @@ mod tests {
             max_write: 131072,
             io_uring: true,
             mirror_seed: Some([0x0123_4567_89ab_cdef, 7]),
+            backing_id: Some(3),
         }
     }
 
@@ -188,6 +203,7 @@ mod tests {
         ));
         let no_seed = Handover {
             mirror_seed: None,
+            backing_id: None,
             ..record()
         };
         assert_eq!(Handover::decode(&no_seed.encode()), Ok(no_seed));
