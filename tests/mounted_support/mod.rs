@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -328,12 +329,85 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A keeper outlives the daemon by design (it holds the FUSE connection for the next one); the
+        // test's mount point dies with the test, so its keeper must too. Once the keeper's descriptor,
+        // the last one, is closed the kernel aborts the connection and the lazy unmount below succeeds.
+        kill_keepers(&self.mount_point);
         if is_mounted(&self.mount_point) {
             let _ = Command::new("umount")
                 .arg("-l")
                 .arg(&self.mount_point)
                 .status();
         }
+    }
+}
+
+/// The pids of `cgview keeper` processes holding the connection of `mount_point`: those whose command
+/// line has `keeper` and, after it, the mount point (as given or canonical). Read from `/proc/*/cmdline`
+/// rather than with `pkill`, whose pattern would have to quote the path.
+pub fn keeper_pids(mount_point: &Path) -> Vec<i32> {
+    let canonical = fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
+    let names_mount_point = |arg: &[u8]| {
+        arg == mount_point.as_os_str().as_bytes() || arg == canonical.as_os_str().as_bytes()
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.iter()
+                .position(|arg| *arg == b"keeper")
+                .is_some_and(|at| args[at + 1..].iter().any(|arg| names_mount_point(arg)))
+        })
+        .collect()
+}
+
+/// Kills every keeper of `mount_point` and waits (up to 5 s) until none is left.
+pub fn kill_keepers(mount_point: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let keepers = keeper_pids(mount_point);
+        if keepers.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for pid in keepers {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sets a kernel switch (`enable_uring`, `io_uring_disabled`) for the test's life and puts the old value
+/// back, even when the test fails. `enable_uring` only decides what new mounts negotiate, and only for
+/// daemons that ask for io_uring; `io_uring_disabled` only what new rings may be made.
+pub struct KernelSwitch {
+    path: &'static str,
+    previous: String,
+}
+
+impl KernelSwitch {
+    pub fn set(path: &'static str, value: &str) -> KernelSwitch {
+        let previous = fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (a kernel without FUSE over io_uring)"));
+        fs::write(path, value).unwrap();
+        KernelSwitch {
+            path,
+            previous: previous.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for KernelSwitch {
+    fn drop(&mut self) {
+        let _ = fs::write(self.path, &self.previous);
     }
 }
 
