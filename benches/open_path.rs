@@ -28,6 +28,7 @@ fn cycle(tree: &Fs, inode: u64) -> usize {
     let len = tree
         .read(
             &Caller::new(600, Credentials::ROOT),
+            inode,
             handle,
             0,
             ReadInto::Buffer,

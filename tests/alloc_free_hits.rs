@@ -77,6 +77,7 @@ fn cycle(tree: &Fs, inode: u64, caller: u32) -> usize {
     let first = tree
         .read(
             &Caller::new(caller, Credentials::ROOT),
+            inode,
             handle,
             0,
             ReadInto::Buffer,
@@ -85,6 +86,7 @@ fn cycle(tree: &Fs, inode: u64, caller: u32) -> usize {
     let middle = tree
         .read(
             &Caller::new(caller, Credentials::ROOT),
+            inode,
             handle,
             (first.len() / 2) as u64,
             ReadInto::Buffer,
@@ -93,6 +95,7 @@ fn cycle(tree: &Fs, inode: u64, caller: u32) -> usize {
     let end = tree
         .read(
             &Caller::new(caller, Credentials::ROOT),
+            inode,
             handle,
             first.len() as u64,
             ReadInto::Buffer,

@@ -31,7 +31,7 @@ fn every_request_is_answered_over_the_rings() {
     }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
-    let mut daemon = Daemon::start(&[], &["--io-uring"]);
+    let mut daemon = Daemon::start(&[], &["--io-uring", "--connection-holder", "none"]);
     let log = daemon.log_text();
     assert!(log.contains("io_uring"), "no ring started:\n{log}");
     assert!(!log.contains("serving over /dev/fuse"), "{log}");
@@ -123,7 +123,7 @@ fn without_the_kernels_consent_it_serves_over_dev_fuse() {
     }
     if !Path::new(ENABLE_URING).exists() {
         // No io_uring transport in this kernel: the same fallback, without touching the switch.
-        let mut daemon = Daemon::start(&[], &["--io-uring"]);
+        let mut daemon = Daemon::start(&[], &["--io-uring", "--connection-holder", "none"]);
         assert!(daemon.log_text().contains("serving over /dev/fuse"));
         assert!(daemon.stop_with("TERM").success());
         return;
@@ -153,7 +153,7 @@ fn with_io_uring_switched_off_it_serves_over_dev_fuse() {
 /// A daemon asked for `--io-uring` under the switches set by the caller: its log says `why`, it does not
 /// serve over the rings, its files read, and it stops and unmounts.
 fn falls_back_to_dev_fuse(why: &str) {
-    let mut daemon = Daemon::start(&[], &["--io-uring"]);
+    let mut daemon = Daemon::start(&[], &["--io-uring", "--connection-holder", "none"]);
     let log = daemon.log_text();
     assert!(log.contains(why), "{log}");
     assert!(!log.contains("serving over io_uring"), "{log}");
@@ -175,7 +175,7 @@ fn upgrades_and_crashes_keep_serving_over_the_rings() {
     }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
-    let mut daemon = Daemon::start(&[], &["--io-uring"]);
+    let mut daemon = Daemon::start(&[], &["--io-uring", "--connection-holder", "none"]);
     let meminfo = daemon.path("proc/meminfo");
     let (reads, failures) = reading(&meminfo, || take_over(&mut daemon));
     assert!(reads > 100, "only {reads} reads");
@@ -215,12 +215,14 @@ fn a_take_over_switches_between_dev_fuse_and_the_rings() {
     }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
-    let mut daemon = Daemon::start(&[], &[]);
+    // A kept connection keeps the transport it was mounted with; switching needs a fresh mount, which
+    // a take-over without a keeper makes.
+    let mut daemon = Daemon::start(&[], WITHOUT_KEEPER);
     let meminfo = daemon.path("proc/meminfo");
     let (reads, failures) = reading(&meminfo, || {
-        daemon.set_args(&["--io-uring"]);
+        daemon.set_args(&["--io-uring", "--connection-holder", "none"]);
         take_over(&mut daemon);
-        daemon.set_args(&[]);
+        daemon.set_args(WITHOUT_KEEPER);
         take_over(&mut daemon);
     });
     assert!(reads > 100, "only {reads} reads");
@@ -277,7 +279,7 @@ fn mmap_is_refused_over_the_rings() {
     }
     let _serial = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let _switch = KernelSwitch::set(ENABLE_URING, "Y");
-    let daemon = Daemon::start(&[], &["--io-uring"]);
+    let daemon = Daemon::start(&[], &["--io-uring", "--connection-holder", "none"]);
     let log = daemon.log_text();
     assert!(
         log.contains("serving over io_uring"),

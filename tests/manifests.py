@@ -39,6 +39,39 @@ MONITORING_NAMESPACE = "monitoring"
 LOOPBACK = ("127.0.0.1", "[::1]")
 
 
+def daemon_container(pod):
+    """The container that runs `cgview mount` (the first; the keeper runs beside it)."""
+    containers = pod["containers"]
+    check(containers[0]["name"] == "cgview" and containers[0]["args"][0] == "mount",
+          f"the first container must be the daemon: {[c['name'] for c in containers]}")
+    return containers[0]
+
+
+def check_keeper(pod, daemon):
+    """The keeper container holds the FUSE connection across restarts of the daemon's container: it
+    shares the daemon's keeper socket (a pod-local volume) and mount point (to unmount when it gives up)."""
+    keepers = [c for c in pod["containers"] if c["args"][:1] == ["keeper"]]
+    check(len(keepers) == 1, f"one keeper container expected: {[c['name'] for c in pod['containers']]}")
+    (keeper,) = keepers
+    check(keeper["image"] == daemon["image"], "the keeper runs the daemon's image")
+    check(keeper["args"][1] == "/var/lib/cgview", f"keeper args {keeper['args']}")
+    socket = arg(keeper["args"], "--socket")
+    check(socket and arg(daemon["args"], "--keeper-socket") == socket,
+          f"daemon and keeper must name one socket: {daemon['args']} {keeper['args']}")
+    check(arg(daemon["args"], "--connection-holder") == "keeper", "the daemon must use the keeper")
+    socket_dir = socket.rsplit("/", 1)[0]
+    daemon_mounts = {m["mountPath"]: m["name"] for m in daemon["volumeMounts"]}
+    keeper_mounts = {m["mountPath"]: m for m in keeper["volumeMounts"]}
+    check(daemon_mounts.get(socket_dir) and keeper_mounts.get(socket_dir, {}).get("name") == daemon_mounts[socket_dir],
+          f"the socket's directory {socket_dir} must be one volume in both containers")
+    volume = {v["name"]: v for v in pod["volumes"]}[daemon_mounts[socket_dir]]
+    check("emptyDir" in volume, f"the keeper socket must stay in the pod: {volume}")
+    root = keeper_mounts.get("/var/lib/cgview", {})
+    check(root.get("mountPropagation") == "Bidirectional", "the keeper unmounts on the host: Bidirectional")
+    check(keeper["securityContext"].get("privileged") is True, "the keeper unmounts: privileged")
+    check("cpu" not in keeper["resources"].get("limits", {}), "no CPU limit on the keeper either")
+
+
 def metrics_address(ds):
     """The daemon's --metrics-addr as (host, port)."""
     address = arg(ds["spec"]["template"]["spec"]["containers"][0]["args"], "--metrics-addr")
@@ -54,7 +87,7 @@ def check_exposed_metrics(docs, pod_labels):
     ds = one(docs, "DaemonSet")
     host, port = metrics_address(ds)
     check(host == "0.0.0.0", f"the exposed metrics bind {host}, not every address")
-    (container,) = ds["spec"]["template"]["spec"]["containers"]
+    container = daemon_container(ds["spec"]["template"]["spec"])
     ports = {p["name"]: p for p in container.get("ports", [])}
     check(ports.get("metrics", {}).get("containerPort") == port, f"the metrics port {port} is not 'metrics': {ports}")
     annotations = ds["spec"]["template"]["metadata"].get("annotations", {})
@@ -522,8 +555,9 @@ def main():
     check(not pod.get("hostNetwork"), "hostNetwork is not needed")
     check(pod.get("priorityClassName") == "system-node-critical", "priority must be system-node-critical")
     check(pod.get("tolerations") == [{"operator": "Exists"}], "must tolerate every taint")
-    (container,) = pod["containers"]
+    container = daemon_container(pod)
     check(container["image"].startswith("ghcr.io/cgview/cgview:"), f"image {container['image']}")
+    check_keeper(pod, container)
     security = container["securityContext"]
     check(security.get("privileged") is True, "privileged is needed for FUSE and setns")
     check(security.get("readOnlyRootFilesystem") is True, "root file system should be read-only")
@@ -535,7 +569,7 @@ def main():
         command = container[probe]["exec"]["command"]
         check(command == ["/cgview", "probe", "/var/lib/cgview"], f"{probe} must read through the mount")
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    volumes = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+    volumes = {v["name"]: v["hostPath"] for v in pod["volumes"] if "hostPath" in v}
     root = mounts["cgview-root"]
     check(root["mountPath"] == "/var/lib/cgview" and root.get("mountPropagation") == "Bidirectional",
           "the mount point needs Bidirectional propagation")

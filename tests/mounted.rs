@@ -9,6 +9,8 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 fn render(pid_expr: &str, path: &str) -> String {
     render_with("", pid_expr, path)
@@ -329,16 +331,37 @@ fn mount_stops_cleanly_on_sigterm_and_sigint() {
         return;
     }
     for signal in ["TERM", "INT"] {
-        let mut daemon = Daemon::start(&[], &[]);
-        let mount_point = daemon.mount_point.clone();
-        assert!(is_mounted(&mount_point));
-        let status = daemon.stop_with(signal);
-        assert!(
-            status.success(),
-            "SIG{signal}: {status}\n{}",
-            daemon.log_text()
-        );
-        assert!(!is_mounted(&mount_point), "SIG{signal} left a mount");
+        // Without a keeper, the stop unmounts; with one, the keeper does once no daemon came back
+        // within --resume-within.
+        for (args, bound) in [
+            (WITHOUT_KEEPER, Duration::ZERO),
+            (&["--resume-within", "0.5"][..], Duration::from_millis(500)),
+        ] {
+            let mut daemon = Daemon::start(&[], args);
+            let mount_point = daemon.mount_point.clone();
+            assert!(is_mounted(&mount_point));
+            let status = daemon.stop_with(signal);
+            let stopped = Instant::now();
+            assert!(
+                status.success(),
+                "SIG{signal}: {status}\n{}",
+                daemon.log_text()
+            );
+            if !bound.is_zero() {
+                assert!(
+                    is_mounted(&mount_point),
+                    "SIG{signal} did not leave the mount to the keeper"
+                );
+            }
+            while is_mounted(&mount_point) && stopped.elapsed() < bound + Duration::from_secs(3) {
+                sleep(Duration::from_millis(20));
+            }
+            assert!(
+                !is_mounted(&mount_point),
+                "SIG{signal} {args:?} left a mount:\n{}",
+                daemon.log_text()
+            );
+        }
     }
 }
 
@@ -378,7 +401,8 @@ fn mount_replaces_dead_mount() {
     if !needs_met(MOUNT_AND_CGROUPS) {
         return;
     }
-    let mut first = Daemon::start(&[], &[]);
+    // Without a keeper: with one, the connection would outlive the daemon (tests/reader_continuity.rs).
+    let mut first = Daemon::start(&[], WITHOUT_KEEPER);
     let mount_point = first.mount_point.clone();
 
     let mut child = first.take_child();
@@ -402,6 +426,7 @@ impl RestartedDaemon {
         let child = Command::new(BIN)
             .arg("mount")
             .arg(mount_point)
+            .args(WITHOUT_KEEPER)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -715,10 +740,12 @@ fn cgview_on(daemon: &Daemon, subcommand: &str) -> std::process::Output {
 /// command fails and prints nothing (Docker would create directories in the files' places).
 #[test]
 fn docker_args_bind_a_container_to_its_own_view() {
+    // The stop below must leave the mount point unserved at once (with a keeper it waits for the
+    // next daemon first).
     if !needs_met(MOUNT_AND_CGROUPS) {
         return;
     }
-    let mut daemon = Daemon::start(&[], &[]);
+    let mut daemon = Daemon::start(&[], WITHOUT_KEEPER);
     let output = cgview_on(&daemon, "docker-args");
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();

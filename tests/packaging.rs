@@ -24,6 +24,10 @@ fn unit_starts_before_the_runtimes_and_restarts_on_failure() {
     let before = setting("Before").join(" ");
     assert!(before.contains("docker.service") && before.contains("containerd.service"));
     assert_eq!(setting("Restart"), ["on-failure"]);
+    // The connection survives the restart in the descriptor store (tests/fdstore.rs): the record and
+    // /dev/fuse.
+    let store: u32 = setting("FileDescriptorStoreMax")[0].parse().unwrap();
+    assert!(store >= 2);
     assert_eq!(setting("KillSignal"), ["SIGTERM"]);
     assert!(setting("ExecStart")[0].contains(" mount /var/lib/cgview"));
 }

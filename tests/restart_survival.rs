@@ -1,6 +1,9 @@
 //! Restart survival (issue 6): containers keep working across a daemon crash. Simulated containers have
 //! their own root (pivot_root into a directory holding only a static busybox with `sh`, `cat`, `head` and
-//! `sleep`: no `mount`), cgview's files bound over `/proc`, and a reader looping inside. Needs root,
+//! `sleep`: no `mount`), cgview's files bound over `/proc`, and a reader looping inside. These daemons
+//! run without a keeper (`--connection-holder none`): what is tested here is the path every restart
+//! takes without one (a kernel or setup that cannot keep the connection, or a keeper that gave up);
+//! tests/reader_continuity.rs tests restarts with one. Needs root,
 //! /dev/fuse and /bin/busybox (busybox-static; tests/run.sh installs it).
 
 mod mounted_support;
@@ -164,7 +167,7 @@ fn crash_then_restart_repairs_running_containers_without_tools_inside() {
         Path::new("/bin/busybox").exists(),
         "needs /bin/busybox (apt-get install busybox-static)"
     );
-    let mut daemon = Daemon::start(&[], &[]);
+    let mut daemon = Daemon::start(&[], WITHOUT_KEEPER);
     let first = Container::start("crash-a", &daemon, 256);
     let second = Container::start("crash-b", &daemon, 384);
 
@@ -224,7 +227,7 @@ fn stop_leaves_no_stale_mount_and_start_repairs_containers() {
         Path::new("/bin/busybox").exists(),
         "needs /bin/busybox (apt-get install busybox-static)"
     );
-    let mut daemon = Daemon::start(&[], &[]);
+    let mut daemon = Daemon::start(&[], WITHOUT_KEEPER);
     let container = Container::start("stop-start", &daemon, 192);
 
     let status = daemon.stop_with("TERM");
@@ -293,7 +296,7 @@ fn upgrade_moves_every_container_without_a_failed_read() {
         Path::new("/bin/busybox").exists(),
         "needs /bin/busybox (apt-get install busybox-static)"
     );
-    let mut daemon = Daemon::start(&[], &[]);
+    let mut daemon = Daemon::start(&[], WITHOUT_KEEPER);
     let old_devices = cgview_devices_at(&daemon.mount_point);
     assert_eq!(old_devices.len(), 1, "{old_devices:?}");
     let containers: Vec<(Container, u64)> =
@@ -407,6 +410,7 @@ fn start_pod_daemon(host_path: &Path, log: &Path) -> KillOnDrop {
     let child = Command::new("unshare")
         .args(["--mount", "--propagation", "unchanged", BIN, "mount"])
         .arg(host_path)
+        .args(WITHOUT_KEEPER)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(log).unwrap())
@@ -595,8 +599,8 @@ fn instances_never_take_each_others_containers() {
         Path::new("/bin/busybox").exists(),
         "needs /bin/busybox (apt-get install busybox-static)"
     );
-    let mut ours = Daemon::start(&[], &[]);
-    let mut theirs = Daemon::start(&[], &[]);
+    let mut ours = Daemon::start(&[], WITHOUT_KEEPER);
+    let mut theirs = Daemon::start(&[], WITHOUT_KEEPER);
     let our_container = Container::start("own-a", &ours, 256);
     let their_container = Container::start("own-b", &theirs, 384);
 

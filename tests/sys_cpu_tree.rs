@@ -45,6 +45,7 @@ fn read(tree: &Fs, path: &str, caller: u32) -> String {
     let bytes = tree
         .read(
             &Caller::new(caller, Credentials::ROOT),
+            node.inode,
             handle,
             0,
             ReadInto::Buffer,

@@ -178,7 +178,7 @@ fn run(tree: &Fs, u: &mut Unstructured) -> Result<()> {
                 let (inode, path) = pick_inode(u, &known)?;
                 let caller = pick_caller(u)?;
                 if let Ok(handle) = tree.opendir(&caller, inode) {
-                    let entries = tree.readdir(handle);
+                    let entries = tree.readdir(&caller, inode, handle);
                     tree.releasedir(handle);
                     for entry in entries.iter().flat_map(|entries| entries.iter()) {
                         assert_ne!(
@@ -199,8 +199,8 @@ fn run(tree: &Fs, u: &mut Unstructured) -> Result<()> {
                 let caller = pick_caller(u)?;
                 let offset = u.arbitrary()?;
                 if let Ok(handle) = tree.open(&caller, inode, false) {
-                    let first = tree.read(&caller, handle, 0, ReadInto::Buffer);
-                    let again = tree.read(&caller, handle, offset, ReadInto::Buffer);
+                    let first = tree.read(&caller, inode, handle, 0, ReadInto::Buffer);
+                    let again = tree.read(&caller, inode, handle, offset, ReadInto::Buffer);
                     tree.release(handle);
                     for content in [first, again].into_iter().flatten() {
                         check_content(&content);

@@ -109,7 +109,7 @@ pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
         }
         NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
             let handle = fs.open(&caller, node.inode, false).map_err(failed)?;
-            let snapshot = fs.read(&caller, handle, 0, ReadInto::Buffer);
+            let snapshot = fs.read(&caller, node.inode, handle, 0, ReadInto::Buffer);
             fs.release(handle);
             Ok(snapshot.map_err(failed)?.to_vec())
         }
@@ -124,7 +124,7 @@ pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
         }
         NodeKind::Directory | NodeKind::HostDirectory => {
             let handle = fs.opendir(&caller, node.inode).map_err(failed)?;
-            let entries = fs.readdir(handle);
+            let entries = fs.readdir(&caller, node.inode, handle);
             fs.releasedir(handle);
             Ok(entries
                 .map_err(failed)?

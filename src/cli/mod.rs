@@ -62,10 +62,16 @@ struct GlobalOptions {
 enum Command {
     /// Mount the tree at MOUNTPOINT and serve it in the foreground until SIGTERM or SIGINT.
     ///
-    /// Started while another cgview serves MOUNTPOINT (an upgrade), it takes over: its mount goes beneath
-    /// the running one, which is then detached, and every container is moved to it while the old daemon
-    /// still answers; stop the old daemon afterwards (it then leaves the mount point alone). Needs Linux 6.5.
+    /// A keeper process (`cgview keeper`, started on the first mount) holds the FUSE connection: after a
+    /// crash, a SIGTERM or a take-over, the next `cgview mount MOUNTPOINT` resumes the same connection
+    /// and readers only wait, with no error and no file closed. Started while another cgview serves
+    /// MOUNTPOINT (an upgrade), it takes the connection over and the old daemon exits by itself.
+    /// Without a keeper (`--connection-holder none`, or an old daemon), the take-over mounts beneath the
+    /// running daemon and moves every container to it (Linux 6.5).
     Mount(mount::MountArgs),
+    /// Hold MOUNTPOINT's FUSE connection between daemons (started by `cgview mount`; run it yourself
+    /// only where it must outlive the daemon's container, e.g. as its own container in a pod).
+    Keeper(mount::KeeperArgs),
     /// Report every container's cgview mounts (live or dead, i.e. left by a daemon that died) and
     /// optionally replace the dead ones from the live mount at MOUNTPOINT. Exits 1 while any is dead.
     Health {
@@ -156,6 +162,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.command {
         Command::Mount(args) => mount::mount(paths, options, args),
+        Command::Keeper(args) => mount::keeper(args),
         Command::Health { mountpoint, repair } => inspect::health(&paths, &mountpoint, repair),
         Command::DockerArgs { mountpoint } => {
             inspect::probe(&mountpoint)?;

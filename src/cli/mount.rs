@@ -1,15 +1,18 @@
 //! `cgview mount`: the daemon's start.
 
 use super::inspect::{build_view, report_layout};
-use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve, Transport};
+use cgview::daemon::holder::{ConnectionHolder, Holder, KeeperLink};
+use cgview::daemon::keeper::KeeperOptions;
+use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve, Start, Transport};
 use cgview::error_chain;
 use cgview::fs::Fs;
 use cgview::host::paths::HostPaths;
 use cgview::service::cache::CacheSettings;
 use cgview::service::view::ViewOptions;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -40,6 +43,105 @@ pub struct MountArgs {
     /// RLIMIT_NOFILE to the hard one at start; past the budget files are read with open-read-close.
     #[arg(long, value_name = "N", env = "CGVIEW_FD_BUDGET")]
     pub fd_budget: Option<usize>,
+    /// Who keeps the FUSE connection alive between daemons, so that readers wait through a restart
+    /// instead of failing: `keeper` (a `cgview keeper` process, started unless one runs), `systemd`
+    /// (the unit's file descriptor store, FileDescriptorStoreMax=), `auto` (systemd's when the unit
+    /// offers one, a keeper otherwise) or `none` (a stop unmounts; a crash leaves dead mounts that the
+    /// next start repairs).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        env = "CGVIEW_CONNECTION_HOLDER"
+    )]
+    pub connection_holder: ConnectionHolder,
+    /// How long the keeper holds the connection with no daemon serving it before it unmounts and ends
+    /// it (readers then get errors instead of waiting longer).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    pub resume_within: Duration,
+    /// The keeper's socket (default: /run/cgview/keeper-<hash of the mount point>.sock). A daemon
+    /// and a keeper in different containers of a pod share it through a volume.
+    #[arg(long, value_name = "PATH", env = "CGVIEW_KEEPER_SOCKET")]
+    pub keeper_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeeperArgs {
+    /// The mount point whose connection is kept.
+    pub mountpoint: PathBuf,
+    /// Where daemons reach the keeper (default: as `cgview mount` derives it).
+    #[arg(long, value_name = "PATH", env = "CGVIEW_KEEPER_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// How long the connection is held with no daemon serving it.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    pub resume_within: Duration,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// The mount point as the keeper's socket is named after it, found without stat-ing the mount point
+/// itself: while a keeper holds a connection nobody serves, that would wait for the daemon this is.
+fn canonical_mount_point(mount_point: &Path) -> PathBuf {
+    let absolute = std::path::absolute(mount_point).unwrap_or_else(|_| mount_point.to_owned());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|parent| parent.join(name))
+            .unwrap_or(absolute.clone()),
+        _ => absolute,
+    }
+}
+
+/// How a daemon with a keeper starts: resuming what a running keeper holds, or mounting and starting
+/// one. A running keeper may hold a connection nobody serves: the mount point is then not looked at
+/// (a stat of it would wait for the daemon this is) until the keeper has said it holds none.
+fn keeper_start(
+    mountpoint: &Path,
+    paths: &HostPaths,
+    canonical: &Path,
+    socket: &Path,
+    resume_within: Duration,
+) -> Result<(Start, Option<Holder>), String> {
+    if let Ok(link) = KeeperLink::connect(canonical, socket, resume_within) {
+        let resumed = link
+            .resume()
+            .map_err(|e| format!("cannot ask the keeper for the connection: {e}"))?;
+        return Ok(match resumed {
+            Some(resumed) => (Start::Resume(resumed), Some(Holder::Keeper(link))),
+            None => (
+                Start::Mount(prepare_mount_point(mountpoint, paths).map_err(|e| error_chain(&e))?),
+                Some(Holder::Keeper(link)),
+            ),
+        });
+    }
+    let plan = prepare_mount_point(mountpoint, paths).map_err(|e| error_chain(&e))?;
+    let holder = match KeeperLink::connect_or_start(canonical, socket, resume_within) {
+        Ok(link) => Some(Holder::Keeper(link)),
+        Err(e) => {
+            tracing::warn!(
+                "no keeper for the FUSE connection ({e}); a stop or crash of this daemon fails its readers"
+            );
+            None
+        }
+    };
+    Ok((Start::Mount(plan), holder))
+}
+
+pub fn keeper(args: KeeperArgs) -> Result<(), String> {
+    let mount_point = canonical_mount_point(&args.mountpoint);
+    let socket = args
+        .socket
+        .unwrap_or_else(|| cgview::daemon::handover_socket::default_socket(&mount_point));
+    let options = KeeperOptions {
+        mount_point,
+        socket,
+        resume_within: args.resume_within,
+    };
+    cgview::daemon::keeper::run(&options).map_err(|e| format!("keeper: {e}"))
 }
 
 pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<(), String> {
@@ -51,8 +153,38 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         metrics_addr,
         io_uring,
         fd_budget,
+        connection_holder,
+        resume_within,
+        keeper_socket,
     } = args;
-    let plan = prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(error_chain(&cgview::daemon::MountError::NotRoot));
+    }
+    let canonical = canonical_mount_point(&mountpoint);
+    let socket = keeper_socket
+        .unwrap_or_else(|| cgview::daemon::handover_socket::default_socket(&canonical));
+    let (start, holder) = match connection_holder.resolve() {
+        ConnectionHolder::Systemd => {
+            let stored = cgview::daemon::fdstore::take_stored()
+                .map_err(|e| format!("cannot take the connection systemd kept: {e}"))?;
+            match stored {
+                Some(resumed) => (Start::Resume(resumed), Some(Holder::Systemd)),
+                None => (
+                    Start::Mount(
+                        prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?,
+                    ),
+                    Some(Holder::Systemd),
+                ),
+            }
+        }
+        ConnectionHolder::Keeper | ConnectionHolder::Auto => {
+            keeper_start(&mountpoint, &paths, &canonical, &socket, resume_within)?
+        }
+        ConnectionHolder::None => (
+            Start::Mount(prepare_mount_point(&mountpoint, &paths).map_err(|e| error_chain(&e))?),
+            None,
+        ),
+    };
     let nofile = cgview::host::fd_budget::raise_nofile_limit().unwrap_or_else(|e| {
         tracing::warn!("cannot raise the descriptor limit: {e}");
         cgview::host::fd_budget::nofile_limit()
@@ -76,6 +208,9 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut fs = Fs::with_cache(Arc::new(view), settings);
+    if let Start::Resume(resumed) = &start {
+        fs = fs.for_generation(resumed.record.generation);
+    }
     if diagnostic_floor {
         let meminfo = fs.view().resolver().paths().proc_file("meminfo");
         let content = std::fs::read(&meminfo)
@@ -91,9 +226,10 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         Arc::new(fs),
         &mountpoint,
         threads,
-        plan,
+        start,
         metrics_addr,
         transport,
+        holder,
     )
     .map_err(|e| error_chain(&e))
 }

@@ -10,6 +10,10 @@
 
 mod cgroup_namespace;
 mod endpoint;
+pub mod fdstore;
+pub mod handover_socket;
+pub mod holder;
+pub mod keeper;
 pub mod mount_api;
 mod mount_point;
 pub mod mount_scan;
@@ -20,7 +24,7 @@ mod serve;
 pub use crate::daemon::mount_scan::FS_NAME;
 pub use cgroup_namespace::join_host_cgroup_namespace;
 pub use mount_point::{prepare_mount_point, MountPlan};
-pub use serve::serve;
+pub use serve::{serve, Start};
 
 use crate::host::error::ReadError;
 use std::io;

@@ -1,6 +1,7 @@
 //! Serving a mount point: mount (or take over), serve until a stop signal, unmount or hand over.
 
 use super::endpoint::DaemonEndpoint;
+use super::holder::{Holder, Resumed};
 use super::mount_api::{self, Placement};
 use super::mount_point::{owns_mount_point, MountPlan};
 use super::MountError;
@@ -12,6 +13,7 @@ use crate::host::paths::HostPaths;
 use crate::telemetry::http;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::fuse::{DevFuseSession, RING_MAX_WRITE};
+use cgview_core::handover::Handover;
 use nix::sys::signal::{SigSet, Signal};
 use std::io;
 use std::net::SocketAddr;
@@ -28,21 +30,23 @@ use std::sync::Arc;
 /// then on, and every container already bound to the old one is moved over by the repair thread while the
 /// old daemon still answers. The old daemon, told to stop, sees the mount point is no longer its own and
 /// leaves it alone.
+///
+/// With a holder (a keeper process or systemd's descriptor store, see [`Holder`]), the connection
+/// outlives this process: the mount is deposited with the holder, a stop leaves it mounted for the
+/// next daemon, and `Start::Resume` serves a connection an
+/// earlier daemon mounted, without INIT.
 pub fn serve(
     fs: Arc<Fs>,
     mount_point: &Path,
     threads: usize,
-    plan: MountPlan,
+    start: Start,
     metrics_address: Option<SocketAddr>,
     transport: Transport,
+    holder: Option<Holder>,
 ) -> Result<(), MountError> {
     // Block the stop signals in this thread before any worker starts, so every worker inherits the mask
     // and the signals are only ever taken by `wait` below.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGUSR1);
-    signals.thread_block().map_err(MountError::Signals)?;
+    stop_signals().thread_block().map_err(MountError::Signals)?;
     spawn_janitor(&fs);
 
     // Bound before mounting: a taken port must not leave a mount behind.
@@ -54,6 +58,25 @@ pub fn serve(
     let mount_failed = |source: io::Error| MountError::Mount {
         path: mount_point.to_owned(),
         source,
+    };
+    let plan = match start {
+        Start::Mount(plan) => plan,
+        Start::Resume(resumed) => {
+            let holder = holder.ok_or_else(|| {
+                mount_failed(io::Error::other("a resumed connection needs its holder"))
+            })?;
+            let paths = fs.view().resolver().paths().clone();
+            let serving = resume(&fs, resumed, threads, holder).map_err(mount_failed)?;
+            return serve_until_stopped(
+                fs,
+                mount_point,
+                paths,
+                serving,
+                metrics_listener,
+                true,
+                threads,
+            );
+        }
     };
     let fuse_device = std::fs::OpenOptions::new()
         .read(true)
@@ -81,8 +104,26 @@ pub fn serve(
         },
     };
     let paths = fs.view().resolver().paths().clone();
+    let kept_device = fuse_device.try_clone().map_err(mount_failed)?;
     let session = DevFuseSession::handshake(fs.clone(), fuse_device, threads, prepared.is_some())
         .map_err(mount_failed)?;
+    let record = Handover {
+        generation: 0,
+        device: own_device.clone(),
+        max_write: RING_MAX_WRITE,
+        io_uring: session.io_uring_agreed(),
+    };
+    let holder = holder.and_then(
+        |holder| match holder.deposit(kept_device.as_fd(), &record) {
+            Ok(()) => Some(holder),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot give the keeper the connection ({e}); it ends with this daemon"
+                );
+                None
+            }
+        },
+    );
     // INIT is done. The mount is not attached yet: a ring that fails now fails the mount, unseen.
     match prepared {
         Some((prepared, ring_device)) if session.io_uring_agreed() => {
@@ -132,6 +173,107 @@ pub fn serve(
             result
         })
         .map_err(mount_failed)?;
+    let kept = match holder {
+        Some(holder) => match holder.serve(kept_device, record) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot hand the connection to its holder ({e}); it ends with this daemon"
+                );
+                false
+            }
+        },
+        None => false,
+    };
+    spawn_repair(
+        paths.clone(),
+        mount_point.to_owned(),
+        previous_device,
+        fs.metrics().clone(),
+    );
+    let serving = Serving { worker, own_device };
+    serve_until_stopped(
+        fs,
+        mount_point,
+        paths,
+        serving,
+        metrics_listener,
+        kept,
+        threads,
+    )
+}
+
+/// A daemon answering its connection.
+struct Serving {
+    /// The thread that ends with the session (and then wakes the main thread with SIGUSR1).
+    worker: std::thread::JoinHandle<io::Result<()>>,
+    own_device: String,
+}
+
+/// How a daemon gets its connection.
+pub enum Start {
+    /// Mounts one.
+    Mount(MountPlan),
+    /// Resumes the one its holder kept.
+    Resume(Resumed),
+}
+
+/// Serves the connection the holder handed over: requests read from `/dev/fuse` by this daemon's own
+/// loop (or its rings re-registered), the unanswered ones of the daemon before asked for again.
+fn resume(fs: &Arc<Fs>, resumed: Resumed, threads: usize, holder: Holder) -> io::Result<Serving> {
+    let Resumed {
+        device,
+        record,
+        live,
+    } = resumed;
+    if record.io_uring {
+        let prepared = crate::transport::ring::prepare(RING_DEPTH)?;
+        prepared.start(device.try_clone()?, fs.clone(), record.max_write)?;
+        tracing::info!("registered new io_uring rings on the resumed connection");
+    }
+    let loop_device = device.try_clone()?;
+    let loop_fs = fs.clone();
+    let max_write = record.max_write;
+    let worker = std::thread::Builder::new()
+        .name("cgview-session".into())
+        .spawn(move || {
+            let result = crate::transport::resumed::serve(loop_fs, loop_device, threads, max_write);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
+            result
+        })?;
+    if let Err(e) = crate::transport::resumed::resend_unanswered(device.as_fd()) {
+        tracing::warn!(
+            "this kernel cannot resend requests a stopped daemon took and did not answer (FUSE_NOTIFY_RESEND needs Linux 6.9): {e}; their readers wait until interrupted"
+        );
+    }
+    let own_device = record.device.clone();
+    if live {
+        tracing::info!(
+            generation = record.generation,
+            "took over from the running cgview: resumed its FUSE connection"
+        );
+    } else {
+        tracing::info!(
+            generation = record.generation,
+            "resumed the FUSE connection an earlier cgview left with its holder"
+        );
+    }
+    holder.serve(device, record)?;
+    Ok(Serving { worker, own_device })
+}
+
+/// Serves metrics, tells systemd it is ready, and waits for a stop signal or the end of the session.
+/// With a holder (`kept`), a stop leaves the mount to the next daemon.
+fn serve_until_stopped(
+    fs: Arc<Fs>,
+    mount_point: &Path,
+    paths: HostPaths,
+    serving: Serving,
+    metrics_listener: Option<http::Listener>,
+    kept: bool,
+    threads: usize,
+) -> Result<(), MountError> {
+    let Serving { worker, own_device } = serving;
     if let Some(listener) = metrics_listener {
         fs.metrics().enable();
         let bound = listener.local_addr().map_err(MountError::Metrics)?;
@@ -148,16 +290,20 @@ pub fn serve(
     if let Err(e) = crate::daemon::notify::notify("READY=1") {
         tracing::warn!("cannot tell the service manager this daemon is ready: {e}");
     }
-    spawn_repair(
-        paths.clone(),
-        mount_point.to_owned(),
-        previous_device,
-        fs.metrics().clone(),
-    );
-
+    let signals = stop_signals();
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;
         let owned = owns_mount_point(mount_point, &own_device, &paths);
+        // Taken over by a daemon that mounted beneath this one (it had no access to this one's
+        // holder) is handled below as without a holder: files opened here get their grace.
+        if kept && owned && signal != Signal::SIGUSR1 {
+            let _ = crate::daemon::notify::notify("STOPPING=1");
+            tracing::info!(
+                "received {signal}; leaving {} mounted: its holder keeps the connection for the next daemon",
+                mount_point.display()
+            );
+            return Ok(());
+        }
         if signal != Signal::SIGUSR1 {
             let _ = crate::daemon::notify::notify("STOPPING=1");
         }
@@ -207,6 +353,15 @@ pub fn serve(
         }
         return Ok(());
     }
+}
+
+/// SIGTERM and SIGINT stop the daemon; SIGUSR1 is its session thread saying the session ended.
+fn stop_signals() -> SigSet {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGUSR1);
+    signals
 }
 
 /// A taken-over daemon's last duty: files opened on it just before the containers were moved are still

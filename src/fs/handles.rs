@@ -34,19 +34,61 @@ pub(crate) struct Handles {
     files: Mutex<HashMap<u64, OpenFile>>,
     dirs: Mutex<HashMap<u64, Arc<[DirEntry]>>>,
     next: AtomicU64,
+    /// The first handle this daemon issues. Handles below it were issued by the daemons that served the
+    /// connection before this one (see [`Handles::for_generation`]).
+    first: u64,
 }
 
 impl Default for Handles {
     fn default() -> Handles {
-        Handles {
-            files: Mutex::new(HashMap::new()),
-            dirs: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
-        }
+        Handles::for_generation(0)
     }
 }
 
+/// Bits of a handle below the daemon generation that issued it: a daemon may issue 2^40 handles.
+const GENERATION_SHIFT: u32 = 40;
+
 impl Handles {
+    /// Handles of the `generation`th daemon to serve a connection: numbered from `generation << 40`, so
+    /// that a handle an earlier daemon gave the kernel (still open in a reader) is never issued again,
+    /// and is known as inherited.
+    pub fn for_generation(generation: u32) -> Handles {
+        let first = (u64::from(generation) << GENERATION_SHIFT).max(1);
+        Handles {
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(first),
+            first,
+        }
+    }
+
+    /// Whether `handle` was issued by an earlier daemon on this connection.
+    pub fn is_inherited(&self, handle: u64) -> bool {
+        handle < self.first
+    }
+
+    /// Takes on a file an earlier daemon opened as `handle`, with `content` made now.
+    pub fn adopt_file(&self, handle: u64, inode: Inode, content: Snapshot) {
+        self.files.lock().entry(handle).or_insert(OpenFile {
+            inode,
+            content,
+            read: false,
+        });
+    }
+
+    /// Takes on a directory an earlier daemon opened as `handle`, listed now.
+    pub fn adopt_dir(&self, handle: u64, entries: Vec<DirEntry>) -> Arc<[DirEntry]> {
+        self.dirs
+            .lock()
+            .entry(handle)
+            .or_insert_with(|| entries.into())
+            .clone()
+    }
+
+    pub fn knows_file(&self, handle: u64) -> bool {
+        self.files.lock().contains_key(&handle)
+    }
+
     fn next_handle(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)
     }

@@ -74,6 +74,13 @@ impl Fs {
         self
     }
 
+    /// Serves as the `generation`th daemon on a connection (0: the one that mounted it): handles of
+    /// earlier daemons are taken on at their first use (see [`Fs::read`]).
+    pub fn for_generation(mut self, generation: u32) -> Fs {
+        self.handles = Handles::for_generation(generation);
+        self
+    }
+
     pub fn view(&self) -> &View {
         self.cache().view()
     }
@@ -199,14 +206,21 @@ impl Fs {
     /// [`Failure::PageCacheRefused`]; busybox `cat`, GNU `cp` and Python's `shutil` then fall back to
     /// `read(2)`, which is served per open. Files that are the same for everyone (host passthrough
     /// readable by all, the floor) may be cached.
+    ///
+    /// A handle an earlier daemon on this connection issued (the reader opened the file before a
+    /// restart) is taken on as if `caller` had opened `ino` now: the caller's current file.
     pub fn read(
         &self,
         caller: &Caller,
+        ino: Inode,
         fh: u64,
         offset: u64,
         into: ReadInto,
     ) -> Result<Snapshot, Failure> {
         guarded("read", || {
+            if self.handles.is_inherited(fh) && !self.handles.knows_file(fh) {
+                self.adopt_file(caller, ino, fh)?;
+            }
             if into == ReadInto::PageCache {
                 self.refuse_per_caller_page_cache(caller, fh)?;
             }
@@ -231,6 +245,20 @@ impl Fs {
             );
             return Err(Failure::PageCacheRefused);
         }
+        Ok(())
+    }
+
+    fn adopt_file(&self, caller: &Caller, ino: Inode, fh: u64) -> Result<(), Failure> {
+        let node = self.node(ino)?;
+        if node.kind.is_directory() {
+            return Err(Failure::IsADirectory);
+        }
+        if !self.permits(&node, caller, permissions::READ) {
+            return Err(Failure::PermissionDenied);
+        }
+        let content = self.content(&node, caller.tid(), Purpose::Read)?;
+        self.handles.adopt_file(fh, ino, content);
+        self.metrics.record_handle_adopted();
         Ok(())
     }
 
@@ -269,8 +297,26 @@ impl Fs {
 
     /// READDIR: the directory's entries as listed at OPENDIR, `.` and `..` first; entry `i` continues at
     /// offset `i + 1`.
-    pub fn readdir(&self, fh: u64) -> Result<Arc<[DirEntry]>, Failure> {
-        self.handles.dir(fh).inspect_err(|_| {
+    /// A directory an earlier daemon on this connection opened is listed for `caller` now.
+    pub fn readdir(
+        &self,
+        caller: &Caller,
+        ino: Inode,
+        fh: u64,
+    ) -> Result<Arc<[DirEntry]>, Failure> {
+        match self.handles.dir(fh) {
+            Err(Failure::BadHandle) if self.handles.is_inherited(fh) => guarded("readdir", || {
+                let node = self.node(ino)?;
+                if !self.permits(&node, caller, permissions::READ) {
+                    return Err(Failure::PermissionDenied);
+                }
+                let entries = self.list(node, caller.tid())?;
+                self.metrics.record_handle_adopted();
+                Ok(self.handles.adopt_dir(fh, entries))
+            }),
+            found => found,
+        }
+        .inspect_err(|_| {
             self.metrics.record_error(Operation::Readdir);
         })
     }

@@ -88,6 +88,8 @@ pub struct Metrics {
     rereads: [AtomicU64; FILE_SLOTS],
     errors: [AtomicU64; OPERATIONS.len()],
     page_cache_refusals: AtomicU64,
+    /// Open files and directories of an earlier daemon on the connection, taken on at their first use.
+    adopted_handles: AtomicU64,
     repaired_mounts: AtomicU64,
     moved_mounts: AtomicU64,
     /// A gauge kept by the tree: the mirrored host entries the kernel holds.
@@ -128,6 +130,10 @@ impl Metrics {
 
     pub fn record_page_cache_refusal(&self) {
         self.page_cache_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_handle_adopted(&self) {
+        self.adopted_handles.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Containers' mounts replaced: `dead` ones after a crash, or moved off a taken-over daemon.
@@ -275,6 +281,14 @@ impl Metrics {
             "cgview_page_cache_refusals_total",
             &[],
             load(&self.page_cache_refusals),
+        );
+        header(&mut out, "cgview_adopted_handles_total", "counter",
+            "Files and directories opened on an earlier daemon of this connection, served on at their first read here.");
+        sample(
+            &mut out,
+            "cgview_adopted_handles_total",
+            &[],
+            load(&self.adopted_handles),
         );
 
         header(

@@ -44,7 +44,10 @@ impl DevFuseSession {
         let mut config = Config::default();
         config.acl = SessionACL::All;
         config.n_threads = Some(threads.max(1));
-        config.clone_fd = true;
+        // One open file for every thread: a keeper's duplicate of it then also keeps the requests these
+        // threads took and did not answer, which a successor asks the kernel to resend. A cloned
+        // descriptor would fail them (ECONNABORTED) the moment this process died.
+        config.clone_fd = false;
         let session = Session::from_fd(
             CgviewFs::new(fs, io_uring.clone(), threads)?,
             device,
@@ -72,8 +75,9 @@ fn errno(failure: Failure) -> Errno {
     Errno::from_i32(failure.errno())
 }
 
-/// The largest write (and so read) payload negotiated when the io_uring transport is asked for: each
-/// ring entry holds a buffer of that size, and fuser's default (16 MiB) would make every entry 16 MiB.
+/// The largest write payload negotiated at INIT: each io_uring ring entry holds a buffer of that size
+/// (fuser's default, 16 MiB, would make every entry 16 MiB), and a successor resuming the connection
+/// reads `/dev/fuse` with buffers of that size.
 pub const RING_MAX_WRITE: u32 = 128 * 1024;
 
 /// Handles requests from `/dev/fuse`. The session's threads only take requests off the device: those
@@ -192,8 +196,10 @@ impl Filesystem for CgviewFs {
         if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
             let _ = config.set_max_stack_depth(MAX_STACK_DEPTH);
         }
+        // Nothing is ever written to cgview; a known, modest max_write lets a successor read requests
+        // off a handed-over connection with buffers of that size (see `transport::resumed`).
+        let _ = config.set_max_write(RING_MAX_WRITE);
         if let Some(negotiated) = &self.io_uring {
-            let _ = config.set_max_write(RING_MAX_WRITE);
             let agreed = config
                 .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
                 .is_ok();
@@ -246,7 +252,7 @@ impl Filesystem for CgviewFs {
     fn read(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -256,7 +262,7 @@ impl Filesystem for CgviewFs {
     ) {
         let into = ReadInto::from_lock_owner(lock_owner.is_some());
         self.in_turn(caller(req), move |fs, caller| {
-            match fs.read(caller, fh.0, offset, into) {
+            match fs.read(caller, ino.0, fh.0, offset, into) {
                 Ok(snapshot) => reply.data(slice_at(&snapshot, offset, size)),
                 Err(e) => reply.error(errno(e)),
             }
@@ -288,13 +294,13 @@ impl Filesystem for CgviewFs {
 
     fn readdir(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.fs.readdir(fh.0) {
+        let entries = match self.fs.readdir(&caller(req), ino.0, fh.0) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(e)),
         };

@@ -372,8 +372,9 @@ pub fn v1_memory(host: &HostFixture, path: &str, limit: &str, usage: u64) {
 /// Directory `inode` as root in thread `pid`'s place lists it, as the kernel asks: OPENDIR, READDIR,
 /// RELEASEDIR.
 pub fn list(fs: &Fs, inode: u64, pid: u32) -> Result<Vec<DirEntry>, Failure> {
-    let handle = fs.opendir(&Caller::new(pid, Credentials::ROOT), inode)?;
-    let entries = fs.readdir(handle);
+    let caller = Caller::new(pid, Credentials::ROOT);
+    let handle = fs.opendir(&caller, inode)?;
+    let entries = fs.readdir(&caller, inode, handle);
     fs.releasedir(handle);
     Ok(entries?.to_vec())
 }

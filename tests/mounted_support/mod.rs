@@ -25,6 +25,9 @@ pub use needs::{needs_met, Need, MOUNT_AND_CGROUPS, MOUNT_AND_CGROUPS_OVER_IO_UR
 pub const BIN: &str = env!("CARGO_BIN_EXE_cgview");
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const MIB: u64 = 1 << 20;
+/// `cgview mount` options for a daemon whose connection ends with it: a stop unmounts, a crash leaves
+/// dead mounts the next daemon repairs.
+pub const WITHOUT_KEEPER: &[&str] = &["--connection-holder", "none"];
 
 pub fn unique_name(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -8,11 +8,13 @@
 //! - [`render`]: one renderer per served file;
 //! - [`catalog`]: the served files and the paths a container binds;
 //! - [`failure`]: every way a request fails, with its errno and fallback cause;
+//! - [`handover`]: what a daemon passes to its successor with the live FUSE connection;
 //! - [`permissions`]: who may read or search what, as the kernel decides it.
 
 pub mod catalog;
 mod error_chain;
 pub mod failure;
+pub mod handover;
 pub mod model;
 pub mod parse;
 pub mod permissions;

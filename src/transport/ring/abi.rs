@@ -81,7 +81,8 @@ fn put(out: &mut [u8], at: usize, value: &[u8]) {
     out[at..at + value.len()].copy_from_slice(value);
 }
 
-const IN_HEADER_LEN: usize = 40;
+/// `sizeof(struct fuse_in_header)`: on `/dev/fuse` the operation's arguments follow it.
+pub const IN_HEADER_LEN: usize = 40;
 
 /// `struct fuse_in_header`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +146,36 @@ pub fn write_reply_header(
     Some(())
 }
 
+/// `sizeof(struct fuse_out_header)`.
+pub const OUT_HEADER_LEN: usize = 16;
+
+/// `enum fuse_notify_code`: requeue every request the daemon side took but has not answered (Linux 6.9).
+pub const FUSE_NOTIFY_RESEND: i32 = 7;
+
+/// The notification asking the kernel to send again every request a daemon took off the connection
+/// and never answered: a `fuse_out_header` with unique 0 and the notify code in `error`.
+pub fn notify_resend() -> [u8; OUT_HEADER_LEN] {
+    out_header(0, FUSE_NOTIFY_RESEND, 0)
+}
+
+/// `struct fuse_forget_in`: the lookups the kernel dropped.
+pub fn forget_nlookup(op_in: &[u8]) -> Option<u64> {
+    u64_at(op_in, 0)
+}
+
+/// `struct fuse_batch_forget_in` and the `fuse_forget_one` records after it: (node, lookups) pairs.
+pub fn batch_forget(op_in: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let count = u32_at(op_in, 0).unwrap_or(0) as usize;
+    op_in
+        .get(8..)
+        .unwrap_or_default()
+        .chunks_exact(16)
+        .take(count)
+        .filter_map(|one| Some((u64_at(one, 0)?, u64_at(one, 8)?)))
+}
+
 /// `struct fuse_out_header`.
-fn out_header(unique: u64, error: i32, payload_len: u32) -> [u8; 16] {
+pub fn out_header(unique: u64, error: i32, payload_len: u32) -> [u8; 16] {
     let mut out = [0u8; 16];
     put(&mut out, 0, &payload_len.saturating_add(16).to_ne_bytes());
     put(&mut out, 4, &error.to_ne_bytes());

@@ -27,7 +27,7 @@ pub fn answer(fs: &Fs, device: BorrowedFd<'_>, header: &mut [u8], payload: &mut 
     // rules out; the kernel then fails this one request.
     let commit_id = abi::commit_id(header).unwrap_or(0);
     let unique = request.map_or(0, |request| request.unique);
-    let result = match (request, abi::op_in(header)) {
+    let (error, payload_len) = match (request, abi::op_in(header)) {
         // A header too short to carry the reply (registration rules it out) is never acted on: an OPEN
         // would leave behind a handle that no reply names and so nobody releases.
         (Some(request), Some(op_in)) if header.len() >= abi::REQ_HEADER_LEN => {
@@ -35,26 +35,41 @@ pub fn answer(fs: &Fs, device: BorrowedFd<'_>, header: &mut [u8], payload: &mut 
                 .and_then(|len| usize::try_from(len).ok())
                 .unwrap_or(0)
                 .min(payload.len());
-            // Fs already turns a panicking handler into a failure; this covers the decoding and encoding
-            // here, so that no request is left without a reply (its caller would hang in the kernel).
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                reply(fs, device, &request, op_in, payload, payload_in)
-            }))
-            .unwrap_or_else(|_| {
-                tracing::error!(opcode = request.opcode, "answering panicked; replying EIO");
-                Err(Failure::Internal)
-            })
+            let op_in = op_in.to_owned();
+            answer_request(fs, device, &request, &op_in, payload, payload_in)
         }
-        _ => Err(MALFORMED),
+        _ => (error_field(MALFORMED.errno()), 0),
     };
-    let (error, payload_len) =
-        match result.and_then(|len| u32::try_from(len).map_err(|_| MALFORMED)) {
-            Ok(len) => (0, len),
-            Err(failure) => (error_field(failure.errno()), 0),
-        };
     // Cannot fail on a header buffer the kernel accepted.
     let _ = abi::write_reply_header(header, unique, error, payload_len);
     commit_id
+}
+
+/// Answers one decoded request, from either transport: `op_in` is the operation's argument struct,
+/// `payload`'s first `payload_in` bytes the request's payload (LOOKUP's name), and the reply payload is
+/// written over `payload`. Returns `fuse_out_header.error` (0 or a negative errno) and the reply payload's
+/// length.
+pub fn answer_request(
+    fs: &Fs,
+    device: BorrowedFd<'_>,
+    request: &InHeader,
+    op_in: &[u8],
+    payload: &mut [u8],
+    payload_in: usize,
+) -> (i32, u32) {
+    // Fs already turns a panicking handler into a failure; this covers the decoding and encoding here,
+    // so that no request is left without a reply (its caller would hang in the kernel).
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        reply(fs, device, request, op_in, payload, payload_in)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(opcode = request.opcode, "answering panicked; replying EIO");
+        Err(Failure::Internal)
+    });
+    match result.and_then(|len| u32::try_from(len).map_err(|_| MALFORMED)) {
+        Ok(len) => (0, len),
+        Err(failure) => (error_field(failure.errno()), 0),
+    }
 }
 
 /// `fuse_out_header.error` for an errno. The kernel rejects values outside -511..=-1 and would fail the
@@ -124,7 +139,7 @@ fn reply(
         opcode::READ => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
             let into = ReadInto::from_lock_owner(read.read_flags & abi::FUSE_READ_LOCKOWNER != 0);
-            let snapshot = fs.read(&caller, read.fh, read.offset, into)?;
+            let snapshot = fs.read(&caller, ino, read.fh, read.offset, into)?;
             let capacity = u32::try_from(payload.len()).unwrap_or(u32::MAX);
             put(
                 payload,
@@ -148,7 +163,7 @@ fn reply(
         }
         opcode::READDIR => {
             let read = ReadIn::decode(op_in).ok_or(MALFORMED)?;
-            let entries = fs.readdir(read.fh)?;
+            let entries = fs.readdir(&caller, ino, read.fh)?;
             let size = usize::try_from(read.size).unwrap_or(usize::MAX);
             let out = payload
                 .get_mut(..size.min(payload.len()))
@@ -457,7 +472,7 @@ mod tests {
     fn readdir_continues_where_the_last_entry_said() {
         let host = host();
         let fh = open(&host.ops, ROOT, opcode::OPENDIR);
-        let listing = host.ops.readdir(fh).unwrap();
+        let listing = host.ops.readdir(&caller(), ROOT, fh).unwrap();
         assert!(listing.len() >= 3, "{listing:?}");
 
         let (error, all) = Buffers::new(opcode::READDIR, ROOT)

@@ -9,9 +9,9 @@
 //! the rings are made before INIT ([`prepare`]; if that fails the daemon does not ask for io_uring),
 //! registered right after it ([`PreparedRings::start`]), and live exactly as long as the connection.
 
-mod abi;
+pub(crate) mod abi;
 mod buffer;
-mod dispatch;
+pub(crate) mod dispatch;
 mod queue;
 mod sqe;
 
