@@ -777,15 +777,22 @@ fn assert_tools_present() {
 /// Runs [`SEQUENCE`] over `transport` with three containers reading throughout, reports the stalls and
 /// asserts that no read failed, no reader exited and every value was the container's.
 fn readers_never_notice(transport: Transport) {
+    // Declared before the daemon, so dropped after it: a reader whose request a hung daemon had taken
+    // waits for the answer uninterruptibly, and only dies once the daemon and its keeper are gone (the
+    // connection aborted).
+    let mut containers: Vec<Container> = Vec::new();
     let mut daemon = start_daemon(&mount_options(transport, None));
     if transport == Transport::IoUring {
         let log = daemon.log_text();
         assert!(log.contains("serving over io_uring"), "{log}");
     }
-    let containers: Vec<Container> = [("a", 256), ("b", 384), ("c", 320)]
-        .into_iter()
-        .map(|(label, mib)| Container::start(&format!("continuity-{label}"), &daemon, mib))
-        .collect();
+    for (label, mib) in [("a", 256), ("b", 384), ("c", 320)] {
+        containers.push(Container::start(
+            &format!("continuity-{label}"),
+            &daemon,
+            mib,
+        ));
+    }
     for container in &containers {
         container.wait_until_reading();
     }
@@ -803,9 +810,13 @@ fn readers_never_notice(transport: Transport) {
     let settle = Duration::from_secs(1);
     sleep(settle);
     let mut runs = Vec::new();
+    // A scenario that fails (a daemon that never serves again) ends the sequence, but the stalls and
+    // failures up to it are still reported.
+    let mut broken_scenario = None;
     for scenario in SEQUENCE {
         let start_ns = wall_clock_ns();
-        scenario.run(&mut daemon);
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario.run(&mut daemon)));
         // A take-over can be over between two rounds of the readers; the window spans a few rounds at
         // least so that every reader has reads in it.
         let end_ns = wall_clock_ns().max(start_ns + SHORTEST_WINDOW.as_nanos() as u64);
@@ -813,6 +824,15 @@ fn readers_never_notice(transport: Transport) {
             scenario,
             window: Window { start_ns, end_ns },
         });
+        if let Err(panic) = outcome {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            broken_scenario = Some(format!("{}: {why}", scenario.describe()));
+            break;
+        }
         sleep(settle);
     }
     // Every reader must still make progress after the last scenario: vmstat writes once a second.
@@ -880,12 +900,13 @@ fn readers_never_notice(transport: Transport) {
         }
     }
     assert!(
-        findings.failures.is_empty()
+        broken_scenario.is_none()
+            && findings.failures.is_empty()
             && exits.is_empty()
             && stalled.is_empty()
             && wrong_values.is_empty()
             && findings.unread_windows.is_empty(),
-        "over {}:\nfailed reads: {:#?}\nreader exits: {exits:#?}\nno progress after the last scenario: \
+        "over {}:\nscenario that broke the sequence: {broken_scenario:?}\nfailed reads: {:#?}\nreader exits: {exits:#?}\nno progress after the last scenario: \
          {stalled:#?}\nwrong values: {wrong_values:#?}\nno read in a scenario: {:#?}\ndaemon log:\n{log}",
         transport.label(),
         findings.failures,
@@ -939,11 +960,13 @@ fn with_no_daemon_back_readers_get_an_error_after_the_bound() {
     assert_tools_present();
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let resume_within = Duration::from_secs(2);
+    // Dropped after the daemon, as in readers_never_notice.
+    let mut container = None;
     let mut daemon = start_daemon(&mount_options(
         Transport::DevFuse,
         Some(resume_within.as_secs() as u32),
     ));
-    let container = Container::start("bound", &daemon, 256);
+    let container = container.insert(Container::start("bound", &daemon, 256));
     container.wait_until_reading();
     let first_failure = || {
         container

@@ -345,10 +345,18 @@ impl Drop for Daemon {
     }
 }
 
-/// The pids of `cgview keeper` processes holding the connection of `mount_point`: those whose command
-/// line has `keeper` and, after it, the mount point (as given or canonical). Read from `/proc/*/cmdline`
-/// rather than with `pkill`, whose pattern would have to quote the path.
+/// The `cgview keeper` processes holding the connection of `mount_point`: those whose command line has
+/// `keeper` and, after it, the mount point (as given or canonical). Read from `/proc/*/cmdline` rather
+/// than with `pkill`, whose pattern would have to quote the path.
 pub fn keeper_pids(mount_point: &Path) -> Vec<i32> {
+    keepers(mount_point)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The keepers of `mount_point`, each with its arguments.
+fn keepers(mount_point: &Path) -> Vec<(i32, Vec<Vec<u8>>)> {
     let canonical = fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
     let names_mount_point = |arg: &[u8]| {
         arg == mount_point.as_os_str().as_bytes() || arg == canonical.as_os_str().as_bytes()
@@ -358,33 +366,43 @@ pub fn keeper_pids(mount_point: &Path) -> Vec<i32> {
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.iter()
-                .position(|arg| *arg == b"keeper")
-                .is_some_and(|at| args[at + 1..].iter().any(|arg| names_mount_point(arg)))
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+            let at = args.iter().position(|arg| arg == b"keeper")?;
+            args[at + 1..]
+                .iter()
+                .any(|arg| names_mount_point(arg))
+                .then_some((pid, args))
         })
         .collect()
 }
 
-/// Kills every keeper of `mount_point` and waits (up to 5 s) until none is left.
+/// Kills every keeper of `mount_point`, waits (up to 5 s) until none is left, and removes the sockets
+/// they listened on (`--socket`), which a killed keeper leaves behind.
 pub fn kill_keepers(mount_point: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut sockets = Vec::new();
     loop {
-        let keepers = keeper_pids(mount_point);
+        let keepers = keepers(mount_point);
         if keepers.is_empty() || Instant::now() > deadline {
-            return;
+            break;
         }
-        for pid in keepers {
+        for (pid, args) in keepers {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+            if let Some(at) = args.iter().position(|arg| arg == b"--socket") {
+                if let Some(socket) = args.get(at + 1) {
+                    sockets.push(PathBuf::from(std::ffi::OsStr::from_bytes(socket)));
+                }
+            }
         }
         sleep(Duration::from_millis(20));
+    }
+    for socket in sockets {
+        let _ = fs::remove_file(socket);
     }
 }
 
