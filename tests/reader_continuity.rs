@@ -85,8 +85,9 @@ fn wall_clock_ns() -> u64 {
 /// The Python readers. `pread` mode opens the five files once and rereads each from offset 0 (as top,
 /// vmstat, monitoring agents and JVMs do); `reopen` mode opens, reads and closes them. Every 20 ms each
 /// file is read once and the read logged as `<file> <start ns> <took ns> ok`, or `... FAIL <why>` when
-/// it raised or its value was not the container's. Exceptions never end the reader: a reader exit is a
-/// failure of its own, seen by the container's shell.
+/// it raised (`why` names the call: open, pread, read, close or check) or its value was not the
+/// container's. Exceptions never end the reader: a reader exit is a failure of its own, seen by the
+/// container's shell.
 const READER_PY: &str = r#"
 import os, re, sys, time
 
@@ -136,25 +137,38 @@ def describe(error):
     return "%s: %s" % (type(error).__name__, error)
 
 
+class Step:
+    """Names the call that raised (open, pread, read, close, or check for the value's own): an open
+    that fails and a read that fails are different bugs."""
+
+    def __init__(self):
+        self.name = None
+
+    def __call__(self, name, call, *args):
+        self.name = name
+        return call(*args)
+
+
 log = open(log_path, "w")
 fds = {name: os.open(path, os.O_RDONLY) for name, path in FILES.items()} if mode == "pread" else None
 while True:
     for name, path in FILES.items():
+        step = Step()
         start = time.time_ns()
         try:
             if fds is not None:
-                data = os.pread(fds[name], 65536, 0)
+                data = step("pread", os.pread, fds[name], 65536, 0)
             else:
-                fd = os.open(path, os.O_RDONLY)
+                fd = step("open", os.open, path, os.O_RDONLY)
                 try:
-                    data = os.read(fd, 65536)
+                    data = step("read", os.read, fd, 65536)
                 finally:
-                    os.close(fd)
+                    step("close", os.close, fd)
             took = time.time_ns() - start
-            problem = wrong(name, data.decode())
+            problem = step("check", lambda: wrong(name, data.decode()))
         except Exception as error:
             took = time.time_ns() - start
-            problem = describe(error)
+            problem = "%s: %s" % (step.name, describe(error))
         outcome = "ok" if problem is None else "FAIL " + problem.replace("\n", "\\n")
         log.write("%s %d %d %s\n" % (name, start, took, outcome))
     log.flush()
@@ -1004,7 +1018,7 @@ fn with_no_daemon_back_readers_get_an_error_after_the_bound() {
     );
     let why = failure.failure.as_deref().unwrap();
     assert!(
-        why.starts_with("errno 103 ") || why.starts_with("errno 107 "),
+        why.starts_with("pread: errno 103 ") || why.starts_with("pread: errno 107 "),
         "not ECONNABORTED or ENOTCONN: {why}"
     );
     // Before the bound, readers wait for a successor; 0.5 s of slack for the two clocks' reading.
