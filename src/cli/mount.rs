@@ -209,7 +209,7 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut fs = Fs::with_cache(Arc::new(view), settings);
     if let Start::Resume(resumed) = &start {
-        fs = fs.for_generation(resumed.record.generation);
+        fs = fs.for_generation(resumed.record.generation, resumed.record.mirror_seed);
     }
     if diagnostic_floor {
         let meminfo = fs.view().resolver().paths().proc_file("meminfo");

@@ -198,6 +198,7 @@ mod tests {
             device: "0:61".into(),
             max_write: 131072,
             io_uring: false,
+            mirror_seed: None,
         }
     }
 

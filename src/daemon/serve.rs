@@ -112,6 +112,7 @@ pub fn serve(
         device: own_device.clone(),
         max_write: RING_MAX_WRITE,
         io_uring: session.io_uring_agreed(),
+        mirror_seed: Some(fs.mirror_seed()),
     };
     let holder = holder.and_then(
         |holder| match holder.deposit(kept_device.as_fd(), &record) {

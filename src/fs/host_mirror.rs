@@ -6,7 +6,7 @@
 //!   `/proc/diskstats`). Symlinks inside point to absolute `/sys/...` paths, which resolve in a
 //!   container's `/sys` wherever this directory is mounted.
 
-use super::mirror::{Mirror, MirrorKey, MirrorRoot};
+use super::mirror::{Mirror, MirrorKey, MirrorRoot, MirrorSeed};
 use super::nodes::{self, DirEntry, Inode, Node, NodeKind, BLOCK_DIR_INODE, CPU_DIR_INODE};
 use crate::host::paths::HostPaths;
 use cgview_core::failure::Failure;
@@ -31,26 +31,86 @@ pub(crate) struct HostMirror {
     /// `sys_root` with every symlink resolved, once it could be: no mirrored symlink may lead out of it.
     real_sys_root: OnceLock<PathBuf>,
     mirror: Mutex<Mirror>,
+    /// The connection was numbered by an earlier daemon: entries the kernel still holds from it are
+    /// recognised by their numbers at first use.
+    inherited: bool,
 }
+
+/// How deep and how wide the search for an earlier daemon's entry goes.
+const RECOGNITION_DEPTH: usize = 8;
+const RECOGNITION_ENTRIES: usize = 200_000;
 
 impl HostMirror {
     pub fn new(paths: &HostPaths) -> HostMirror {
+        HostMirror::with_seed(paths, MirrorSeed::random(), false)
+    }
+
+    /// A mirror numbering with `seed`; `inherited` when an earlier daemon of the connection numbered
+    /// with it.
+    pub fn with_seed(paths: &HostPaths, seed: MirrorSeed, inherited: bool) -> HostMirror {
         HostMirror {
             cpu_dir: paths.sys_file("devices/system/cpu"),
             block_dir: paths.sys_file("block"),
             sys_root: paths.sys_root.clone(),
             real_sys_root: OnceLock::new(),
-            mirror: Mutex::new(Mirror::default()),
+            mirror: Mutex::new(Mirror::with_seed(seed)),
+            inherited,
         }
+    }
+
+    pub fn seed(&self) -> MirrorSeed {
+        self.mirror.lock().seed()
     }
 
     /// The mirrored entry numbered `inode`, while the kernel holds it.
     pub fn key_of(&self, inode: Inode) -> Result<MirrorKey, Failure> {
-        self.mirror
-            .lock()
-            .key_of(inode)
-            .cloned()
-            .ok_or(Failure::NotFound)
+        if let Some(key) = self.mirror.lock().key_of(inode).cloned() {
+            return Ok(key);
+        }
+        if self.inherited && Mirror::in_range(inode) {
+            return self.recognise(inode);
+        }
+        Err(Failure::NotFound)
+    }
+
+    /// Finds the host entry an earlier daemon numbered `inode` (the kernel still holds it, e.g. a file a
+    /// reader kept open across the restart): the same seed gives the same numbers, so the mirrored trees
+    /// are walked for the entry whose number it is. Not found: gone from the host, as for any daemon.
+    fn recognise(&self, inode: Inode) -> Result<MirrorKey, Failure> {
+        let mut seen = 0;
+        for root in [MirrorRoot::Cpu, MirrorRoot::Block] {
+            let mut pending = vec![(PathBuf::new(), 0usize)];
+            while let Some((relative, depth)) = pending.pop() {
+                let dir = self.host_path(&(root, relative.clone()));
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    seen += 1;
+                    if seen > RECOGNITION_ENTRIES {
+                        return Err(Failure::NotFound);
+                    }
+                    let key = (root, relative.join(entry.file_name()));
+                    let mut mirror = self.mirror.lock();
+                    if mirror.is_candidate(&key, inode) {
+                        mirror.adopt(inode, key.clone());
+                        tracing::debug!(inode, path = %self.host_path(&key).display(), "recognised a mirrored entry of an earlier daemon");
+                        return Ok(key);
+                    }
+                    drop(mirror);
+                    // sys/block's entries are symlinks to the devices' directories, mirrored as
+                    // directories; below them, and everywhere in the CPU tree, symlinks are not followed.
+                    let is_dir = match (root, depth) {
+                        (MirrorRoot::Block, 0) => entry.path().is_dir(),
+                        _ => entry.file_type().is_ok_and(|t| t.is_dir()),
+                    };
+                    if is_dir && depth + 1 < RECOGNITION_DEPTH {
+                        pending.push((key.1, depth + 1));
+                    }
+                }
+            }
+        }
+        Err(Failure::NotFound)
     }
 
     /// The host path of mirrored entry `inode`.

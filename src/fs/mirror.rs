@@ -3,6 +3,7 @@
 
 use super::nodes::{Inode, BLOCK_DIR_INODE, CPU_DIR_INODE, FIRST_MIRROR_INODE};
 use cgview_core::failure::Failure;
+use siphasher::sip::SipHasher13;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -16,6 +17,14 @@ pub(crate) enum MirrorRoot {
 }
 
 impl MirrorRoot {
+    /// The byte a key's hash starts with: fixed, so that every daemon version numbers alike.
+    fn id(self) -> u8 {
+        match self {
+            MirrorRoot::Cpu => 1,
+            MirrorRoot::Block => 2,
+        }
+    }
+
     pub fn of_static_dir(inode: Inode) -> Option<MirrorRoot> {
         match inode {
             CPU_DIR_INODE => Some(MirrorRoot::Cpu),
@@ -42,15 +51,48 @@ const MIRROR_INODE_END: Inode = 1 << 32;
 /// hash, even a million entries make a second try rare.
 const MIRROR_PROBES: u32 = 64;
 
-/// Where a key's `attempt`th candidate number lies.
-type SlotFn = fn(&RandomState, &MirrorKey, u32) -> Inode;
+/// The secret key of the mirror's numbering: random for the daemon that mounts a connection, and handed
+/// to each daemon that resumes it, so that every entry keeps its number across daemons.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MirrorSeed(pub [u64; 2]);
 
-/// A key's candidate numbers: a hash of the key keyed per daemon, so that a number says nothing about
-/// which other entries exist or in what order anyone looked them up (a global counter did: a container
-/// could tell which block devices other containers had looked at, and when).
-fn keyed_slot(hasher: &RandomState, key: &MirrorKey, attempt: u32) -> Inode {
+impl MirrorSeed {
+    pub fn random() -> MirrorSeed {
+        // std's RandomState is seeded from the OS's randomness, per instance.
+        MirrorSeed([
+            RandomState::new().hash_one(0u8),
+            RandomState::new().hash_one(1u8),
+        ])
+    }
+}
+
+impl std::fmt::Debug for MirrorSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A secret: never in a log.
+        f.write_str("MirrorSeed(..)")
+    }
+}
+
+/// The candidates an earlier daemon's entry is recognised by: beyond the first few, a collision chain so
+/// long that a lookup would have failed anyway is practically impossible.
+const RECOGNISED_PROBES: u32 = 4;
+
+/// Where a key's `attempt`th candidate number lies.
+type SlotFn = fn(&SipHasher13, &MirrorKey, u32) -> Inode;
+
+/// A key's candidate numbers: a keyed hash (SipHash-1-3) of the root, the path's bytes and the attempt,
+/// so that a number says nothing about which other entries exist or in what order anyone looked them up
+/// (a global counter did: a container could tell which block devices other containers had looked at,
+/// and when). The bytes hashed are spelled out, not `Hash` impls, so that the numbers do not change
+/// with the Rust version a successor was built with.
+fn keyed_slot(hasher: &SipHasher13, (root, relative): &MirrorKey, attempt: u32) -> Inode {
+    let path = relative.as_os_str().as_encoded_bytes();
+    let mut bytes = Vec::with_capacity(1 + path.len() + 4);
+    bytes.push(root.id());
+    bytes.extend_from_slice(path);
+    bytes.extend_from_slice(&attempt.to_le_bytes());
     let span = MIRROR_INODE_END - FIRST_MIRROR_INODE;
-    FIRST_MIRROR_INODE + hasher.hash_one((key, attempt)) % span
+    FIRST_MIRROR_INODE + hasher.hash(&bytes) % span
 }
 
 #[derive(Debug)]
@@ -65,7 +107,8 @@ struct MirrorEntry {
 /// every name ever seen (block devices come and go).
 #[derive(Debug)]
 pub(crate) struct Mirror {
-    hasher: RandomState,
+    seed: MirrorSeed,
+    hasher: SipHasher13,
     slot: SlotFn,
     by_key: HashMap<MirrorKey, Inode>,
     entries: HashMap<Inode, MirrorEntry>,
@@ -73,14 +116,19 @@ pub(crate) struct Mirror {
 
 impl Default for Mirror {
     fn default() -> Mirror {
-        Mirror::with_slots(keyed_slot)
+        Mirror::with_seed(MirrorSeed::random())
     }
 }
 
 impl Mirror {
-    pub fn with_slots(slot: SlotFn) -> Mirror {
+    pub fn with_seed(seed: MirrorSeed) -> Mirror {
+        Mirror::with_slots(seed, keyed_slot)
+    }
+
+    pub fn with_slots(seed: MirrorSeed, slot: SlotFn) -> Mirror {
         Mirror {
-            hasher: RandomState::new(),
+            seed,
+            hasher: SipHasher13::new_with_keys(seed.0[0], seed.0[1]),
             slot,
             by_key: HashMap::new(),
             entries: HashMap::new(),
@@ -138,6 +186,31 @@ impl Mirror {
         let entry = self.entries.remove(&inode)?;
         self.by_key.remove(&entry.key);
         Some(entry.key)
+    }
+
+    pub fn seed(&self) -> MirrorSeed {
+        self.seed
+    }
+
+    /// Whether `key` may be numbered `inode` (one of its candidates): how an entry an earlier daemon
+    /// numbered is recognised.
+    pub fn is_candidate(&self, key: &MirrorKey, inode: Inode) -> bool {
+        (0..RECOGNISED_PROBES).any(|attempt| (self.slot)(&self.hasher, key, attempt) == inode)
+    }
+
+    /// Whether `inode` lies in the mirror's range.
+    pub fn in_range(inode: Inode) -> bool {
+        (FIRST_MIRROR_INODE..MIRROR_INODE_END).contains(&inode)
+    }
+
+    /// Takes on entry `inode`, numbered `key` by an earlier daemon of the connection, which the kernel
+    /// still holds (it counts as one lookup).
+    pub fn adopt(&mut self, inode: Inode, key: MirrorKey) {
+        if self.entries.contains_key(&inode) || self.by_key.contains_key(&key) {
+            return;
+        }
+        self.by_key.insert(key.clone(), inode);
+        self.entries.insert(inode, MirrorEntry { key, lookups: 1 });
     }
 
     pub fn key_of(&self, inode: Inode) -> Option<&MirrorKey> {
@@ -198,8 +271,7 @@ mod tests {
         let sequential: Vec<Inode> = (FIRST_MIRROR_INODE..FIRST_MIRROR_INODE + 50).collect();
         assert_ne!(forward_numbers, sequential);
         // The same daemon numbers a path the same whatever the order.
-        let mut same_key = Mirror::with_slots(keyed_slot);
-        same_key.hasher = forward.hasher.clone();
+        let mut same_key = Mirror::with_seed(forward.seed());
         for name in names.iter().rev() {
             same_key.acquire(MirrorRoot::Block, name).unwrap();
         }
@@ -217,13 +289,13 @@ mod tests {
 
     /// Every key's first candidate is the first number of the range, its `n`th the `n`th: every second
     /// key collides.
-    fn colliding_slot(_: &RandomState, _: &MirrorKey, attempt: u32) -> Inode {
+    fn colliding_slot(_: &SipHasher13, _: &MirrorKey, attempt: u32) -> Inode {
         FIRST_MIRROR_INODE + Inode::from(attempt)
     }
 
     #[test]
     fn mirror_gives_a_colliding_entry_the_next_free_candidate() {
-        let mut mirror = Mirror::with_slots(colliding_slot);
+        let mut mirror = Mirror::with_slots(MirrorSeed::random(), colliding_slot);
         let a = mirror.acquire(MirrorRoot::Block, Path::new("vda")).unwrap();
         assert_eq!(mirror.number_of(MirrorRoot::Block, Path::new("vdb")), a + 1);
         let b = mirror.acquire(MirrorRoot::Block, Path::new("vdb")).unwrap();
@@ -243,7 +315,7 @@ mod tests {
 
     #[test]
     fn mirror_fails_a_lookup_when_every_candidate_is_taken() {
-        let mut mirror = Mirror::with_slots(|_, _, _| FIRST_MIRROR_INODE);
+        let mut mirror = Mirror::with_slots(MirrorSeed::random(), |_, _, _| FIRST_MIRROR_INODE);
         mirror.acquire(MirrorRoot::Block, Path::new("vda")).unwrap();
         assert_eq!(
             mirror
@@ -287,6 +359,33 @@ mod tests {
         assert_eq!(
             mirror.acquire(MirrorRoot::Cpu, Path::new("cpu1")).unwrap(),
             listed
+        );
+    }
+
+    #[test]
+    fn a_successor_with_the_seed_numbers_every_entry_alike_and_recognises_them() {
+        let seed = MirrorSeed([0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]);
+        let mut first = Mirror::with_seed(seed);
+        let inode = first
+            .acquire(MirrorRoot::Cpu, Path::new("cpu1/topology/core_id"))
+            .unwrap();
+        let key = (MirrorRoot::Cpu, PathBuf::from("cpu1/topology/core_id"));
+        let mut successor = Mirror::with_seed(seed);
+        assert!(successor.is_candidate(&key, inode));
+        assert!(!successor.is_candidate(&(MirrorRoot::Block, key.1.clone()), inode));
+        successor.adopt(inode, key.clone());
+        assert_eq!(successor.key_of(inode), Some(&key));
+        assert_eq!(successor.acquire(key.0, &key.1).unwrap(), inode);
+        // The numbering is spelled out: this seed gives this number in every build.
+        assert_eq!(
+            keyed_slot(
+                &SipHasher13::new_with_keys(seed.0[0], seed.0[1]),
+                &(MirrorRoot::Block, PathBuf::from("vda")),
+                0
+            ),
+            FIRST_MIRROR_INODE
+                + SipHasher13::new_with_keys(seed.0[0], seed.0[1]).hash(b"\x02vda\0\0\0\0")
+                    % (MIRROR_INODE_END - FIRST_MIRROR_INODE)
         );
     }
 }

@@ -9,7 +9,7 @@ use super::attr::{
 use super::content::{metric_file, Content};
 use super::handles::{Handles, NextRead, Snapshot};
 use super::host_mirror::{cpu_entry_id, HostMirror};
-use super::mirror::{MirrorKey, MirrorRoot};
+use super::mirror::{MirrorKey, MirrorRoot, MirrorSeed};
 use super::nodes::{
     self, DirEntry, Inode, NameLifetime, Node, NodeKind, StaticTree, CPU_DIR_INODE, FLOOR_INODE,
     FLOOR_NAME, ROOT_INODE,
@@ -75,10 +75,20 @@ impl Fs {
     }
 
     /// Serves as the `generation`th daemon on a connection (0: the one that mounted it): handles of
-    /// earlier daemons are taken on at their first use (see [`Fs::read`]).
-    pub fn for_generation(mut self, generation: u32) -> Fs {
+    /// earlier daemons are taken on at their first use (see [`Fs::read`]), and mirrored entries keep
+    /// the numbers the earlier daemons gave them with `mirror_seed` (recognised at first use too).
+    pub fn for_generation(mut self, generation: u32, mirror_seed: Option<[u64; 2]>) -> Fs {
         self.handles = Handles::for_generation(generation);
+        if let Some(seed) = mirror_seed {
+            let paths = self.view().resolver().paths().clone();
+            self.mirror = HostMirror::with_seed(&paths, MirrorSeed(seed), true);
+        }
         self
+    }
+
+    /// The secret the mirror numbers entries with, for the daemons that resume this connection.
+    pub fn mirror_seed(&self) -> [u64; 2] {
+        self.mirror.seed().0
     }
 
     pub fn view(&self) -> &View {

@@ -3,12 +3,14 @@
 //! handed-over connection reads requests itself and answers them with the io_uring transport's
 //! [`answer_request`], the same replies the `fuser` adapter gives.
 
-use crate::fs::Fs;
+use crate::fs::{Caller, Fs};
+use crate::transport::fair_queue::WorkerPool;
 use crate::transport::ring::abi::{self, opcode, InHeader, IN_HEADER_LEN, OUT_HEADER_LEN};
 use crate::transport::ring::dispatch::answer_request;
 use rustix::io::Errno;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The kernel refuses a `/dev/fuse` read offering less than this (`FUSE_MIN_READ_BUFFER`), or less than
@@ -28,16 +30,25 @@ pub fn resend_unanswered(device: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Serves `device`, a connection whose INIT an earlier daemon answered, with `threads` threads reading
 /// it, until the connection ends (unmounted and released, or aborted).
+///
+/// As with the `fuser` adapter, the requests that read the host or render are served in turns between
+/// containers ([`crate::transport::fair_queue`]) once they queue up; one reading thread always stays
+/// free to take requests off the device.
 pub fn serve(fs: Arc<Fs>, device: OwnedFd, threads: usize, max_write: u32) -> io::Result<()> {
-    let device = Arc::new(device);
+    let threads = threads.max(1);
+    let session = Arc::new(Session {
+        fs,
+        device,
+        workers: WorkerPool::start(threads)?,
+        inline_slots: AtomicUsize::new(threads.saturating_sub(1)),
+    });
     let read_len = MIN_READ_BUFFER.max(IN_HEADER_LEN + WRITE_IN_LEN + max_write as usize);
-    let workers = (0..threads.max(1))
+    let workers = (0..threads)
         .map(|index| {
-            let fs = fs.clone();
-            let device = device.clone();
+            let session = session.clone();
             std::thread::Builder::new()
                 .name(format!("cgview-resumed-{index}"))
-                .spawn(move || serve_thread(&fs, device.as_fd(), read_len))
+                .spawn(move || session.read_loop(read_len))
         })
         .collect::<io::Result<Vec<_>>>()?;
     let mut result = Ok(());
@@ -51,20 +62,90 @@ pub fn serve(fs: Arc<Fs>, device: OwnedFd, threads: usize, max_write: u32) -> io
     result
 }
 
-fn serve_thread(fs: &Fs, device: BorrowedFd<'_>, read_len: usize) -> io::Result<()> {
-    let mut request = vec![0u8; read_len];
-    let mut reply = vec![0u8; OUT_HEADER_LEN + MAX_REPLY_PAYLOAD];
-    loop {
-        let len = match rustix::io::read(device, &mut request[..]) {
-            Ok(len) => len,
-            // The connection ended: unmounted with no user left, or aborted.
-            Err(Errno::NODEV) => return Ok(()),
-            // A request interrupted before it was taken; or a signal.
-            Err(Errno::NOENT | Errno::INTR | Errno::AGAIN) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        serve_request(fs, device, &request[..len], &mut reply);
+struct Session {
+    fs: Arc<Fs>,
+    device: OwnedFd,
+    workers: WorkerPool,
+    /// How many more reading threads may answer a request themselves.
+    inline_slots: AtomicUsize,
+}
+
+impl Session {
+    fn read_loop(self: &Arc<Session>, read_len: usize) -> io::Result<()> {
+        let mut request = vec![0u8; read_len];
+        let mut reply = vec![0u8; OUT_HEADER_LEN + MAX_REPLY_PAYLOAD];
+        loop {
+            let len = match rustix::io::read(&self.device, &mut request[..]) {
+                Ok(len) => len,
+                // The connection ended: unmounted with no user left, or aborted.
+                Err(Errno::NODEV) => return Ok(()),
+                // A request interrupted before it was taken; or a signal.
+                Err(Errno::NOENT | Errno::INTR | Errno::AGAIN) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.take(&request[..len], &mut reply);
+        }
     }
+
+    /// Answers a request now, or queues it in its container's turn.
+    fn take(self: &Arc<Session>, request: &[u8], reply: &mut [u8]) {
+        let Some(header) = InHeader::decode(request) else {
+            return;
+        };
+        let queued = matches!(
+            header.opcode,
+            opcode::LOOKUP
+                | opcode::GETATTR
+                | opcode::ACCESS
+                | opcode::OPEN
+                | opcode::OPENDIR
+                | opcode::READ
+        );
+        if !queued || self.take_inline_slot() {
+            serve_request(&self.fs, self.device.as_fd(), request, reply);
+            if queued {
+                self.inline_slots.fetch_add(1, Ordering::AcqRel);
+            }
+            return;
+        }
+        let caller = Caller {
+            pid: header.pid,
+            uid: header.uid,
+            gid: header.gid,
+        };
+        let key = self.fs.fairness_key(&caller);
+        let request = request.to_vec();
+        let session = self.clone();
+        self.workers.submit(
+            key,
+            Box::new(move || {
+                let mut reply = vec![0u8; reply_capacity(&request)];
+                serve_request(&session.fs, session.device.as_fd(), &request, &mut reply);
+            }),
+        );
+    }
+
+    /// While nothing waits in the queues, a reading thread answers the request it took (handing it to a
+    /// worker costs about as much as answering it).
+    fn take_inline_slot(&self) -> bool {
+        self.workers.queued() == 0
+            && self
+                .inline_slots
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+    }
+}
+
+/// The reply buffer a queued request needs: a READ's requested size, a small one for the rest.
+fn reply_capacity(request: &[u8]) -> usize {
+    let args = request.get(IN_HEADER_LEN..).unwrap_or_default();
+    let payload = match InHeader::decode(request).map(|header| header.opcode) {
+        Some(opcode::READ | opcode::READDIR) => abi::ReadIn::decode(args)
+            .map_or(0, |read| read.size as usize)
+            .min(MAX_REPLY_PAYLOAD),
+        _ => 0,
+    };
+    OUT_HEADER_LEN + payload.max(4096)
 }
 
 /// Answers one request read from the device, if it wants an answer.

@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// The connection a daemon hands over.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Handover {
     /// How many daemons served the connection before the one this record is for (0: the daemon that
     /// mounted it). File handles are numbered per generation, so no two daemons issue the same one.
@@ -17,6 +17,22 @@ pub struct Handover {
     pub max_write: u32,
     /// Whether INIT agreed to FUSE over io_uring: requests then only arrive on rings.
     pub io_uring: bool,
+    /// The secret mirrored sysfs entries are numbered with, so that they keep their inode numbers across
+    /// daemons. Absent in a record of a daemon that had none to give: the successor numbers afresh.
+    pub mirror_seed: Option<[u64; 2]>,
+}
+
+impl fmt::Debug for Handover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handover")
+            .field("generation", &self.generation)
+            .field("device", &self.device)
+            .field("max_write", &self.max_write)
+            .field("io_uring", &self.io_uring)
+            // A secret: never in a log.
+            .field("mirror_seed", &self.mirror_seed.map(|_| ".."))
+            .finish()
+    }
 }
 
 /// A record that cannot be read.
@@ -41,13 +57,17 @@ impl std::error::Error for HandoverError {}
 
 impl Handover {
     pub fn encode(&self) -> String {
-        format!(
+        let mut text = format!(
             "generation {}\ndevice {}\nmax_write {}\nio_uring {}\n",
             self.generation,
             self.device,
             self.max_write,
             u8::from(self.io_uring)
-        )
+        );
+        if let Some([high, low]) = self.mirror_seed {
+            text.push_str(&format!("mirror_seed {high:016x}{low:016x}\n"));
+        }
+        text
     }
 
     pub fn decode(text: &str) -> Result<Handover, HandoverError> {
@@ -85,11 +105,20 @@ impl Handover {
                 })
             }
         };
+        let mirror_seed = match value("mirror_seed") {
+            Err(HandoverError::Missing(_)) => None,
+            Err(e) => return Err(e),
+            Ok(hex) => Some(seed(hex).ok_or_else(|| HandoverError::Invalid {
+                key: "mirror_seed",
+                value: hex.to_owned(),
+            })?),
+        };
         Ok(Handover {
             generation: number("generation")?,
             device: device.to_owned(),
             max_write: number("max_write")?,
             io_uring,
+            mirror_seed,
         })
     }
 
@@ -102,6 +131,15 @@ impl Handover {
     }
 }
 
+/// 32 hex digits: two 64-bit halves.
+fn seed(hex: &str) -> Option<[u64; 2]> {
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let half = |range: std::ops::Range<usize>| u64::from_str_radix(&hex[range], 16).ok();
+    Some([half(0..16)?, half(16..32)?])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +150,7 @@ mod tests {
             device: "0:57".into(),
             max_write: 131072,
             io_uring: true,
+            mirror_seed: Some([0x0123_4567_89ab_cdef, 7]),
         }
     }
 
@@ -137,6 +176,21 @@ mod tests {
             Handover::decode(&bad),
             Err(HandoverError::Invalid { key: "device", .. })
         ));
+        let bad = record()
+            .encode()
+            .replace("0000000000000007", "00000000000000g7");
+        assert!(matches!(
+            Handover::decode(&bad),
+            Err(HandoverError::Invalid {
+                key: "mirror_seed",
+                ..
+            })
+        ));
+        let no_seed = Handover {
+            mirror_seed: None,
+            ..record()
+        };
+        assert_eq!(Handover::decode(&no_seed.encode()), Ok(no_seed));
         let bad = record().encode().replace("io_uring 1", "io_uring yes");
         assert!(matches!(
             Handover::decode(&bad),
