@@ -23,7 +23,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -505,6 +505,68 @@ impl Drop for OutputWatch {
     }
 }
 
+/// How long one scenario may take: the slowest that passes (a take-over: up to 10 s for the successor
+/// to take over, 10 s to serve, 10 s for the old daemon to exit) with room to spare.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
+
+/// Ends a hang the test itself is caught in (its own reads of the mount wait like the readers'): if not
+/// dropped within `limit`, it SIGKILLs every daemon and keeper of the mount point, which closes the
+/// connection's last descriptor; the kernel then aborts the connection and every call waiting on it
+/// returns an error. The keeper's bound does not cover this: it counts only while no daemon serves, and
+/// a daemon that runs but never answers is serving.
+struct HangWatchdog {
+    done: Arc<(Mutex<bool>, Condvar)>,
+    fired: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HangWatchdog {
+    fn start(mount_point: &Path, limit: Duration) -> HangWatchdog {
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        let fired = Arc::new(AtomicBool::new(false));
+        let (watched_done, watched_fired) = (done.clone(), fired.clone());
+        let mount_point = mount_point.to_owned();
+        let thread = std::thread::spawn(move || {
+            let (lock, wake) = &*watched_done;
+            let finished = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (finished, _) = wake
+                .wait_timeout_while(finished, limit, |finished| !*finished)
+                .unwrap_or_else(|e| e.into_inner());
+            if *finished {
+                return;
+            }
+            watched_fired.store(true, Ordering::SeqCst);
+            for (pid, _) in cgview_processes(&mount_point, &["mount", "keeper"]) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        });
+        HangWatchdog {
+            done,
+            fired,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether the limit passed and the connection was ended.
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HangWatchdog {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The longest gap between growths of an output (ending at `until` if it stopped growing) that
 /// overlaps `window`, or the whole run's longest with `None`; in ns.
 fn longest_output_gap(grew_at: &[u64], until: u64, window: Option<Window>) -> u64 {
@@ -673,7 +735,9 @@ fn examine(
     let mut failures = Vec::new();
     let mut unread_windows = Vec::new();
     let mut longest = String::from(
-        "\n| container | reader | longest stall (ms) | nominal interval (ms) | reads | failed |\n\
+        "\nThe longest stall each reader saw over the whole run (for a Python reader stuck in a read at \
+         the end, the time since its last read).\n\n\
+         | container | reader | longest stall (ms) | nominal interval (ms) | reads | failed |\n\
          |---|---|---:|---:|---:|---:|\n",
     );
     let mut watched = grew_at.iter();
@@ -725,12 +789,23 @@ fn examine(
                         )),
                     }
                 }
-                let longest_read = reads.iter().max_by_key(|r| r.took_ns);
+                // A read that never returned is not in the log: the time since the last one counts.
+                let since_last_read = reads
+                    .iter()
+                    .map(ReadRecord::end_ns)
+                    .max()
+                    .map_or(0, |end| watched_until.saturating_sub(end));
+                let longest_stall = reads
+                    .iter()
+                    .map(|r| r.took_ns)
+                    .chain([since_last_read])
+                    .max()
+                    .unwrap_or(0);
                 writeln!(
                     longest,
                     "| {name} | {} | {} | {} | {} | {} |",
                     reader.name(),
-                    longest_read.map_or("-".to_owned(), |r| ms(r.took_ns)),
+                    ms(longest_stall),
                     reader.nominal_interval_ms(),
                     reads.len(),
                     failed.len()
@@ -829,8 +904,11 @@ fn readers_never_notice(transport: Transport) {
     let mut broken_scenario = None;
     for scenario in SEQUENCE {
         let start_ns = wall_clock_ns();
+        let watchdog = HangWatchdog::start(&daemon.mount_point, SCENARIO_LIMIT);
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario.run(&mut daemon)));
+        let hung = watchdog.fired();
+        drop(watchdog);
         // A take-over can be over between two rounds of the readers; the window spans a few rounds at
         // least so that every reader has reads in it.
         let end_ns = wall_clock_ns().max(start_ns + SHORTEST_WINDOW.as_nanos() as u64);
@@ -838,13 +916,25 @@ fn readers_never_notice(transport: Transport) {
             scenario,
             window: Window { start_ns, end_ns },
         });
-        if let Err(panic) = outcome {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        if hung || outcome.is_err() {
+            let why = outcome
+                .err()
+                .and_then(|panic| {
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                })
                 .unwrap_or_default();
-            broken_scenario = Some(format!("{}: {why}", scenario.describe()));
+            let hang = if hung {
+                format!(
+                    "hung for {SCENARIO_LIMIT:?}, until the test killed the daemon and keeper to \
+                     abort the connection; "
+                )
+            } else {
+                String::new()
+            };
+            broken_scenario = Some(format!("{}: {hang}{why}", scenario.describe()));
             break;
         }
         sleep(settle);

@@ -349,15 +349,25 @@ impl Drop for Daemon {
 /// `keeper` and, after it, the mount point (as given or canonical). Read from `/proc/*/cmdline` rather
 /// than with `pkill`, whose pattern would have to quote the path.
 pub fn keeper_pids(mount_point: &Path) -> Vec<i32> {
-    keepers(mount_point)
+    cgview_processes(mount_point, &["keeper"])
         .into_iter()
         .map(|(pid, _)| pid)
         .collect()
 }
 
-/// The keepers of `mount_point`, each with its arguments.
-fn keepers(mount_point: &Path) -> Vec<(i32, Vec<Vec<u8>>)> {
-    let canonical = fs::canonicalize(mount_point).unwrap_or_else(|_| mount_point.to_owned());
+/// The processes whose command line has one of `subcommands` (`mount`, `keeper`) and, after it,
+/// `mount_point`, each with its arguments.
+pub fn cgview_processes(mount_point: &Path, subcommands: &[&str]) -> Vec<(i32, Vec<Vec<u8>>)> {
+    // Only the parent is resolved: resolving the mount point itself would ask its daemon, which may be
+    // the one that hangs.
+    let canonical = mount_point
+        .parent()
+        .and_then(|parent| fs::canonicalize(parent).ok())
+        .zip(mount_point.file_name())
+        .map_or_else(
+            || mount_point.to_owned(),
+            |(parent, name)| parent.join(name),
+        );
     let names_mount_point = |arg: &[u8]| {
         arg == mount_point.as_os_str().as_bytes() || arg == canonical.as_os_str().as_bytes()
     };
@@ -369,7 +379,9 @@ fn keepers(mount_point: &Path) -> Vec<(i32, Vec<Vec<u8>>)> {
         .filter_map(|pid| {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let args: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
-            let at = args.iter().position(|arg| arg == b"keeper")?;
+            let at = args
+                .iter()
+                .position(|arg| subcommands.iter().any(|s| arg == s.as_bytes()))?;
             args[at + 1..]
                 .iter()
                 .any(|arg| names_mount_point(arg))
@@ -384,7 +396,7 @@ pub fn kill_keepers(mount_point: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut sockets = Vec::new();
     loop {
-        let keepers = keepers(mount_point);
+        let keepers = cgview_processes(mount_point, &["keeper"]);
         if keepers.is_empty() || Instant::now() > deadline {
             break;
         }
