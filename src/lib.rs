@@ -24,6 +24,6 @@ pub mod service;
 pub mod telemetry;
 pub mod transport;
 
-pub use cgview_core::{catalog, error_chain, failure, model, parse, permissions, render};
+pub use cgview_core::{catalog, error_chain, failure, handover, model, parse, permissions, render};
 #[cfg(feature = "webhook")]
 pub use cgview_webhook as webhook;

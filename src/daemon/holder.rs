@@ -75,6 +75,9 @@ pub struct KeeperLink {
     resume_within: Duration,
 }
 
+/// How long a departing daemon waits for its rings to hand back every request they took.
+pub const QUIESCE_WITHIN: Duration = Duration::from_secs(1);
+
 /// How long a started keeper has to listen.
 const KEEPER_START: Duration = Duration::from_secs(3);
 
@@ -176,6 +179,8 @@ impl KeeperLink {
                         "a successor resumed the FUSE connection and serves {}; exiting",
                         self.mount_point.display()
                     );
+                    // A request a ring of this daemon holds at exit would never be answered.
+                    crate::transport::ring::quiesce(QUIESCE_WITHIN);
                     std::process::exit(0);
                 }
                 Ok(Some((other, _))) => {

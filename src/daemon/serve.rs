@@ -67,6 +67,14 @@ pub fn serve(
             })?;
             let paths = fs.view().resolver().paths().clone();
             let serving = resume(&fs, resumed, threads, holder).map_err(mount_failed)?;
+            // Dead binds a daemon without a holder left (before this connection was kept) are
+            // replaced from this one, as at any start.
+            spawn_repair(
+                paths.clone(),
+                mount_point.to_owned(),
+                None,
+                fs.metrics().clone(),
+            );
             return serve_until_stopped(
                 fs,
                 mount_point,
@@ -303,6 +311,7 @@ fn serve_until_stopped(
                 "received {signal}; leaving {} mounted: its holder keeps the connection for the next daemon",
                 mount_point.display()
             );
+            crate::transport::ring::quiesce(super::holder::QUIESCE_WITHIN);
             return Ok(());
         }
         if signal != Signal::SIGUSR1 {

@@ -23,6 +23,7 @@ use crate::fs::Fs;
 pub use abi::{MIN_PAYLOAD_LEN, REQ_HEADER_LEN};
 use cgview_core::parse::cpuset::parse_cpu_list;
 pub use dispatch::answer;
+pub use queue::quiesce;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{mpsc, Arc};

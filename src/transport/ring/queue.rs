@@ -16,6 +16,7 @@ use crate::fs::Fs;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -32,6 +33,31 @@ const FUSE_FILE: types::Fixed = types::Fixed(0);
 
 /// Marks a completion's `user_data` as an entry's retry timer rather than its command.
 const TIMER: u64 = 1 << 63;
+
+/// Requests taken off any ring of this process whose answers the kernel has not been given yet. A daemon
+/// that leaves its connection to a successor waits for none to be in hand (see [`quiesce`]): the
+/// kernel neither resends nor fails a request that a dead daemon's ring entry held.
+static IN_HAND: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits, up to `within`, until no ring holds a request this daemon has not answered, seen twice a
+/// moment apart (a completion posted meanwhile is picked up by its thread first). Returns whether it
+/// got there.
+pub fn quiesce(within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    let mut idle_seen = 0;
+    while std::time::Instant::now() < deadline {
+        if IN_HAND.load(Ordering::SeqCst) == 0 {
+            idle_seen += 1;
+            if idle_seen == 2 {
+                return true;
+            }
+        } else {
+            idle_seen = 0;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
 
 /// The first pause before registering a failed entry again; doubled up to `MAX_RETRY_DELAY`.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(10);
@@ -156,6 +182,8 @@ struct Queue {
     registration_error: Option<io::Error>,
     completions: Vec<(u64, i32)>,
     enter_failures: u32,
+    /// This queue's share of [`IN_HAND`].
+    in_hand: usize,
 }
 
 impl Queue {
@@ -171,6 +199,7 @@ impl Queue {
             registration_error: None,
             completions,
             enter_failures: 0,
+            in_hand: 0,
         }
     }
 
@@ -234,6 +263,11 @@ impl Queue {
                 Err(error) => self.enter_failed(&error),
             }
             self.drain(false);
+            // The answers just made reach the kernel now rather than at the next wait.
+            if self.in_hand > 0 && self.ring.submit().is_ok() {
+                IN_HAND.fetch_sub(self.in_hand, Ordering::SeqCst);
+                self.in_hand = 0;
+            }
         }
         tracing::debug!(qid = self.qid, "ring queue ended with the connection");
     }
@@ -287,7 +321,11 @@ impl Queue {
         }
         let errno = result.checked_neg().unwrap_or(libc::EIO);
         match result {
-            0 => self.answer(index),
+            0 => {
+                IN_HAND.fetch_add(1, Ordering::SeqCst);
+                self.in_hand += 1;
+                self.answer(index)
+            }
             _ if is_connection_end(errno) => {
                 tracing::debug!(qid = self.qid, index, result, "ring entry ended");
                 self.retire(index);
