@@ -261,6 +261,11 @@ impl Daemon {
         })
     }
 
+    /// Whether a daemon process is attached: started, and neither stopped nor taken since.
+    pub fn has_process(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Takes the child without stopping it, for tests that kill it themselves.
     pub fn take_child(&mut self) -> Child {
         self.child.take().unwrap()
@@ -333,9 +338,10 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
         // A keeper outlives the daemon by design (it holds the FUSE connection for the next one); the
-        // test's mount point dies with the test, so its keeper must too. Once the keeper's descriptor,
-        // the last one, is closed the kernel aborts the connection and the lazy unmount below succeeds.
-        kill_keepers(&self.mount_point);
+        // test's mount point dies with the test, so its keeper must too, and so must a predecessor a
+        // failed take-over left running untracked. Once the last descriptor is closed the kernel aborts
+        // the connection and the lazy unmount below succeeds.
+        kill_daemons_and_keepers(&self.mount_point);
         if is_mounted(&self.mount_point) {
             let _ = Command::new("umount")
                 .arg("-l")
@@ -390,13 +396,13 @@ pub fn cgview_processes(mount_point: &Path, subcommands: &[&str]) -> Vec<(i32, V
         .collect()
 }
 
-/// Kills every keeper of `mount_point`, waits (up to 5 s) until none is left, and removes the sockets
-/// they listened on (`--socket`), which a killed keeper leaves behind.
-pub fn kill_keepers(mount_point: &Path) {
+/// Kills every daemon and keeper of `mount_point`, waits (up to 5 s) until none is left, and removes
+/// the sockets the keepers listened on (`--socket`), which a killed keeper leaves behind.
+pub fn kill_daemons_and_keepers(mount_point: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut sockets = Vec::new();
     loop {
-        let keepers = cgview_processes(mount_point, &["keeper"]);
+        let keepers = cgview_processes(mount_point, &["mount", "keeper"]);
         if keepers.is_empty() || Instant::now() > deadline {
             break;
         }
