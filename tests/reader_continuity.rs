@@ -54,7 +54,8 @@ impl Transport {
 
 /// Every option of `cgview mount` this suite relies on, in one place. `resume_within_secs` is how long
 /// the connection's keeper waits for a daemon before it gives the connection up; `None` keeps the
-/// default (about 10 s) and the default connection holder (`auto`: a keeper `cgview mount` starts).
+/// default (10 s). The connection holder is always the default (`auto`: outside a systemd unit with a
+/// descriptor store, a keeper that `cgview mount` starts).
 fn mount_options(transport: Transport, resume_within_secs: Option<u32>) -> Vec<String> {
     let mut options = Vec::new();
     if transport == Transport::IoUring {
@@ -321,7 +322,7 @@ run() {{ name=$1; shift; \"$@\" > $name.out 2> $name.err; echo $? > $name.exit; 
             .collect()
     }
 
-    /// Waits until every reader has produced output and the Python readers have read each file right.
+    /// Waits until top and vmstat have written output and each Python reader has made a right read.
     fn wait_until_reading(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
