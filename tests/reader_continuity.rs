@@ -543,12 +543,8 @@ impl HangWatchdog {
                 return;
             }
             watched_fired.store(true, Ordering::SeqCst);
-            for (pid, _) in cgview_processes(&mount_point, &["mount", "keeper"]) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            // As the test's cleanup does it, sockets included: the keepers are gone before it runs.
+            kill_daemons_and_keepers(&mount_point);
         });
         HangWatchdog {
             done,
