@@ -17,32 +17,6 @@ const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
 
 const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
 
-/// Sets a kernel switch (`enable_uring`, `io_uring_disabled`) for the test's life and puts the old value
-/// back, even when the test fails. `enable_uring` only decides what new mounts negotiate, and only for
-/// daemons that ask for io_uring; `io_uring_disabled` only what new rings may be made.
-struct KernelSwitch {
-    path: &'static str,
-    previous: String,
-}
-
-impl KernelSwitch {
-    fn set(path: &'static str, value: &str) -> KernelSwitch {
-        let previous = fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (a kernel without FUSE over io_uring)"));
-        fs::write(path, value).unwrap();
-        KernelSwitch {
-            path,
-            previous: previous.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for KernelSwitch {
-    fn drop(&mut self) {
-        let _ = fs::write(self.path, &self.previous);
-    }
-}
-
 /// The tests change global switches; they must not overlap.
 static SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -27,32 +28,6 @@ pub const MIB: u64 = 1 << 20;
 /// `cgview mount` options for a daemon whose connection ends with it: a stop unmounts, a crash leaves
 /// dead mounts the next daemon repairs.
 pub const WITHOUT_KEEPER: &[&str] = &["--connection-holder", "none"];
-
-/// Kills every `cgview keeper` holding the connection of `mount_point` (a keeper outlives its daemon;
-/// killed, it closes the last descriptor and the connection ends).
-pub fn kill_keepers(mount_point: &Path) {
-    let wanted = mount_point.as_os_str().as_encoded_bytes();
-    let Ok(processes) = fs::read_dir("/proc") else {
-        return;
-    };
-    for process in processes.flatten() {
-        let Ok(pid) = process.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(process.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let is_keeper = args
-            .windows(2)
-            .any(|pair| pair[0] == b"keeper" && pair[1] == wanted);
-        if is_keeper {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
 
 pub fn unique_name(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -286,6 +261,11 @@ impl Daemon {
         })
     }
 
+    /// Whether a daemon process is attached: started, and neither stopped nor taken since.
+    pub fn has_process(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Takes the child without stopping it, for tests that kill it themselves.
     pub fn take_child(&mut self) -> Child {
         self.child.take().unwrap()
@@ -357,13 +337,116 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
-        kill_keepers(&self.mount_point);
+        // A keeper outlives the daemon by design (it holds the FUSE connection for the next one); the
+        // test's mount point dies with the test, so its keeper must too, and so must a predecessor a
+        // failed take-over left running untracked. Once the last descriptor is closed the kernel aborts
+        // the connection and the lazy unmount below succeeds.
+        kill_daemons_and_keepers(&self.mount_point);
         if is_mounted(&self.mount_point) {
             let _ = Command::new("umount")
                 .arg("-l")
                 .arg(&self.mount_point)
                 .status();
         }
+    }
+}
+
+/// The `cgview keeper` processes holding the connection of `mount_point`: those whose command line has
+/// `keeper` and, after it, the mount point (as given or canonical). Read from `/proc/*/cmdline` rather
+/// than with `pkill`, whose pattern would have to quote the path.
+pub fn keeper_pids(mount_point: &Path) -> Vec<i32> {
+    cgview_processes(mount_point, &["keeper"])
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The processes whose command line has one of `subcommands` (`mount`, `keeper`) and, after it,
+/// `mount_point`, each with its arguments.
+pub fn cgview_processes(mount_point: &Path, subcommands: &[&str]) -> Vec<(i32, Vec<Vec<u8>>)> {
+    // Only the parent is resolved: resolving the mount point itself would ask its daemon, which may be
+    // the one that hangs.
+    let canonical = mount_point
+        .parent()
+        .and_then(|parent| fs::canonicalize(parent).ok())
+        .zip(mount_point.file_name())
+        .map_or_else(
+            || mount_point.to_owned(),
+            |(parent, name)| parent.join(name),
+        );
+    let names_mount_point = |arg: &[u8]| {
+        arg == mount_point.as_os_str().as_bytes() || arg == canonical.as_os_str().as_bytes()
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+            let at = args
+                .iter()
+                .position(|arg| subcommands.iter().any(|s| arg == s.as_bytes()))?;
+            args[at + 1..]
+                .iter()
+                .any(|arg| names_mount_point(arg))
+                .then_some((pid, args))
+        })
+        .collect()
+}
+
+/// Kills every daemon and keeper of `mount_point`, waits (up to 5 s) until none is left, and removes
+/// the sockets the keepers listened on (`--socket`), which a killed keeper leaves behind.
+pub fn kill_daemons_and_keepers(mount_point: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut sockets = Vec::new();
+    loop {
+        let keepers = cgview_processes(mount_point, &["mount", "keeper"]);
+        if keepers.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for (pid, args) in keepers {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            if let Some(at) = args.iter().position(|arg| arg == b"--socket") {
+                if let Some(socket) = args.get(at + 1) {
+                    sockets.push(PathBuf::from(std::ffi::OsStr::from_bytes(socket)));
+                }
+            }
+        }
+        sleep(Duration::from_millis(20));
+    }
+    for socket in sockets {
+        let _ = fs::remove_file(socket);
+    }
+}
+
+/// Sets a kernel switch (`enable_uring`, `io_uring_disabled`) for the test's life and puts the old value
+/// back, even when the test fails. `enable_uring` only decides what new mounts negotiate, and only for
+/// daemons that ask for io_uring; `io_uring_disabled` only what new rings may be made.
+pub struct KernelSwitch {
+    path: &'static str,
+    previous: String,
+}
+
+impl KernelSwitch {
+    pub fn set(path: &'static str, value: &str) -> KernelSwitch {
+        let previous = fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (a kernel without FUSE over io_uring)"));
+        fs::write(path, value).unwrap();
+        KernelSwitch {
+            path,
+            previous: previous.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for KernelSwitch {
+    fn drop(&mut self) {
+        let _ = fs::write(self.path, &self.previous);
     }
 }
 
