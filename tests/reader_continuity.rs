@@ -11,8 +11,9 @@
 //! Two more tests hold the bound: with no daemon back within `--resume-within`, readers get an error
 //! instead of hanging, and a plain stop with no start after it leaves no mount and no keeper behind.
 //!
-//! Needs root, /dev/fuse, cgroup v1, procps (`top`, `vmstat`) and `/usr/bin/python3`; the sequence runs
-//! again over FUSE over io_uring where the kernel offers it.
+//! Needs root, /dev/fuse, cgroup v1, procps (`top`, `vmstat`) and `/usr/bin/python3`. Over FUSE over
+//! io_uring, where the kernel offers it, the restarts in which the daemon leaves by itself run too (see
+//! [`GRACEFUL_SEQUENCE`]).
 
 mod mounted_support;
 
@@ -610,6 +611,18 @@ const SEQUENCE: [Scenario; 5] = [
     Scenario::KillAndRestartTwice,
 ];
 
+/// What FUSE over io_uring survives without a reader noticing: the restarts in which the daemon leaves
+/// (a take-over, a stop and a start). A request that a killed daemon's ring entry held is neither
+/// resent nor failed by the kernel (Linux 6.18): after `kill -9` its reader waits until interrupted, so
+/// crashes are not in this sequence; the README says so.
+const GRACEFUL_SEQUENCE: [Scenario; 3] = [
+    Scenario::TakeOver,
+    Scenario::StopThenStart {
+        start_after: Duration::from_millis(500),
+    },
+    Scenario::TakeOver,
+];
+
 impl Scenario {
     fn describe(self) -> String {
         match self {
@@ -866,9 +879,9 @@ fn assert_tools_present() {
     }
 }
 
-/// Runs [`SEQUENCE`] over `transport` with three containers reading throughout, reports the stalls and
+/// Runs `sequence` over `transport` with three containers reading throughout, reports the stalls and
 /// asserts that no read failed, no reader exited and every value was the container's.
-fn readers_never_notice(transport: Transport) {
+fn readers_never_notice(transport: Transport, sequence: &[Scenario]) {
     // Declared before the daemon, so dropped after it: a reader whose request a hung daemon had taken
     // waits for the answer uninterruptibly, and only dies once the daemon and its keeper are gone (the
     // connection aborted).
@@ -907,7 +920,7 @@ fn readers_never_notice(transport: Transport) {
     // aborted), and so does the sequence's time budget, to keep the test within its minutes.
     let mut broken_scenarios = Vec::new();
     let sequence_deadline = Instant::now() + SEQUENCE_BUDGET;
-    for scenario in SEQUENCE {
+    for &scenario in sequence {
         if Instant::now() > sequence_deadline {
             broken_scenarios.push(format!(
                 "{}: not run, the sequence's {SEQUENCE_BUDGET:?} were spent",
@@ -1047,7 +1060,7 @@ fn readers_never_notice_restarts_over_dev_fuse() {
     }
     assert_tools_present();
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    readers_never_notice(Transport::DevFuse);
+    readers_never_notice(Transport::DevFuse, &SEQUENCE);
 }
 
 #[test]
@@ -1058,7 +1071,7 @@ fn readers_never_notice_restarts_over_io_uring() {
     assert_tools_present();
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let _uring = KernelSwitch::set(ENABLE_URING, "Y");
-    readers_never_notice(Transport::IoUring);
+    readers_never_notice(Transport::IoUring, &GRACEFUL_SEQUENCE);
 }
 
 /// Polls `done` every 20 ms until it holds or `within` passes; how long it took, or `None`.

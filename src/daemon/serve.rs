@@ -126,6 +126,21 @@ pub fn serve(
             crate::transport::passthrough::register_backing_file(kept_device.as_fd(), file)
         }),
     };
+    // A kernel that cannot resend what a departed daemon took (before Linux 6.9) would leave those
+    // readers waiting for good: there, the connection ends with its daemon, as it always did. Asking
+    // now, with nothing taken yet, changes nothing on a kernel that can.
+    let holder = match crate::transport::resumed::resend_unanswered(kept_device.as_fd()) {
+        Ok(()) => holder,
+        Err(e) => {
+            if holder.is_some() {
+                tracing::warn!(
+                    "this kernel cannot resend unanswered requests (FUSE_NOTIFY_RESEND, Linux 6.9: {e}); \
+                     the connection is not kept across daemons, restarts repair containers instead"
+                );
+            }
+            None
+        }
+    };
     let holder = holder.and_then(
         |holder| match holder.deposit(kept_device.as_fd(), &record) {
             Ok(()) => Some(holder),

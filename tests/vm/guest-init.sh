@@ -154,6 +154,11 @@ check disk.host-columns "$(grep ' vda ' /proc/diskstats | wc -w)"
 # ---- render agrees with the mount ----
 check render.cpu-online "$(inside $C "/cgview render sys/devices/system/cpu/online")"
 
+# ---- a kernel without FUSE_NOTIFY_RESEND (this guest's 6.1): the connection is not kept, a stop unmounts ----
+check kernel.release "$(uname -r)"
+kill -TERM $JOINING; sleep 2
+check stop.still-mounted "$(grep -c ' /mnt/cgview ' /proc/self/mountinfo)"
+
 for log in /tmp/cgview.log /tmp/cgview-ns.log; do check "log$log" "$(cat $log)"; done
 check done ok
 poweroff -f
