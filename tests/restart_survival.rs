@@ -646,3 +646,147 @@ fn instances_never_take_each_others_containers() {
     let (healthy, report) = health(&theirs.mount_point);
     assert!(healthy, "{report}");
 }
+
+/// A container of a pod: `cgview <args...>` in a mount namespace of its own whose copy of the host path
+/// stays a peer of the host's (`Bidirectional`), logging to `log`.
+fn start_pod_container(args: &[&str], log: &Path) -> KillOnDrop {
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "unchanged", BIN])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// A reader that keeps `files` open and rereads them with `pread(fd, .., 0)` every 20 ms until `stop`
+/// exists, then prints how many reads it made and the errors it got.
+fn pread_reader(files: &[PathBuf], stop: &Path) -> Child {
+    let script = r#"
+import os, sys, time
+stop, files = sys.argv[1], sys.argv[2:]
+fds = [os.open(f, os.O_RDONLY) for f in files]
+reads, errors = 0, []
+while not os.path.exists(stop):
+    for fd in fds:
+        try:
+            if not os.pread(fd, 65536, 0).startswith(b"MemTotal:") and fd == fds[0]:
+                errors.append("wrong meminfo")
+            reads += 1
+        except OSError as e:
+            errors.append(str(e))
+    time.sleep(0.02)
+print(reads, len(errors), errors[:3])
+"#;
+    Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(stop)
+        .args(files)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The DaemonSet's rollout with keepers (daemonset/daemonset.yaml): each pod runs a daemon and a keeper
+/// sharing the host's keeper socket. The new pod's keeper stands by behind the old one's, its daemon
+/// takes the connection over, the old pod is deleted (its idle daemon and its keeper stopped) and the
+/// new keeper takes the socket over; then the new pod's daemon container restarts. Files kept open
+/// across all of it keep answering, and the containers' own reads never fail.
+#[test]
+fn rollout_between_pods_with_keepers_keeps_open_files() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "needs /bin/busybox (apt-get install busybox-static)"
+    );
+    let host = SharedHostPath::new();
+    // Whatever happens, no daemon or keeper of this host path outlives the test (declared after the
+    // host path, so dropped before it is unmounted).
+    let _cleanup = KillPodsOnDrop(host.path.clone());
+    let work = tempfile::tempdir().unwrap();
+    let socket = work.path().join("keeper.sock");
+    let socket_arg = socket.to_str().unwrap();
+    let mount_point = host.path.to_str().unwrap();
+    let keeper_args = ["keeper", mount_point, "--socket", socket_arg];
+    let daemon_args = [
+        "mount",
+        mount_point,
+        "--connection-holder",
+        "keeper",
+        "--keeper-socket",
+        socket_arg,
+    ];
+    let log = |name: &str| work.path().join(format!("{name}.log"));
+    let text = |name: &str| fs::read_to_string(log(name)).unwrap_or_default();
+
+    let _old_keeper = start_pod_container(&keeper_args, &log("old-keeper"));
+    wait_for_log(&log("old-keeper"), "keeping the FUSE connection");
+    let mut old_daemon = start_pod_container(&daemon_args, &log("old-daemon"));
+    wait_for_log(&log("old-daemon"), "serving");
+    let container = Container::start_with_pause("rollout", &host.path, 288, "sleep 0.02");
+    let stop = work.path().join("stop");
+    let reader = pread_reader(
+        &[host.path.join("proc/meminfo"), host.path.join("proc/stat")],
+        &stop,
+    );
+    sleep(Duration::from_millis(300));
+
+    let mut new_keeper = start_pod_container(&keeper_args, &log("new-keeper"));
+    wait_for_log(&log("new-keeper"), "standing by");
+    let mut new_daemon = start_pod_container(&daemon_args, &log("new-daemon"));
+    wait_for_log(&log("new-daemon"), "took over from the running cgview");
+    wait_for_log(&log("old-daemon"), "superseded");
+    sleep(Duration::from_millis(300));
+
+    // The old pod is deleted: both its containers get SIGTERM.
+    let status = stop_process(&mut old_daemon.0, "TERM").expect("the old daemon did not stop");
+    assert!(status.success(), "{status}: {}", text("old-daemon"));
+    drop(_old_keeper);
+    wait_for_log(&log("new-keeper"), "keeping the FUSE connection");
+    sleep(Duration::from_millis(700));
+
+    // The new pod's daemon container restarts (a crash).
+    new_daemon.0.kill().unwrap();
+    new_daemon.0.wait().unwrap();
+    let _restarted = start_pod_container(&daemon_args, &log("restarted-daemon"));
+    wait_for_log(
+        &log("restarted-daemon"),
+        "resumed the FUSE connection an earlier cgview left",
+    );
+    sleep(Duration::from_millis(500));
+
+    fs::write(&stop, "").unwrap();
+    let output = reader.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("rollout: pread reader (reads, errors, first errors): {report}");
+    let mut fields = report.split_whitespace();
+    let reads: u64 = fields.next().unwrap_or("0").parse().unwrap_or(0);
+    let errors = fields.next().unwrap_or("?");
+    assert!(reads > 100, "{report}");
+    assert_eq!(
+        errors,
+        "0",
+        "open files failed across the rollout: {report}\n{}\n{}",
+        text("new-keeper"),
+        text("new-daemon")
+    );
+    let (rounds, failed) = container.counts();
+    eprintln!("rollout: {failed} of {rounds} container rounds failed");
+    assert_eq!(failed, 0, "{}", container.errors());
+    assert_eq!(container.status(), format!("MemTotal: {} kB", 288 * 1024));
+    let _ = stop_process(&mut new_keeper.0, "KILL");
+}
+
+/// Kills the daemons and keepers of a host path when dropped.
+struct KillPodsOnDrop(PathBuf);
+
+impl Drop for KillPodsOnDrop {
+    fn drop(&mut self) {
+        kill_daemons_and_keepers(&self.0);
+    }
+}

@@ -402,7 +402,7 @@ pub fn kill_daemons_and_keepers(mount_point: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut sockets = Vec::new();
     loop {
-        let keepers = cgview_processes(mount_point, &["mount", "keeper"]);
+        let keepers = cgview_processes(mount_point, &["mount", "keeper", "superseded"]);
         if keepers.is_empty() || Instant::now() > deadline {
             break;
         }
