@@ -74,12 +74,14 @@ python3 tests/webhook_pods.py "$CGVIEW_PATCHED_PODS_DIR"
 echo "== static binary (no shared library), mounted, probed and stopped"
 static=$(packaging/build-static.sh)
 static_dir=$(mktemp -d)
-"$static" mount "$static_dir/mnt" 2>"$static_dir/log" &
+# With its keeper (the default), a stop leaves the mount for the next daemon until --resume-within.
+"$static" mount "$static_dir/mnt" --resume-within 1 2>"$static_dir/log" &
 static_pid=$!
 for _ in $(seq 100); do "$static" probe "$static_dir/mnt" 2>/dev/null && break; sleep 0.1; done
 "$static" probe "$static_dir/mnt" || { cat "$static_dir/log"; kill -9 $static_pid; exit 1; }
 "$static" docker-args "$static_dir/mnt" | grep -q ":/proc/meminfo:ro"
 kill -TERM $static_pid; wait $static_pid
+for _ in $(seq 50); do grep -q " $static_dir/mnt " /proc/self/mountinfo || break; sleep 0.1; done
 ! grep -q " $static_dir/mnt " /proc/self/mountinfo
 rm -rf "$static_dir"
 echo "== fuzz smoke run"
