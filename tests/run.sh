@@ -37,10 +37,20 @@ command -v openssl >/dev/null || missing+=(openssl)
 # kubectl renders daemonset/ (kustomize); machines of this kind carry it with the Cloud SDK, Debian's is
 # older but renders the fields used.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
+# Docker (with runc) runs real containers against the daemon (tests/docker_runtime.rs).
+command -v dockerd >/dev/null || missing+=(docker.io)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# A Docker daemon for tests/docker_runtime.rs: started here where none runs (no systemd on CI machines).
+if ! docker info >/dev/null 2>&1; then
+  echo "== starting dockerd"
+  (setsid dockerd >/tmp/cgview-tests-dockerd.log 2>&1 &)
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { tail -20 /tmp/cgview-tests-dockerd.log; exit 1; }
 fi
 
 # kubernetes-validate (PyPI) checks the manifests against Kubernetes' OpenAPI schemas.

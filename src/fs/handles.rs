@@ -62,9 +62,10 @@ impl Handles {
         }
     }
 
-    /// Whether `handle` was issued by an earlier daemon on this connection.
+    /// Whether `handle` was issued by an earlier daemon on this connection (never, for the daemon that
+    /// mounted it: generation 0).
     pub fn is_inherited(&self, handle: u64) -> bool {
-        handle < self.first
+        handle < self.first && self.first > 1
     }
 
     /// Takes on a file an earlier daemon opened as `handle`, with `content` made now.
@@ -182,5 +183,19 @@ mod tests {
         assert_eq!(slice_at(data, 3, 100), b"lo");
         assert_eq!(slice_at(data, 5, 1), b"");
         assert_eq!(slice_at(data, u64::MAX, u32::MAX), b"");
+    }
+
+    #[test]
+    fn only_a_successor_takes_on_handles_it_did_not_issue() {
+        let first = Handles::for_generation(0);
+        assert!(!first.is_inherited(0));
+        assert!(!first.is_inherited(1));
+        let third = Handles::for_generation(2);
+        assert!(third.is_inherited(0));
+        assert!(third.is_inherited((2 << 40) - 1));
+        assert!(!third.is_inherited(2 << 40));
+        let issued = third.open_file(7, Snapshot::from(&b"x"[..]));
+        assert_eq!(issued, 2 << 40);
+        assert!(!third.is_inherited(issued));
     }
 }

@@ -32,6 +32,9 @@ pub enum Need {
     CgroupV1,
     /// FUSE over io_uring in the kernel (Linux 6.14 and later, `fuse.enable_uring`).
     FuseOverIoUring,
+    /// A Docker daemon that answers (`docker info`): Debian's docker.io, which `tests/run.sh` installs
+    /// and starts.
+    Docker,
     /// What `tests/vm/boot.sh` boots a guest with: QEMU, cpio, xz, a static busybox and a readable
     /// Debian kernel with `fuse.ko`; or root, for whom it installs what is missing.
     VmTools,
@@ -77,6 +80,15 @@ impl Need {
                         unwritable.join(", ")
                     )
                 })
+            }
+            Need::Docker => {
+                let answers = std::process::Command::new("docker")
+                    .arg("info")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success());
+                (!answers).then(|| "a running Docker daemon (docker info)".to_owned())
             }
             Need::FuseOverIoUring => (!Path::new(ENABLE_URING).exists())
                 .then(|| format!("FUSE over io_uring ({ENABLE_URING} is missing)")),
