@@ -163,6 +163,27 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
     let canonical = canonical_mount_point(&mountpoint);
     let socket = keeper_socket
         .unwrap_or_else(|| cgview::daemon::handover_socket::default_socket(&canonical));
+    // Over io_uring a request that a departing daemon's ring entry held is neither resent nor failed
+    // by the kernel (seen on 6.18, after kill -9 and, rarely, even after a drained exit): its reader
+    // would wait with no bound. Unless asked for, such connections end with their daemon, as without
+    // a holder: errors between daemons, but never a hang.
+    let connection_holder = match (connection_holder, io_uring) {
+        (ConnectionHolder::Auto, true) => {
+            tracing::info!(
+                "--io-uring: the FUSE connection is not kept across daemons (the kernel may strand a \
+                 request a departing daemon's ring held); pass --connection-holder keeper to keep it anyway"
+            );
+            ConnectionHolder::None
+        }
+        (holder, true) if holder != ConnectionHolder::None => {
+            tracing::warn!(
+                "--io-uring with a kept connection: a request a departing daemon's ring held may never be \
+                 answered (its reader waits until interrupted)"
+            );
+            holder
+        }
+        (holder, _) => holder,
+    };
     let (start, holder) = match connection_holder.resolve() {
         ConnectionHolder::Systemd => {
             let stored = cgview::daemon::fdstore::take_stored()
