@@ -28,7 +28,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-
 /// Set to a file name, the stall tables are appended to it.
 const STALL_REPORT_ENV: &str = "CGVIEW_STALL_REPORT";
 
