@@ -122,7 +122,7 @@ pub fn serve(
         io_uring: session.io_uring_agreed(),
         mirror_seed: Some(fs.mirror_seed()),
         // Registered now rather than at the first open: the record given to the holder names it.
-        backing_id: fs.settle_mmap_refusal(|file| {
+        backing_id: fs.mmap_refusal(|file| {
             crate::transport::passthrough::register_backing_file(kept_device.as_fd(), file)
         }),
     };

@@ -52,11 +52,6 @@ impl MmapRefusal {
         refusal
     }
 
-    /// The id every open names, if it is settled.
-    pub fn settled(&self) -> Option<Option<u32>> {
-        self.id.get().copied()
-    }
-
     /// The backing file id to name, registering it on the first call. `register` hands an open file to
     /// the kernel (`FUSE_DEV_IOC_BACKING_OPEN`) and returns its id. When it fails (a kernel without
     /// passthrough, or a sys root that is not sysfs) opens are plain `direct_io`, and a private mapping

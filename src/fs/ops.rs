@@ -125,18 +125,6 @@ impl Fs {
             .backing_id(self.view().resolver().paths(), register)
     }
 
-    /// The backing file id opens name (see [`MmapRefusal`]), registering it now if it is not yet:
-    /// the handover record carries it to the next daemon.
-    pub fn settle_mmap_refusal(
-        &self,
-        register: impl FnOnce(BorrowedFd<'_>) -> io::Result<u32>,
-    ) -> Option<u32> {
-        match self.mmap_refusal.settled() {
-            Some(id) => id,
-            None => self.mmap_refusal(register),
-        }
-    }
-
     /// How many files and directories are open now.
     pub fn open_count(&self) -> usize {
         self.handles.count()
