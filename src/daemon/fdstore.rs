@@ -5,10 +5,9 @@
 //! A `systemctl stop` empties the store: the connection then ends as without a keeper.
 
 use super::holder::Resumed;
+use super::notify::notify_with_fd;
 use cgview_core::handover::Handover;
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix};
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const FUSE_NAME: &str = "cgview-fuse";
@@ -86,41 +85,10 @@ fn read_record(fd: BorrowedFd<'_>) -> io::Result<Handover> {
 pub fn store(device: BorrowedFd<'_>, record: &Handover) -> io::Result<()> {
     let memfd = rustix::fs::memfd_create(RECORD_NAME, rustix::fs::MemfdFlags::CLOEXEC)?;
     rustix::io::write(&memfd, record.encode().as_bytes())?;
-    send(&format!("FDSTOREREMOVE=1\nFDNAME={RECORD_NAME}\n"), None)?;
-    send(&format!("FDSTORE=1\nFDNAME={FUSE_NAME}\n"), Some(device))?;
-    send(
+    notify_with_fd(&format!("FDSTOREREMOVE=1\nFDNAME={RECORD_NAME}\n"), None)?;
+    notify_with_fd(&format!("FDSTORE=1\nFDNAME={FUSE_NAME}\n"), Some(device))?;
+    notify_with_fd(
         &format!("FDSTORE=1\nFDNAME={RECORD_NAME}\n"),
         Some(memfd.as_fd()),
     )
-}
-
-fn send(state: &str, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Err(io::Error::other("no $NOTIFY_SOCKET"));
-    };
-    let path = path.to_string_lossy().into_owned();
-    let address = match path.strip_prefix('@') {
-        Some(name) => SocketAddrUnix::new_abstract_name(name.as_bytes())?,
-        None => SocketAddrUnix::new(path.as_str())?,
-    };
-    let socket = rustix::net::socket_with(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::DGRAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )?;
-    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(io::Error::other("cannot attach a descriptor"));
-    }
-    rustix::net::sendmsg_addr(
-        &socket,
-        &address,
-        &[IoSlice::new(state.as_bytes())],
-        &mut control,
-        SendFlags::empty(),
-    )?;
-    Ok(())
 }
