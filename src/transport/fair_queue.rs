@@ -9,6 +9,7 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Work queued per key, taken one per key in turn.
@@ -110,9 +111,22 @@ fn take_next<J>(state: &mut State<J>) -> Option<J> {
 /// A job run by a [`WorkerPool`].
 pub type Job = Box<dyn FnOnce() + Send>;
 
-/// Threads serving a [`FairQueue`] of jobs until it is closed (when the pool is dropped).
+/// Threads serving a [`FairQueue`] of jobs until it is closed (when the pool is dropped), and the
+/// slots in which the threads that take requests off the connection may serve one themselves.
 pub struct WorkerPool {
     queue: Arc<FairQueue<Job>>,
+    /// How many more request-taking threads may serve a request themselves: one fewer than there are
+    /// workers, so that one always takes requests off the connection.
+    inline_slots: AtomicUsize,
+}
+
+/// A request-taking thread's permission to serve the request it took itself; given back when dropped.
+pub struct InlineSlot<'a>(&'a AtomicUsize);
+
+impl Drop for InlineSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 impl WorkerPool {
@@ -129,7 +143,23 @@ impl WorkerPool {
                     }
                 })?;
         }
-        Ok(WorkerPool { queue })
+        Ok(WorkerPool {
+            queue,
+            inline_slots: AtomicUsize::new(workers.max(1) - 1),
+        })
+    }
+
+    /// While nothing waits in the queues, the thread that took a request serves it (a hand-over wakes a
+    /// worker, which on a VM costs about as much as the request); a burst still reaches the queues,
+    /// where containers take turns.
+    pub fn inline_slot(&self) -> Option<InlineSlot<'_>> {
+        if self.queued() > 0 {
+            return None;
+        }
+        self.inline_slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| InlineSlot(&self.inline_slots))
     }
 
     /// Runs `job` in `key`'s turn; on this thread if the pool is shutting down.
@@ -221,5 +251,16 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
         drop(pool);
+    }
+
+    #[test]
+    fn one_request_taking_thread_always_stays_free() {
+        let pool = WorkerPool::start(2).unwrap();
+        let slot = pool.inline_slot();
+        assert!(slot.is_some());
+        assert!(pool.inline_slot().is_none(), "every taking thread served inline");
+        drop(slot);
+        assert!(pool.inline_slot().is_some(), "the slot came back");
+        assert!(WorkerPool::start(1).unwrap().inline_slot().is_none());
     }
 }

@@ -16,7 +16,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// How deep file systems may stack on this one when passthrough is negotiated: 1 lets an overlayfs use
@@ -88,9 +88,6 @@ struct CgviewFs {
     /// Asked to negotiate FUSE over io_uring at INIT; set to whether the kernel agreed.
     io_uring: Option<Arc<AtomicBool>>,
     workers: WorkerPool,
-    /// How many more session threads may serve a request themselves: one fewer than there are, so that
-    /// one always takes requests off the device.
-    inline_slots: AtomicUsize,
 }
 
 impl CgviewFs {
@@ -102,23 +99,14 @@ impl CgviewFs {
             fs,
             io_uring,
             workers: WorkerPool::start(workers)?,
-            inline_slots: AtomicUsize::new(workers.saturating_sub(1)),
         })
     }
 
-    /// Runs `job` in the turn of the caller's container. While nothing waits in the queues, the session
-    /// thread that took the request serves it (a hand-over wakes a worker, which on a VM costs about as
-    /// much as the request); one session thread always stays free to take requests off the device, so a
-    /// burst still reaches the queues, where containers take turns.
+    /// Runs `job` in the turn of the caller's container, or at once on this session thread while
+    /// nothing waits (see [`WorkerPool::inline_slot`]).
     fn in_turn(&self, caller: Caller, job: impl FnOnce(&Fs, &Caller) + Send + 'static) {
-        if self.workers.queued() == 0
-            && self
-                .inline_slots
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok()
-        {
+        if let Some(_slot) = self.workers.inline_slot() {
             job(&self.fs, &caller);
-            self.inline_slots.fetch_add(1, Ordering::AcqRel);
             return;
         }
         let fs = self.fs.clone();

@@ -10,7 +10,6 @@ use crate::transport::ring::dispatch::answer_request;
 use rustix::io::Errno;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The kernel refuses a `/dev/fuse` read offering less than this (`FUSE_MIN_READ_BUFFER`), or less than
@@ -40,7 +39,6 @@ pub fn serve(fs: Arc<Fs>, device: OwnedFd, threads: usize, max_write: u32) -> io
         fs,
         device,
         workers: WorkerPool::start(threads)?,
-        inline_slots: AtomicUsize::new(threads.saturating_sub(1)),
     });
     let read_len = MIN_READ_BUFFER.max(IN_HEADER_LEN + WRITE_IN_LEN + max_write as usize);
     let workers = (0..threads)
@@ -66,8 +64,6 @@ struct Session {
     fs: Arc<Fs>,
     device: OwnedFd,
     workers: WorkerPool,
-    /// How many more reading threads may answer a request themselves.
-    inline_slots: AtomicUsize,
 }
 
 impl Session {
@@ -101,11 +97,12 @@ impl Session {
                 | opcode::OPENDIR
                 | opcode::READ
         );
-        if !queued || self.take_inline_slot() {
+        if !queued {
             serve_request(&self.fs, self.device.as_fd(), request, reply);
-            if queued {
-                self.inline_slots.fetch_add(1, Ordering::AcqRel);
-            }
+            return;
+        }
+        if let Some(_slot) = self.workers.inline_slot() {
+            serve_request(&self.fs, self.device.as_fd(), request, reply);
             return;
         }
         let caller = Caller {
@@ -123,16 +120,6 @@ impl Session {
                 serve_request(&session.fs, session.device.as_fd(), &request, &mut reply);
             }),
         );
-    }
-
-    /// While nothing waits in the queues, a reading thread answers the request it took (handing it to a
-    /// worker costs about as much as answering it).
-    fn take_inline_slot(&self) -> bool {
-        self.workers.queued() == 0
-            && self
-                .inline_slots
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok()
     }
 }
 
