@@ -407,16 +407,9 @@ impl Drop for SharedHostPath {
 /// `cgview mount` in a pod of its own: a new mount namespace whose copy of the host path stays a peer
 /// of the host's (`Bidirectional`), so its mounts propagate to the host and to the other pod.
 fn start_pod_daemon(host_path: &Path, log: &Path) -> KillOnDrop {
-    let child = Command::new("unshare")
-        .args(["--mount", "--propagation", "unchanged", BIN, "mount"])
-        .arg(host_path)
-        .args(WITHOUT_KEEPER)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    KillOnDrop(child)
+    let mut args = vec!["mount", host_path.to_str().unwrap()];
+    args.extend(WITHOUT_KEEPER);
+    start_pod_container(&args, log)
 }
 
 fn wait_for_log(log: &Path, line: &str) {

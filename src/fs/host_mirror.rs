@@ -34,6 +34,9 @@ pub(crate) struct HostMirror {
     /// The connection was numbered by an earlier daemon: entries the kernel still holds from it are
     /// recognised by their numbers at first use.
     inherited: bool,
+    /// Numbers of earlier daemons' entries the walk found nothing for (gone from the host): not walked
+    /// for again while the kernel still asks about them. At most the inodes the kernel held.
+    unrecognised: Mutex<std::collections::HashSet<Inode>>,
 }
 
 /// How deep and how wide the search for an earlier daemon's entry goes.
@@ -55,6 +58,7 @@ impl HostMirror {
             real_sys_root: OnceLock::new(),
             mirror: Mutex::new(Mirror::with_seed(seed)),
             inherited,
+            unrecognised: Mutex::default(),
         }
     }
 
@@ -67,8 +71,10 @@ impl HostMirror {
         if let Some(key) = self.mirror.lock().key_of(inode).cloned() {
             return Ok(key);
         }
-        if self.inherited && Mirror::in_range(inode) {
-            return self.recognise(inode);
+        if self.inherited && Mirror::in_range(inode) && !self.unrecognised.lock().contains(&inode) {
+            return self.recognise(inode).inspect_err(|_| {
+                self.unrecognised.lock().insert(inode);
+            });
         }
         Err(Failure::NotFound)
     }
@@ -429,5 +435,49 @@ mod tests {
             ),
             Path::new("/sys/devices/pci/virtio1")
         );
+    }
+
+    #[test]
+    fn a_successor_recognises_entries_an_earlier_daemon_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = HostPaths {
+            proc_root: dir.path().join("proc"),
+            sys_root: dir.path().join("sys"),
+            cgroup_root: dir.path().join("cgroup"),
+        };
+        let topology = paths.sys_file("devices/system/cpu/cpu0/topology");
+        std::fs::create_dir_all(&topology).unwrap();
+        std::fs::write(topology.join("core_id"), "0\n").unwrap();
+        let seed = MirrorSeed([11, 13]);
+        let first = HostMirror::with_seed(&paths, seed, false);
+        let cpu = (MirrorRoot::Cpu, PathBuf::new());
+        let (cpu0, _) = first.lookup(&cpu, "cpu0").unwrap();
+        let (topo, _) = first
+            .lookup(&(MirrorRoot::Cpu, PathBuf::from("cpu0")), "topology")
+            .unwrap();
+        let (core_id, _) = first
+            .lookup(
+                &(MirrorRoot::Cpu, PathBuf::from("cpu0/topology")),
+                "core_id",
+            )
+            .unwrap();
+        assert!(cpu0.inode != topo.inode);
+
+        // The successor knows none of them until the kernel asks, then finds each by its number.
+        let successor = HostMirror::with_seed(&paths, seed, true);
+        assert_eq!(
+            successor.key_of(core_id.inode).unwrap(),
+            (MirrorRoot::Cpu, PathBuf::from("cpu0/topology/core_id"))
+        );
+        assert_eq!(successor.path_of(topo.inode).unwrap(), topology);
+        // A daemon that mounted the connection itself inherits nothing to recognise.
+        let fresh = HostMirror::with_seed(&paths, seed, false);
+        assert_eq!(fresh.key_of(core_id.inode), Err(Failure::NotFound));
+        // An entry gone from the host is not found, and not looked for again.
+        std::fs::remove_file(topology.join("core_id")).unwrap();
+        let later = HostMirror::with_seed(&paths, seed, true);
+        assert_eq!(later.key_of(core_id.inode), Err(Failure::NotFound));
+        assert!(later.unrecognised.lock().contains(&core_id.inode));
+        assert_eq!(later.key_of(core_id.inode), Err(Failure::NotFound));
     }
 }

@@ -258,7 +258,10 @@ mod tests {
         let pool = WorkerPool::start(2).unwrap();
         let slot = pool.inline_slot();
         assert!(slot.is_some());
-        assert!(pool.inline_slot().is_none(), "every taking thread served inline");
+        assert!(
+            pool.inline_slot().is_none(),
+            "every taking thread served inline"
+        );
         drop(slot);
         assert!(pool.inline_slot().is_some(), "the slot came back");
         assert!(WorkerPool::start(1).unwrap().inline_slot().is_none());
