@@ -1,6 +1,9 @@
-# The cgview image: one static binary on an empty base. Nothing is copied to the host; the DaemonSet
-# (daemonset/) runs it privileged with hostPID, /dev/fuse and the host paths it needs.
+# The cgview image, built from source inside a rust image: for hosts that can pull from a registry.
 #   docker build -t cgview .
+# Offline (no registry), packaging/build-image.sh puts a static binary built on the host on the same
+# empty base (packaging/Dockerfile). Both give one static binary on `scratch`; nothing is copied to the
+# host. The DaemonSet (daemonset/) and the Docker-host agent (README, "On a Docker host, as a container")
+# run it privileged with the host's pids, /dev/fuse and the host paths it needs.
 FROM rust:1-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends file && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

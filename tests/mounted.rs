@@ -728,16 +728,22 @@ fn permissions_are_enforced_without_default_permissions() {
 
 /// `cgview SUBCOMMAND MOUNTPOINT` for `daemon`'s mount point.
 fn cgview_on(daemon: &Daemon, subcommand: &str) -> std::process::Output {
+    cgview_on_with(daemon, &[subcommand])
+}
+
+/// `cgview ARGS.. MOUNTPOINT`.
+fn cgview_on_with(daemon: &Daemon, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
-        .arg(subcommand)
+        .args(args)
         .arg(&daemon.mount_point)
         .output()
         .unwrap()
 }
 
 /// `docker run $(cgview docker-args) IMAGE`: the flags name only files that exist, each read-only over its
-/// /proc or /sys path, and a container bound by exactly those flags sees its own limits. With no daemon the
-/// command fails and prints nothing (Docker would create directories in the files' places).
+/// /proc or /sys path in the `--mount` form, and a container bound by exactly those flags sees its own
+/// limits. With no daemon, or another file system at the mount point holding the same names (as LXCFS
+/// does), the command fails with a reason and prints flags that bind a source that never exists.
 #[test]
 fn docker_args_bind_a_container_to_its_own_view() {
     // The stop below must leave the mount point unserved at once (with a keeper it waits for the
@@ -749,19 +755,24 @@ fn docker_args_bind_a_container_to_its_own_view() {
     let output = cgview_on(&daemon, "docker-args");
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let words: Vec<&str> = stdout.split_whitespace().collect();
-    assert!(words.len() >= 16 && words.len() % 2 == 0, "{stdout}");
+    let binds = mount_flags(&stdout);
+    assert!(binds.len() >= 8, "{stdout}");
     let mut setup = String::from("set -e\n");
-    for pair in words.chunks(2) {
-        assert_eq!(pair[0], "-v", "{stdout}");
-        let fields: Vec<&str> = pair[1].split(':').collect();
-        assert_eq!(fields.len(), 3, "{stdout}");
-        assert_eq!(fields[2], "ro");
-        assert!(Path::new(fields[0]).exists(), "{}", fields[0]);
-        assert!(fields[1].starts_with("/proc/") || fields[1].starts_with("/sys/"));
-        setup.push_str(&format!("mount --bind -o ro {} {}\n", fields[0], fields[1]));
+    for (source, target) in &binds {
+        assert!(Path::new(source).exists(), "{source}");
+        assert!(target.starts_with("/proc/") || target.starts_with("/sys/"));
+        setup.push_str(&format!("mount --bind -o ro {source} {target}\n"));
     }
-    assert!(stdout.contains(":/proc/meminfo:ro"), "{stdout}");
+    assert!(binds.iter().any(|(_, target)| target == "/proc/meminfo"));
+    assert!(!stdout.contains("NOT-SERVED"), "{stdout}");
+
+    let without = cgview_on_with(&daemon, &["docker-args", "--without", "proc/uptime"]);
+    assert!(without.status.success(), "{without:?}");
+    let fewer = mount_flags(&String::from_utf8(without.stdout).unwrap());
+    assert_eq!(fewer.len(), binds.len() - 1);
+    assert!(!fewer.iter().any(|(_, target)| target == "/proc/uptime"));
+    let typo = cgview_on_with(&daemon, &["docker-args", "--without", "proc/uptim"]);
+    assert!(!typo.status.success() && typo.stdout.is_empty(), "{typo:?}");
 
     let cgroup = TestCgroup::new("docker-args", &["memory"]);
     cgroup.set("memory", "memory.limit_in_bytes", &(200 * MIB).to_string());
@@ -775,12 +786,122 @@ fn docker_args_bind_a_container_to_its_own_view() {
     let probe = cgview_on(&daemon, "probe").status;
     assert!(probe.success());
     assert!(daemon.stop_with("TERM").success());
-    let output = cgview_on(&daemon, "docker-args");
+    assert_fails_closed(&daemon, "nothing is mounted there");
+
+    // Another file system serving the same names (LXCFS has proc/meminfo and proc/uptime) is not cgview.
+    let mount_point = daemon.mount_point.to_str().unwrap();
+    run_sh(&format!(
+        "mount -t tmpfs lookalike {mount_point} && mkdir -p {mount_point}/proc && \
+         cp /proc/meminfo /proc/uptime {mount_point}/proc/"
+    ));
+    let _unmount = Unmount(daemon.mount_point.clone());
+    assert_fails_closed(&daemon, "tmpfs is mounted there");
+}
+
+/// A mount point where Docker's `-v` made directories in place of the files while nothing served: the
+/// next `cgview mount` removes them, saying so, and serves. One holding anything else is refused with
+/// its contents named, and left as it was.
+#[test]
+fn mount_clears_what_a_runtime_left_and_refuses_anything_else() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    let mut daemon = Daemon::start(&[], WITHOUT_KEEPER);
+    assert!(daemon.stop_with("TERM").success());
+    for left in [
+        "proc/meminfo",
+        "proc/uptime",
+        "sys/devices/system/cpu",
+        "sys/block",
+    ] {
+        fs::create_dir_all(daemon.path(left)).unwrap();
+    }
+    daemon.respawn();
+    assert!(fs::read_to_string(daemon.path("proc/meminfo"))
+        .unwrap()
+        .starts_with("MemTotal:"));
+    let log = daemon.log_text();
+    assert!(
+        log.contains("removed empty directories a container runtime made")
+            && log.contains("proc/meminfo")
+            && log.contains("sys/block"),
+        "{log}"
+    );
+    assert!(daemon.stop_with("TERM").success());
+    assert_eq!(fs::read_dir(&daemon.mount_point).unwrap().count(), 0);
+
+    fs::create_dir_all(daemon.path("proc/meminfo")).unwrap();
+    fs::write(daemon.path("notes.txt"), "mine").unwrap();
+    let mut refused = Command::new(BIN)
+        .args(["mount", "--connection-holder", "none"])
+        .arg(&daemon.mount_point)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("cgview mount served over a mount point holding a file");
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let output = refused.wait_with_output().unwrap();
     assert!(!output.status.success());
-    assert!(output.stdout.is_empty(), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not served"));
-    let probe = cgview_on(&daemon, "probe").status;
-    assert!(!probe.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("notes.txt (a file)") && stderr.contains("did not put there"),
+        "{stderr}"
+    );
+    assert!(!is_mounted(&daemon.mount_point));
+    assert!(daemon.path("proc/meminfo").is_dir() && daemon.path("notes.txt").is_file());
+}
+
+/// The `(source, target)` of each `--mount type=bind,source=..,target=..,readonly` pair in `printed`.
+fn mount_flags(printed: &str) -> Vec<(String, String)> {
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert!(words.len() % 2 == 0, "{printed}");
+    words
+        .chunks(2)
+        .map(|pair| {
+            assert_eq!(pair[0], "--mount", "{printed}");
+            let fields: Vec<&str> = pair[1].split(',').collect();
+            assert_eq!(fields[0], "type=bind", "{printed}");
+            assert_eq!(fields[3], "readonly", "{printed}");
+            let source = fields[1].strip_prefix("source=").unwrap().to_owned();
+            let target = fields[2].strip_prefix("target=").unwrap().to_owned();
+            (source, target)
+        })
+        .collect()
+}
+
+/// `docker-args` and `probe` fail, saying `why`, and the flags printed bind a source that does not exist.
+fn assert_fails_closed(daemon: &Daemon, why: &str) {
+    let output = cgview_on(daemon, "docker-args");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(why), "{stderr}");
+    let binds = mount_flags(&String::from_utf8(output.stdout).unwrap());
+    let sentinel = daemon.mount_point.join("NOT-SERVED-BY-CGVIEW");
+    assert!(
+        binds
+            .iter()
+            .any(|(source, _)| Path::new(source) == sentinel),
+        "{binds:?}"
+    );
+    assert!(!sentinel.exists());
+    let probe = cgview_on(daemon, "probe");
+    assert!(!probe.status.success());
+    assert!(String::from_utf8_lossy(&probe.stderr).contains(why));
+}
+
+/// Detaches a mount when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 /// A pod as the admission webhook patches it, started the way kubelet and runc do: each injected hostPath

@@ -45,10 +45,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# A Docker daemon for tests/docker_runtime.rs: started here where none runs (no systemd on CI machines).
+# A Docker daemon for the real-runtime suites (tests/docker_runtime.rs, tests/docker_limits.rs): where none
+# runs (no systemd on CI machines), one started here with a private data root, no bridge and no iptables
+# rules (the containers run with --network none), and a log to read when it fails.
 if ! docker info >/dev/null 2>&1; then
-  echo "== starting dockerd"
-  (setsid dockerd >/tmp/cgview-tests-dockerd.log 2>&1 &)
+  echo "== starting dockerd (data root /var/lib/cgview-test-docker)"
+  (setsid dockerd --data-root /var/lib/cgview-test-docker --bridge=none --iptables=false \
+    >/tmp/cgview-tests-dockerd.log 2>&1 &)
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { tail -20 /tmp/cgview-tests-dockerd.log; exit 1; }
 fi
@@ -62,7 +65,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== the lean daemon (no webhook): builds and passes clippy"
 cargo clippy --no-default-features --all-targets -- -D warnings
-echo "== cargo test (unit, captured files, fixture trees, mounted, real tools, pure cgroup v2 VM)"
+echo "== static binary (the image the Docker agent test builds, and the checks below)"
+static=$(packaging/build-static.sh)
+export CGVIEW_STATIC_BINARY="$PWD/$static"
+echo "== cargo test (unit, captured files, fixture trees, mounted, real tools, real Docker, pure cgroup v2 VM)"
 test_log="$(mktemp)"
 # Everything runs here: a test whose needs (root, /dev/fuse, cgroup v1, FUSE over io_uring, QEMU's
 # kernel) are missing fails instead of skipping itself (tests/needs), so CI never skips silently.
@@ -82,14 +88,13 @@ python3 tests/manifests.py
 echo "== pods as the admission webhook patches them, against the Kubernetes schemas"
 python3 tests/webhook_pods.py "$CGVIEW_PATCHED_PODS_DIR"
 echo "== static binary (no shared library), mounted, probed and stopped"
-static=$(packaging/build-static.sh)
 static_dir=$(mktemp -d)
 # With its keeper (the default), a stop leaves the mount for the next daemon until --resume-within.
 "$static" mount "$static_dir/mnt" --resume-within 1 2>"$static_dir/log" &
 static_pid=$!
 for _ in $(seq 100); do "$static" probe "$static_dir/mnt" 2>/dev/null && break; sleep 0.1; done
 "$static" probe "$static_dir/mnt" || { cat "$static_dir/log"; kill -9 $static_pid; exit 1; }
-"$static" docker-args "$static_dir/mnt" | grep -q ":/proc/meminfo:ro"
+"$static" docker-args "$static_dir/mnt" | grep -q "type=bind,source=$static_dir/mnt/proc/meminfo,target=/proc/meminfo,readonly"
 kill -TERM $static_pid; wait $static_pid
 for _ in $(seq 50); do grep -q " $static_dir/mnt " /proc/self/mountinfo || break; sleep 0.1; done
 ! grep -q " $static_dir/mnt " /proc/self/mountinfo
@@ -98,3 +103,5 @@ echo "== fuzz smoke run"
 bash fuzz/run-smoke.sh
 echo "== all checks passed"
 echo "cargo test: $passed passed, $failed failed"
+# The real-runtime suites' wall time (each test binary reports its own).
+awk '/Running tests\/docker_/ {suite = $2} suite && /^test result:/ {print "real-runtime suite " suite ": " $NF; suite = ""}' "$test_log"

@@ -2,6 +2,7 @@
 //! about the host at start.
 
 use cgview::catalog::ServedFile;
+use cgview::daemon::mount_scan::is_cgview_mount;
 use cgview::error_chain;
 use cgview::failure::Failure;
 use cgview::fs::{Caller, Fs, NodeKind, ReadInto};
@@ -12,22 +13,83 @@ use cgview::permissions::Credentials;
 use cgview::service::view::{Source, View, ViewOptions};
 use std::os::unix::ffi::OsStringExt;
 
-/// Reads two served files through the mount, as a container does; an error names what failed.
-pub fn probe(mount_point: &std::path::Path) -> Result<(), String> {
+/// Whether a cgview serves `mount_point`: the mount visible there is a cgview mount (not LXCFS, not an
+/// empty directory), and two served files read through it as a container reads them. The error says
+/// what is there instead.
+pub fn probe(paths: &HostPaths, mount_point: &std::path::Path) -> Result<(), String> {
+    let not_running = || format!("is `cgview mount {}` running?", mount_point.display());
+    if let Err(e) = std::fs::metadata(mount_point) {
+        return Err(format!(
+            "{} is not served ({e}); {}",
+            mount_point.display(),
+            not_running()
+        ));
+    }
+    let mount = cgview::daemon::mount_at(mount_point, paths).map_err(|e| {
+        format!(
+            "{} is not served: {}; {}",
+            mount_point.display(),
+            error_chain(&e),
+            not_running()
+        )
+    })?;
+    match mount {
+        None => {
+            return Err(format!(
+                "{} is not served: nothing is mounted there; {}",
+                mount_point.display(),
+                not_running()
+            ))
+        }
+        Some(mount) if !is_cgview_mount(&mount) => {
+            return Err(format!(
+                "{} is not served by cgview: {} is mounted there (source {:?}); {}",
+                mount_point.display(),
+                mount.fs_type,
+                mount.source,
+                not_running()
+            ))
+        }
+        Some(_) => {}
+    }
     for (file, expect) in [("proc/meminfo", "MemTotal:"), ("proc/uptime", ".")] {
         let path = mount_point.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{} is not served ({e}); is `cgview mount {}` running?",
-                path.display(),
-                mount_point.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{} is not served ({e}); {}", path.display(), not_running()))?;
         if !text.contains(expect) {
             return Err(format!("{} reads {text:?}", path.display()));
         }
     }
     Ok(())
+}
+
+/// `cgview docker-args`: the `--mount` flags binding cgview's files (less `without`) into a container.
+/// While nothing serves `mount_point` it prints them all the same, with one more bind whose source never
+/// exists, and fails: `docker run $(cgview docker-args) ...` then fails too, where printing nothing
+/// would start the container with the host's view.
+pub fn docker_args(
+    paths: &HostPaths,
+    mount_point: &std::path::Path,
+    without: &[String],
+) -> Result<(), String> {
+    let bound = cgview::catalog::docker_bound(without)?;
+    let served = probe(paths, mount_point);
+    let binds = match served {
+        Ok(()) => cgview::catalog::container_binds(mount_point, &bound, |p| p.exists()),
+        Err(_) => {
+            let mut binds = cgview::catalog::container_binds(mount_point, &bound, |_| true);
+            binds.push(cgview::catalog::not_served_bind(mount_point));
+            binds
+        }
+    };
+    let args = cgview::catalog::docker_args(&binds)?;
+    println!("{}", args.join(" "));
+    served.map_err(|reason| {
+        format!(
+            "{reason}\n(the flags printed bind {}, which does not exist, so `docker run` refuses to start the container instead of giving it the host's files)",
+            cgview::catalog::not_served_bind(mount_point).source.display()
+        )
+    })
 }
 
 /// `cgview health`: one line per mount namespace with cgview mounts.
@@ -36,7 +98,7 @@ pub fn health(
     mount_point: &std::path::Path,
     repair: bool,
 ) -> Result<(), String> {
-    let live_mount = std::fs::read_to_string(mount_point.join("proc/meminfo")).is_ok();
+    let live_mount = probe(paths, mount_point).is_ok();
     println!(
         "mount {}: {}",
         mount_point.display(),

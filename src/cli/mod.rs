@@ -82,16 +82,22 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Print the `docker run` flags that bind cgview's files into a container:
-    /// `docker run $(cgview docker-args) IMAGE`. Fails, printing nothing, while MOUNTPOINT is not served
-    /// (Docker would otherwise create empty directories in the files' places).
+    /// Print the `docker run` flags that bind cgview's files into a container, read-only:
+    /// `docker run $(cgview docker-args) IMAGE`. They are `--mount type=bind,...` flags, which Docker
+    /// refuses when a source is missing (`-v` would create an empty directory and start the container
+    /// with the host's view). While no cgview serves MOUNTPOINT it exits 1 with the reason on standard
+    /// error and still prints the flags, plus a bind of MOUNTPOINT/NOT-SERVED-BY-CGVIEW, so that the
+    /// `docker run` fails too.
     DockerArgs {
         /// The running daemon's mount point.
         #[arg(default_value = "/var/lib/cgview")]
         mountpoint: PathBuf,
+        /// Leave out a path, e.g. `--without proc/uptime` (repeatable).
+        #[arg(long, value_name = "PATH")]
+        without: Vec<String>,
     },
-    /// Exit 0 if MOUNTPOINT is served: reads proc/meminfo and proc/uptime through the mount, as a
-    /// container would. For liveness and readiness probes.
+    /// Exit 0 if a cgview serves MOUNTPOINT: the mount there is cgview's, and proc/meminfo and
+    /// proc/uptime read through it, as a container would. For liveness and readiness probes.
     Probe {
         /// The running daemon's mount point.
         #[arg(default_value = "/var/lib/cgview")]
@@ -170,14 +176,11 @@ fn run(cli: Cli) -> Result<(), String> {
             cgview::daemon::holder::wait_superseded(&mountpoint).map_err(|e| e.to_string())
         }
         Command::Health { mountpoint, repair } => inspect::health(&paths, &mountpoint, repair),
-        Command::DockerArgs { mountpoint } => {
-            inspect::probe(&mountpoint)?;
-            let binds = cgview::catalog::container_binds(&mountpoint, |p| p.exists());
-            let args = cgview::catalog::docker_args(&binds)?;
-            println!("{}", args.join(" "));
-            Ok(())
-        }
-        Command::Probe { mountpoint } => inspect::probe(&mountpoint),
+        Command::DockerArgs {
+            mountpoint,
+            without,
+        } => inspect::docker_args(&paths, &mountpoint, &without),
+        Command::Probe { mountpoint } => inspect::probe(&paths, &mountpoint),
         Command::RepairNamespace {
             pid,
             mount_point,

@@ -23,7 +23,7 @@ mod serve;
 
 pub use crate::daemon::mount_scan::FS_NAME;
 pub use cgroup_namespace::join_host_cgroup_namespace;
-pub use mount_point::{prepare_mount_point, MountPlan};
+pub use mount_point::{mount_at, prepare_mount_point, MountPlan};
 pub use serve::{serve, Start};
 
 use crate::host::error::ReadError;
@@ -53,6 +53,8 @@ pub enum MountError {
     NoFuseDevice,
     #[error("the mount point {0} is a regular file, not a directory")]
     MountPointIsFile(PathBuf),
+    #[error("the mount point {path} holds {found}, which cgview did not put there: mounting over it would hide it; empty it or choose another mount point")]
+    MountPointNotEmpty { path: PathBuf, found: String },
     #[error("{0} is already served by a running cgview, and this kernel cannot take it over (mounting beneath needs Linux 6.5); stop that one first")]
     CannotTakeOver(PathBuf),
     #[error("cannot prepare the mount point {path}")]

@@ -2,12 +2,14 @@
 //! cgview) and the plan that follows.
 
 use super::MountError;
-use crate::daemon::mount_scan::{is_dead_connection, live_device};
+use crate::daemon::mount_scan::{is_dead_connection, live_device, visible_mount};
 use crate::host::error::{read_text, WrapPath};
 use crate::host::paths::HostPaths;
+use cgview_core::catalog::may_be_left_by_a_runtime;
 use cgview_core::parse::mountinfo::{parse_mountinfo, MountEntry};
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 /// What a mount point holds before cgview mounts there.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +86,10 @@ pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<Moun
                 std::fs::create_dir_all(mount_point).map_err(wrap)?;
                 return Ok(MountPlan::Fresh);
             }
-            MountPointState::Directory => return Ok(MountPlan::Fresh),
+            MountPointState::Directory => {
+                clear_runtime_leftovers(mount_point)?;
+                return Ok(MountPlan::Fresh);
+            }
             MountPointState::RegularFile | MountPointState::OtherFile => {
                 return Err(MountError::MountPointIsFile(mount_point.to_owned()))
             }
@@ -104,6 +109,103 @@ pub fn prepare_mount_point(mount_point: &Path, paths: &HostPaths) -> Result<Moun
     Err(wrap(io::Error::other(format!(
         "more than {MAX_DEAD_LAYERS} dead mounts are stacked here"
     ))))
+}
+
+/// Entries of a mount point named in a refusal, at most.
+const FOREIGN_NAMED: usize = 5;
+
+/// Removes the empty directories a container runtime made in place of cgview's files while nothing served
+/// at `mount_point` (Docker's `-v` creates a missing bind source, and its parents, as directories; a
+/// container restarted while cgview was down leaves `proc/meminfo/` and the rest), and refuses a mount
+/// point holding anything else: mounting over it would hide it without a word.
+pub(super) fn clear_runtime_leftovers(mount_point: &Path) -> Result<(), MountError> {
+    let wrap = |source: io::Error| MountError::MountPoint {
+        path: mount_point.to_owned(),
+        source,
+    };
+    let device = std::fs::metadata(mount_point).map_err(wrap)?.dev();
+    let mut leftovers = Vec::new();
+    let mut foreign = Vec::new();
+    find_leftovers(
+        mount_point,
+        Path::new(""),
+        device,
+        &mut leftovers,
+        &mut foreign,
+    )
+    .map_err(wrap)?;
+    if !foreign.is_empty() {
+        let more = foreign.len().saturating_sub(FOREIGN_NAMED);
+        let mut found: Vec<String> = foreign.into_iter().take(FOREIGN_NAMED).collect();
+        if more > 0 {
+            found.push(format!("{more} more"));
+        }
+        return Err(MountError::MountPointNotEmpty {
+            path: mount_point.to_owned(),
+            found: found.join(", "),
+        });
+    }
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    for relative in &leftovers {
+        std::fs::remove_dir(mount_point.join(relative)).map_err(wrap)?;
+    }
+    let removed: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
+    tracing::warn!(
+        mount_point = %mount_point.display(),
+        removed = %removed.join(" "),
+        "removed empty directories a container runtime made in place of cgview's files while nothing \
+         served here (Docker's -v binds do that; the --mount binds `cgview docker-args` prints do not)"
+    );
+    Ok(())
+}
+
+/// Walks `relative` below `root`: directories a runtime may have left (on the mount point's own file
+/// system, holding nothing else) go to `leftovers` deepest first, anything else to `foreign`.
+fn find_leftovers(
+    root: &Path,
+    relative: &Path,
+    device: u64,
+    leftovers: &mut Vec<PathBuf>,
+    foreign: &mut Vec<String>,
+) -> io::Result<()> {
+    for entry in std::fs::read_dir(root.join(relative))? {
+        let entry = entry?;
+        let child = relative.join(entry.file_name());
+        let meta = entry.metadata()?;
+        if meta.is_dir() && meta.dev() == device && may_be_left_by_a_runtime(&child) {
+            find_leftovers(root, &child, device, leftovers, foreign)?;
+            leftovers.push(child);
+        } else {
+            let kind = if meta.is_dir() {
+                if meta.dev() == device {
+                    "a directory"
+                } else {
+                    "a mount"
+                }
+            } else if meta.is_file() {
+                "a file"
+            } else if meta.is_symlink() {
+                "a symbolic link"
+            } else {
+                "a special file"
+            };
+            foreign.push(format!("{} ({kind})", child.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The mount visible at `mount_point` in this namespace (any file system), if something is mounted there.
+pub fn mount_at(mount_point: &Path, paths: &HostPaths) -> Result<Option<MountEntry>, MountError> {
+    let canonical =
+        std::fs::canonicalize(mount_point).map_err(|source| MountError::MountPoint {
+            path: mount_point.to_owned(),
+            source,
+        })?;
+    let mounts = own_mounts(paths)?;
+    Ok(visible_mount(&mounts, &canonical.to_string_lossy()).cloned())
 }
 
 /// The device of the cgview mount visible at `mount_point` in this namespace, if there is one.
@@ -156,4 +258,95 @@ pub(super) fn owns_mount_point(mount_point: &Path, own_device: &str, paths: &Hos
         occupant(mount_point, own_device, paths),
         Ok(Occupant::Another)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(paths: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for path in paths {
+            match path.strip_suffix('/') {
+                Some(dir) => std::fs::create_dir_all(root.path().join(dir)).unwrap(),
+                None => {
+                    let file = root.path().join(path);
+                    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                    std::fs::write(file, "x").unwrap();
+                }
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn an_empty_mount_point_is_left_as_it_is() {
+        let root = tree(&[]);
+        clear_runtime_leftovers(root.path()).unwrap();
+        assert!(root.path().is_dir());
+    }
+
+    #[test]
+    fn directories_docker_made_for_bind_sources_are_removed() {
+        let root = tree(&[
+            "proc/meminfo/",
+            "proc/uptime/",
+            "proc/pressure/io/",
+            "sys/devices/system/cpu/",
+            "sys/block/",
+            "NOT-SERVED-BY-CGVIEW/",
+        ]);
+        clear_runtime_leftovers(root.path()).unwrap();
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn anything_else_refuses_the_mount_and_nothing_is_removed() {
+        for (leftover, foreign) in [
+            ("proc/meminfo/", "proc/stat"),
+            ("proc/meminfo/", "data/"),
+            ("sys/block/", "sys/devices/system/cpu/cpu0/"),
+            ("proc/uptime/", "proc/meminfo/x/"),
+        ] {
+            let root = tree(&[leftover, foreign]);
+            let error = clear_runtime_leftovers(root.path()).unwrap_err();
+            let message = error.to_string();
+            let named = foreign.trim_end_matches('/');
+            assert!(message.contains(named), "{message}");
+            assert!(
+                root.path().join(leftover).is_dir(),
+                "{leftover} was removed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_symbolic_link_is_foreign_even_to_a_leftover_name() {
+        let root = tree(&["elsewhere/"]);
+        std::fs::create_dir(root.path().join("proc")).unwrap();
+        std::os::unix::fs::symlink(
+            root.path().join("elsewhere"),
+            root.path().join("proc/meminfo"),
+        )
+        .unwrap();
+        let message = clear_runtime_leftovers(root.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("proc/meminfo (a symbolic link)"),
+            "{message}"
+        );
+        assert!(message.contains("elsewhere (a directory)"), "{message}");
+    }
+
+    #[test]
+    fn a_long_refusal_names_a_few_and_counts_the_rest() {
+        let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let root = tree(&refs);
+        let message = clear_runtime_leftovers(root.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("3 more"), "{message}");
+    }
 }

@@ -118,6 +118,11 @@ pub fn cgview_binds(
         .collect()
 }
 
+/// The mount visible at `mount_point`: the last one mounted there, whatever its file system.
+pub fn visible_mount<'a>(mounts: &'a [MountEntry], mount_point: &str) -> Option<&'a MountEntry> {
+    mounts.iter().rev().find(|m| m.mount_point == mount_point)
+}
+
 /// The device of the cgview mount at `mount_point`, the last one mounted there (the visible one).
 pub fn live_device<'a>(mounts: &'a [MountEntry], mount_point: &str) -> Option<&'a str> {
     mounts

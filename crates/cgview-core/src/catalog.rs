@@ -173,23 +173,71 @@ pub struct ContainerBind {
     pub target: String,
 }
 
-/// `cgview docker-args`' binds for a cgview mounted at `mount_point`, leaving out what `exists` says is not
-/// there (a tree without a file must not be bound, or Docker would create an empty directory in its place
-/// on the host).
-pub fn container_binds(mount_point: &Path, exists: impl Fn(&Path) -> bool) -> Vec<ContainerBind> {
-    CONTAINER_PATHS
+/// The paths `cgview docker-args` binds, leaving out those named in `without` (tree paths, as
+/// `proc/uptime` or `/proc/uptime`). A name that is not one of them is an error, so a typo never passes
+/// silently as "bind everything".
+pub fn docker_bound(without: &[String]) -> Result<Vec<Bound>, String> {
+    let bound: Vec<Bound> = CONTAINER_PATHS
         .iter()
         .filter(|path| path.docker_args)
-        .map(|path| ContainerBind {
-            source: mount_point.join(path.bound.tree_path()),
-            target: format!("/{}", path.bound.tree_path()),
+        .map(|path| path.bound)
+        .collect();
+    for name in without {
+        let name = name.trim_start_matches("./").trim_start_matches('/');
+        if !bound.iter().any(|b| b.tree_path() == name) {
+            let known: Vec<&str> = bound.iter().map(|b| b.tree_path()).collect();
+            return Err(format!(
+                "--without {name}: not a path docker-args binds (it binds {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(bound
+        .into_iter()
+        .filter(|b| {
+            !without
+                .iter()
+                .any(|name| name.trim_start_matches("./").trim_start_matches('/') == b.tree_path())
+        })
+        .collect())
+}
+
+/// The binds of `bound` for a cgview mounted at `mount_point`, leaving out what `exists` says is not
+/// there (a tree without a file must not be bound: Docker refuses a missing `--mount` source).
+pub fn container_binds(
+    mount_point: &Path,
+    bound: &[Bound],
+    exists: impl Fn(&Path) -> bool,
+) -> Vec<ContainerBind> {
+    bound
+        .iter()
+        .map(|bound| ContainerBind {
+            source: mount_point.join(bound.tree_path()),
+            target: format!("/{}", bound.tree_path()),
         })
         .filter(|bind| exists(&bind.source))
         .collect()
 }
 
-/// `docker run` arguments for `binds`, one `-v source:target:ro` pair each. Refuses a source with a
-/// character that `$(cgview docker-args)` word splitting or Docker's `-v` syntax would break on.
+/// The name, below the mount point, of a bind source that never exists: `docker-args` adds a bind of it
+/// while nothing serves, so that `docker run $(cgview docker-args) ...` fails, and Docker's error names
+/// why (`bind source path does not exist: /var/lib/cgview/NOT-SERVED-BY-CGVIEW`), whatever the mount
+/// point holds (nothing, directories an older `-v` bind made, another file system).
+pub const NOT_SERVED_SOURCE: &str = "NOT-SERVED-BY-CGVIEW";
+
+/// The bind that makes a container fail to start while `mount_point` is not served.
+pub fn not_served_bind(mount_point: &Path) -> ContainerBind {
+    ContainerBind {
+        source: mount_point.join(NOT_SERVED_SOURCE),
+        target: format!("/{NOT_SERVED_SOURCE}"),
+    }
+}
+
+/// `docker run` arguments for `binds`, one `--mount type=bind,source=..,target=..,readonly` pair each.
+/// The `--mount` form, unlike `-v`, never creates a missing source: a container started or restarted
+/// while cgview is down fails instead of getting the host's files, and nothing is made under the mount
+/// point. Refuses a source with a character that `$(cgview docker-args)` word splitting or the
+/// `--mount` syntax (comma-separated `key=value`) would break on.
 pub fn docker_args(binds: &[ContainerBind]) -> Result<Vec<String>, String> {
     let mut args = Vec::with_capacity(binds.len() * 2);
     for bind in binds {
@@ -199,16 +247,38 @@ pub fn docker_args(binds: &[ContainerBind]) -> Result<Vec<String>, String> {
             .ok_or_else(|| format!("{} is not UTF-8", bind.source.display()))?;
         if source
             .chars()
-            .any(|c| c.is_whitespace() || c == ':' || c == ',')
+            .any(|c| c.is_whitespace() || c == ':' || c == ',' || c == '"' || c == '\'')
         {
             return Err(format!(
-                "{source:?} has whitespace, ':' or ',': docker -v and shell word splitting cannot take it"
+                "{source:?} has whitespace, ':', ',' or a quote: docker --mount and shell word splitting cannot take it"
             ));
         }
-        args.push("-v".to_owned());
-        args.push(format!("{source}:{}:ro", bind.target));
+        args.push("--mount".to_owned());
+        args.push(format!(
+            "type=bind,source={source},target={},readonly",
+            bind.target
+        ));
     }
     Ok(args)
+}
+
+/// Whether `relative` (below a mount point) names a directory that a container runtime may have made in
+/// the place of a bind source while nothing served there (Docker's `-v` creates a missing source, and its
+/// parents, as directories): a path a container binds, or one of its parents.
+pub fn may_be_left_by_a_runtime(relative: &Path) -> bool {
+    let bound = CONTAINER_PATHS
+        .iter()
+        .map(|path| path.bound.tree_path())
+        .chain(ServedFile::ALL.iter().map(|file| file.tree_path()))
+        .chain(std::iter::once(NOT_SERVED_SOURCE));
+    let relative = relative.to_string_lossy();
+    !relative.is_empty()
+        && bound.into_iter().any(|path| {
+            path == relative
+                || path
+                    .strip_prefix(relative.as_ref())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 #[cfg(test)]
@@ -228,31 +298,93 @@ mod tests {
         assert_eq!(ServedFile::from_tree_path("proc/nope"), None);
     }
 
+    fn all_binds(mount_point: &str) -> Vec<ContainerBind> {
+        container_binds(Path::new(mount_point), &docker_bound(&[]).unwrap(), |_| {
+            true
+        })
+    }
+
     #[test]
-    fn every_file_goes_over_its_proc_or_sys_path_read_only() {
-        let binds = container_binds(Path::new("/var/lib/cgview"), |_| true);
-        let args = docker_args(&binds).unwrap();
+    fn every_path_goes_over_its_proc_or_sys_path_read_only_with_the_mount_form() {
+        let args = docker_args(&all_binds("/var/lib/cgview")).unwrap();
         assert_eq!(args.len(), 20);
-        assert!(args.chunks(2).all(|pair| pair[0] == "-v"));
-        assert!(args.contains(&"/var/lib/cgview/proc/meminfo:/proc/meminfo:ro".to_owned()));
+        assert!(args.chunks(2).all(|pair| pair[0] == "--mount"));
         assert!(args.contains(
-            &"/var/lib/cgview/sys/devices/system/cpu:/sys/devices/system/cpu:ro".to_owned()
+            &"type=bind,source=/var/lib/cgview/proc/meminfo,target=/proc/meminfo,readonly"
+                .to_owned()
+        ));
+        assert!(args.contains(
+            &"type=bind,source=/var/lib/cgview/sys/devices/system/cpu,target=/sys/devices/system/cpu,readonly"
+                .to_owned()
         ));
         assert!(!args.iter().any(|a| a.contains("pressure")));
+        assert!(!args.iter().any(|a| a.contains("-v")));
     }
 
     #[test]
     fn missing_files_are_left_out() {
-        let binds = container_binds(Path::new("/m"), |p| !p.ends_with("proc/slabinfo"));
+        let bound = docker_bound(&[]).unwrap();
+        let binds = container_binds(Path::new("/m"), &bound, |p| !p.ends_with("proc/slabinfo"));
         assert_eq!(binds.len(), 9);
         assert!(binds.iter().all(|b| b.target != "/proc/slabinfo"));
     }
 
     #[test]
+    fn without_leaves_out_named_paths_and_refuses_unknown_ones() {
+        let bound = docker_bound(&["proc/uptime".into(), "/sys/block".into()]).unwrap();
+        assert_eq!(bound.len(), 8);
+        assert!(!bound.contains(&Bound::File(ServedFile::Uptime)));
+        assert!(!bound.contains(&Bound::Directory("sys/block")));
+        let error = docker_bound(&["proc/uptim".into()]).unwrap_err();
+        assert!(
+            error.contains("proc/uptim") && error.contains("proc/uptime"),
+            "{error}"
+        );
+        // The cpu count file is bound through its directory, never on its own.
+        assert!(docker_bound(&["sys/devices/system/cpu/online".into()]).is_err());
+    }
+
+    #[test]
+    fn the_not_served_bind_names_why() {
+        let bind = not_served_bind(Path::new("/var/lib/cgview"));
+        let args = docker_args(&[bind]).unwrap();
+        assert_eq!(
+            args[1],
+            "type=bind,source=/var/lib/cgview/NOT-SERVED-BY-CGVIEW,target=/NOT-SERVED-BY-CGVIEW,readonly"
+        );
+    }
+
+    #[test]
     fn mount_points_that_break_the_syntax_are_refused() {
-        for bad in ["/var/lib/cg view", "/var/lib/cg:view", "/a,b"] {
-            let binds = container_binds(Path::new(bad), |_| true);
-            assert!(docker_args(&binds).is_err(), "{bad}");
+        for bad in ["/var/lib/cg view", "/var/lib/cg:view", "/a,b", "/a\"b"] {
+            assert!(docker_args(&all_binds(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_a_runtime_may_leave_is_bound_paths_and_their_parents() {
+        for left in [
+            "proc",
+            "proc/meminfo",
+            "sys",
+            "sys/devices",
+            "sys/devices/system/cpu",
+            "sys/devices/system/cpu/online",
+            "sys/block",
+            "proc/pressure",
+            "proc/pressure/io",
+        ] {
+            assert!(may_be_left_by_a_runtime(Path::new(left)), "{left}");
+        }
+        for foreign in [
+            "",
+            "etc",
+            "proc/meminfo/x",
+            "pro",
+            "sys/devices/system/cpu/cpu0",
+            "data",
+        ] {
+            assert!(!may_be_left_by_a_runtime(Path::new(foreign)), "{foreign}");
         }
     }
 
