@@ -17,8 +17,13 @@ use mounted_support::*;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+/// One test at a time: the busy loop measures CPU shares on a machine of two CPUs, which another test's
+/// containers starting would take; the matrix runs its containers at once by itself.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Every script's environment: a C locale (decimal points) and a terminal `top` finds in the image.
 const ENV: &[&str] = &["LC_ALL=C", "TERM=dumb"];
@@ -569,8 +574,31 @@ fn run_matrix(engine: &Engine, cases: &[&'static Case]) {
         cases.len(),
         started.elapsed().as_secs_f64()
     ));
+    if host.swap_total_kb == 0 {
+        report(
+            "the host has no swap: SwapTotal is 0 and /proc/swaps has no line in every container",
+        );
+    }
     let mut failures = Vec::new();
     for observation in &observations {
+        let section = |name: &str| {
+            observation
+                .sections
+                .get(name)
+                .map_or("?", |text| text.trim())
+        };
+        let meminfo_field =
+            |name: &str| field_kb(section("meminfo"), name).map_or("?".into(), |kb| kb.to_string());
+        report(&format!(
+            "  {} ({}): MemTotal {} kB, SwapTotal {} kB, online {}, nproc {}, /proc/uptime {}",
+            observation.case.label,
+            observation.case.limits.join(" "),
+            meminfo_field("MemTotal"),
+            meminfo_field("SwapTotal"),
+            section("online"),
+            section("nproc"),
+            section("uptime_file"),
+        ));
         let wrong = disagreements(observation, &host);
         if !wrong.is_empty() {
             failures.push(format!(
@@ -592,6 +620,7 @@ fn docker_limits_matrix_agrees_with_each_containers_cgroup() {
     if !needs_met(MOUNT_AND_CGROUPS) || !needs_met(&[Need::Docker]) {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cases: Vec<&Case> = MATRIX.iter().collect();
     run_matrix(&DOCKER, &cases);
 }
@@ -601,6 +630,7 @@ fn podman_limits_agree_with_each_containers_cgroup() {
     if !needs_met(MOUNT_AND_CGROUPS) || !needs_met(&[Need::Podman]) {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cases: Vec<&Case> = MATRIX
         .iter()
         .filter(|case| ["mem512-cpus1.5", "cpuset1"].contains(&case.label))
@@ -615,6 +645,7 @@ fn half_cpu_busy_loop_shows_half_of_one_cpu() {
     if !needs_met(MOUNT_AND_CGROUPS) || !needs_met(&[Need::Docker]) {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let image = docker::tools_image(&DOCKER);
     let daemon = Daemon::start(&[], &[]);
     let mut options: Vec<String> = vec!["--cpus".into(), "0.5".into()];
@@ -704,6 +735,7 @@ fn o_direct_writes_show_in_diskstats_and_iostat() {
     if !needs_met(MOUNT_AND_CGROUPS) || !needs_met(&[Need::Docker]) {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let image = docker::tools_image(&DOCKER);
     let daemon = Daemon::start(&[], &[]);
     // The container writes to its own root file system, which lives under Docker's data root.

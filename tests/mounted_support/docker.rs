@@ -33,10 +33,11 @@ pub const DOCKER: Engine = Engine {
 /// Rootful podman, as a host without systemd runs it: cgroupfs cgroups (`/libpod_parent/libpod-<id>`)
 /// and an events log file instead of journald.
 ///
-/// Rootful podman asks runc for `RLIMIT_NOFILE` 1048576 and a large `RLIMIT_NPROC` in every container,
-/// which needs `CAP_SYS_RESOURCE` once they exceed the hard limits podman and conmon run with; a root
-/// without it in its bounding set (a sandboxed CI machine) gets "error setting rlimit type 7: operation
-/// not permitted" from runc. The test containers need few files and processes, so they ask for less.
+/// Rootful podman asks runc for `RLIMIT_NOFILE` 1048576 in every container (and `RLIMIT_NPROC` 32768,
+/// the limit conmon runs with). Raising a hard limit needs `CAP_SYS_RESOURCE`: a root without it in
+/// its bounding set (as here: 0x1fffeffffff, no bit 24) gets "error setting rlimit type 7: operation not
+/// permitted" from runc, and so does any `--ulimit` above the limits podman and conmon run with. The
+/// test containers need few files and processes, so they ask for less.
 pub const PODMAN: Engine = Engine {
     program: "podman",
     global: &["--cgroup-manager=cgroupfs", "--events-backend=file"],
