@@ -121,6 +121,8 @@ impl Rootfs {
                 .tempdir()
                 .unwrap(),
         };
+        // The tree's root is the image's `/`: not the temporary directory's 0700.
+        fs::set_permissions(rootfs.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         for dir in ["proc", "sys", "dev", "tmp", "etc", "bin"] {
             fs::create_dir_all(rootfs.dir.path().join(dir)).unwrap();
         }
@@ -186,7 +188,7 @@ impl Rootfs {
     /// digest on every run, so an image tagged with it is reused until a host binary changes.
     pub fn digest(&self) -> String {
         let mut hash = Fnv::new();
-        let mut entries = Vec::new();
+        let mut entries = vec![self.dir.path().to_owned()];
         walk(self.dir.path(), &mut entries);
         entries.sort();
         for entry in entries {
