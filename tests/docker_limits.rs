@@ -744,8 +744,10 @@ fn o_direct_writes_show_in_diskstats_and_iostat() {
     let name = block_device_name(&device);
     let node = format!("/dev/{name}");
     assert!(Path::new(&node).exists(), "no {node} for {device}");
-    // On cgroup v1 the kernel counts a cgroup's I/O in blkio.throttle.* once throttling is active on
-    // the device (README, diskstats row): the rule a Docker user sets for it.
+    // On cgroup v1 (6.18) the kernel counts I/O in blkio.throttle.* only once throttling has been
+    // activated on the device, by a throttle rule in any cgroup; it stays active after the rule is
+    // removed, until the device goes away. On a host where no rule was ever set on the disk, the
+    // container's own rule, set as a Docker user sets it, turns the counting on.
     let mut options: Vec<String> = vec![
         "--device-write-bps".into(),
         format!("{node}:{UNLIMITED_BPS}"),
