@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+pub mod docker;
 #[path = "../needs/mod.rs"]
 pub mod needs;
 // Every suite takes what it needs of these; none takes all.

@@ -35,6 +35,8 @@ pub enum Need {
     /// A Docker daemon that answers (`docker info`): Debian's docker.io, which `tests/run.sh` installs
     /// and starts.
     Docker,
+    /// Debian's `podman` (rootful, with runc), which `tests/run.sh` installs.
+    Podman,
     /// What `tests/vm/boot.sh` boots a guest with: QEMU, cpio, xz, a static busybox and a readable
     /// Debian kernel with `fuse.ko`; or root, for whom it installs what is missing.
     VmTools,
@@ -89,6 +91,15 @@ impl Need {
                     .status()
                     .is_ok_and(|status| status.success());
                 (!answers).then(|| "a running Docker daemon (docker info)".to_owned())
+            }
+            Need::Podman => {
+                let answers = std::process::Command::new("podman")
+                    .arg("--version")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success());
+                (!answers).then(|| "podman (apt-get install podman)".to_owned())
             }
             Need::FuseOverIoUring => (!Path::new(ENABLE_URING).exists())
                 .then(|| format!("FUSE over io_uring ({ENABLE_URING} is missing)")),
