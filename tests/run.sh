@@ -37,8 +37,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 # kubectl renders daemonset/ (kustomize); machines of this kind carry it with the Cloud SDK, Debian's is
 # older but renders the fields used.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
-# Docker (with runc) runs real containers against the daemon (tests/docker_runtime.rs).
+# Docker (with runc) and rootful podman run real containers against the daemon (tests/docker_runtime.rs,
+# tests/docker_limits.rs).
 command -v dockerd >/dev/null || missing+=(docker.io)
+command -v podman >/dev/null || missing+=(podman)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
