@@ -713,15 +713,22 @@ fn half_cpu_busy_loop_shows_half_of_one_cpu() {
         (shown - used).abs() <= 10.0,
         "the container shows {shown:.1} % busy, its cgroup used {used:.1} %\n{context}"
     );
-    // And that is about the quota: half of one CPU. Less means the host was too busy to give the
-    // loop its half (the cgroup's own usage above says so).
+    // And that is about the quota: half of one CPU, never more. Less only when the host was too busy to
+    // give the loop its half (the cgroup's own usage says so); top then shows what the loop did get.
     assert!(
-        (35.0..=65.0).contains(&shown),
-        "the container shows {shown:.1} % busy, not about 50 %\n{context}"
+        shown <= 65.0,
+        "the container shows {shown:.1} % busy, above its 0.5-CPU quota\n{context}"
     );
+    if used >= 40.0 {
+        assert!(
+            shown >= 35.0,
+            "the container shows {shown:.1} % busy, not about 50 %\n{context}"
+        );
+    }
+    let top_busy = top_busy.unwrap_or_else(|| panic!("top printed no second frame\n{context}"));
     assert!(
-        top_busy.is_some_and(|busy| (35.0..=65.0).contains(&busy)),
-        "top's second frame shows {top_busy:?} % busy, not about 50 %\n{context}"
+        top_busy <= 65.0 && (top_busy - used).abs() <= 15.0,
+        "top's second frame shows {top_busy:.1} % busy, the cgroup used {used:.1} %\n{context}"
     );
 }
 

@@ -281,17 +281,51 @@ fn assert_cpu_counts(out: &HashMap<String, String>, count: usize, list: &str, id
 
 /// Starts a busy loop per `loops`, lets it run, and prints top's second frame (the first one covers only
 /// the moment top started, on any host).
-fn busy_top_script(loops: usize) -> String {
+/// Starts `loops` busy loops in the container, then runs `top -bn2 -d1` between two reads of the
+/// cgroup's `cpuacct.usage` and the clock, so the CPU the loops really got is known whatever else the
+/// machine runs.
+fn busy_top_script(cgroup: &TestCgroup, loops: usize) -> String {
     let start = "(while :; do :; done) &\nloops=\"$loops $!\"\n".repeat(loops);
-    format!("{start}sleep 2\necho ==busytop==; top -bn2 -d1 | grep '^%Cpu'\nkill $loops\n")
+    let usage = cgroup.dir("cpuacct").join("cpuacct.usage");
+    let usage = usage.display();
+    format!(
+        "{start}sleep 2\n\
+         echo ==usage-before==; cat {usage}; date +%s%N\n\
+         echo ==busytop==; top -bn2 -d1 | grep '^%Cpu'\n\
+         echo ==usage-after==; cat {usage}; date +%s%N\n\
+         kill $loops\n"
+    )
 }
 
-fn busy_percent(out: &HashMap<String, String>) -> f64 {
+/// What `top`'s second frame shows busy, and what the cgroup really used over about that second, both
+/// in percent of the `visible` CPUs the container is shown.
+fn busy_percent(out: &HashMap<String, String>, visible: usize) -> (f64, f64) {
     let frames = top_cpu_lines(&out["busytop"]);
     assert_eq!(frames.len(), 2, "{}", out["busytop"]);
     let last = &frames[1];
     assert_sums_to_100(last, "busy top");
-    last["us"] + last["sy"]
+    let sample = |name: &str| -> (f64, f64) {
+        let numbers: Vec<f64> = out[name]
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let (used_before, at_before) = sample("usage-before");
+    let (used_after, at_after) = sample("usage-after");
+    let used = 100.0 * (used_after - used_before) / ((at_after - at_before) * visible as f64);
+    (last["us"] + last["sy"], used)
+}
+
+/// The busy share top shows is the share the cgroup used (within `slack` points), and the loops did run.
+fn assert_busy_matches_usage(out: &HashMap<String, String>, visible: usize, slack: f64) {
+    let (shown, used) = busy_percent(out, visible);
+    eprintln!("busy loops: top shows {shown:.1} %, the cgroup used {used:.1} % of {visible} CPUs");
+    assert!(used > 5.0, "the busy loops hardly ran ({used:.1} %)");
+    assert!(
+        (shown - used).abs() <= slack,
+        "top shows {shown:.1} % busy, the cgroup used {used:.1} % of its {visible} CPUs"
+    );
 }
 
 // ---- scenarios ----
@@ -401,15 +435,15 @@ fn half_cpu_quota_shows_one_cpu_to_every_tool() {
     let script = format!(
         "{}echo ==top==; top -bn1 | head -n 5\n{}",
         cpu_count_script(),
-        busy_top_script(1)
+        busy_top_script(&cgroup, 1)
     );
     let out = run_tools(&cgroup, &daemon, &script);
 
     assert_cpu_counts(&out, 1, "0", &[0]);
     assert_sums_to_100(&top_cpu_lines(&out["top"])[0], "top -bn1");
-    // A busy loop may use half a CPU, shown on one CPU: about 50 %, relative to what the container has.
-    let busy = busy_percent(&out);
-    assert!((15.0..=80.0).contains(&busy), "busy loop at {busy} %");
+    // A busy loop may use half a CPU, shown on one CPU: about 50 % on an idle machine, relative to what
+    // the container has; on a busy one, whatever the cgroup did get.
+    assert_busy_matches_usage(&out, 1, 15.0);
 }
 
 #[test]
@@ -422,13 +456,13 @@ fn one_and_a_half_cpu_quota_on_two_cpus() {
     let cgroup = container_cgroup("tools-1.5");
     set_quota(&cgroup, 150_000);
     cgroup.set("cpuset", "cpuset.cpus", "0-1");
-    let script = format!("{}{}", cpu_count_script(), busy_top_script(2));
+    let script = format!("{}{}", cpu_count_script(), busy_top_script(&cgroup, 2));
     let out = run_tools(&cgroup, &daemon, &script);
 
     assert_cpu_counts(&out, 2, "0-1", &[0, 1]);
-    // Two busy loops get 1.5 CPUs of the 2 shown: about 75 %, never the host's view of them.
-    let busy = busy_percent(&out);
-    assert!((35.0..=95.0).contains(&busy), "busy loops at {busy} %");
+    // Two busy loops get 1.5 CPUs of the 2 shown: about 75 % on an idle machine, never the host's view
+    // of them; on a busy one, whatever the cgroup did get.
+    assert_busy_matches_usage(&out, 2, 15.0);
 }
 
 #[test]
