@@ -598,3 +598,41 @@ fn load_average_follows_the_containers_own_tasks() {
         "{node:?}"
     );
 }
+
+/// `/proc/loadavg`'s running/total and `/proc/stat`'s `procs_running` are the container's at the time of
+/// the read: the first read of a busy container counts all its threads (not `1/1`), and threads started
+/// before a read are counted by it (counts are reused for 100 ms at most), without waiting for the
+/// sampler's next round (5 s).
+#[test]
+fn loadavg_counts_are_the_containers_at_the_read() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = container_cgroup("tools-tasks");
+    let out = run_tools(
+        &cgroup,
+        &daemon,
+        "for i in 1 2 3 4 5 6 7; do sleep 300 & done\n\
+         echo ==first==; cat /proc/loadavg\n\
+         for i in 1 2 3 4 5; do sleep 300 & done\n\
+         sleep 0.25\n\
+         echo ==second==; cat /proc/loadavg\n\
+         echo ==stat==; grep procs_ /proc/stat\n\
+         kill $(jobs -p) 2>/dev/null; true\n",
+    );
+    let (_, first_running, first_total) = parse_loadavg(&out["first"]);
+    let (_, second_running, second_total) = parse_loadavg(&out["second"]);
+    // Seven sleepers, the shell and the reader at least.
+    assert!(first_total >= 9, "{}", out["first"]);
+    assert!(first_running >= 1 && first_running < first_total);
+    assert_eq!(
+        second_total,
+        first_total + 5,
+        "first {} second {}",
+        out["first"],
+        out["second"]
+    );
+    assert!(second_running >= 1, "{}", out["second"]);
+    assert!(out["stat"].contains("procs_running"), "{}", out["stat"]);
+}

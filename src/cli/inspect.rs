@@ -112,7 +112,7 @@ pub fn health(
     let namespaces =
         cgview::daemon::repair::scan(paths, mount_point).map_err(|e| error_chain(&e))?;
     println!(
-        "{:<18} {:>8} {:>5} {:>5}  {:<40} dead",
+        "{:<18} {:>8} {:>5} {:>5}  {:<40} needs repair",
         "namespace", "pid", "live", "dead", "cgroup"
     );
     let mut dead_total = 0;
@@ -142,6 +142,20 @@ pub fn health(
     Ok(())
 }
 
+/// Fails unless process `pid` exists in the host's procfs: `render` for a dead pid must not print the
+/// host's file as if it were a view.
+pub fn require_process(paths: &HostPaths, pid: u32) -> Result<(), String> {
+    let dir = paths.proc_file(&pid.to_string());
+    match std::fs::metadata(&dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "no process {pid} ({} does not exist)",
+            dir.display()
+        )),
+        Err(e) => Err(format!("process {pid}: {}: {e}", dir.display())),
+    }
+}
+
 /// What `pid` would read at `path` below the mount point: a file's content, a directory's listing (one
 /// name a line) or a symlink's target. Asks [`Fs`] as the kernel would, as root in `pid`'s place.
 pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
@@ -149,7 +163,8 @@ pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
     let node = fs.walk(path, &caller).map_err(|e| {
         let known: Vec<_> = ServedFile::ALL.iter().map(|f| f.tree_path()).collect();
         format!(
-            "{path}: {e} (served: {}, and everything below sys/devices/system/cpu)",
+            "{path}: {e} (served: {}, sys/block/<device>/stat and sys/block/<device>/<partition>/stat, \
+             and the rest of sys/devices/system/cpu and sys/block from the host)",
             known.join(", ")
         )
     })?;
@@ -161,11 +176,10 @@ pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
                 .render(file, Some(pid))
                 .map_err(|e| error_chain(&e))?;
             if let Source::Fallback(cause) = rendered.source {
-                tracing::warn!(
-                    pid,
-                    cause = cause.name(),
-                    "could not virtualize; printing the host file"
-                );
+                return Err(format!(
+                    "{path} cannot be virtualized for process {pid} ({}): a reader would get the host's file",
+                    fallback_reason(cause)
+                ));
             }
             Ok(rendered.bytes)
         }
@@ -194,6 +208,22 @@ pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
                 .filter(|e| e.name != "." && e.name != "..")
                 .flat_map(|e| format!("{}\n", e.name).into_bytes())
                 .collect())
+        }
+    }
+}
+
+/// What a fallback cause means, for a person.
+fn fallback_reason(cause: cgview::failure::FallbackCause) -> &'static str {
+    use cgview::failure::FallbackCause;
+    match cause {
+        FallbackCause::CallerGone => "the process exited, or is not visible in this procfs",
+        FallbackCause::CgroupVanished => "its cgroup was removed while being read",
+        FallbackCause::MissingController => "a cgroup controller the file needs is not mounted",
+        FallbackCause::Unreadable => {
+            "a cgroup or host file could not be read; run with --log debug"
+        }
+        FallbackCause::Unparsable => {
+            "a cgroup or host file has content cgview cannot parse; run with --log debug"
         }
     }
 }

@@ -30,23 +30,6 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct GlobalOptions {
-    /// The host's procfs.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/proc")]
-    proc_root: PathBuf,
-    /// The host's sysfs.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/sys")]
-    sys_root: PathBuf,
-    /// Where the cgroup hierarchies are mounted; only cgroup mounts at or below it are used.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/sys/fs/cgroup"
-    )]
-    cgroup_root: PathBuf,
-    /// Show all of a container's cpuset, ignoring its CPU quota (by default a 1.5-CPU quota shows 2 CPUs).
-    #[arg(long, global = true)]
-    no_cpu_quota: bool,
     /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "cgview=debug").
     #[arg(
         long,
@@ -56,6 +39,77 @@ struct GlobalOptions {
         env = "CGVIEW_LOG"
     )]
     log: String,
+}
+
+/// Where the host's procfs is (the commands that only read mount tables and processes).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Host tree")]
+struct ProcRoot {
+    /// The host's procfs.
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    proc_root: PathBuf,
+}
+
+impl ProcRoot {
+    fn paths(&self) -> HostPaths {
+        HostPaths {
+            proc_root: self.proc_root.clone(),
+            ..HostPaths::default()
+        }
+    }
+}
+
+/// Where the host trees are (the commands that build views).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Host tree")]
+struct HostRoots {
+    #[command(flatten)]
+    proc: ProcRoot,
+    /// The host's sysfs.
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    sys_root: PathBuf,
+    /// Where the cgroup hierarchies are mounted; only cgroup mounts at or below it are used.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
+    cgroup_root: PathBuf,
+}
+
+impl HostRoots {
+    fn paths(&self) -> HostPaths {
+        HostPaths {
+            proc_root: self.proc.proc_root.clone(),
+            sys_root: self.sys_root.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+        }
+    }
+}
+
+/// How views are computed (the commands that render).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "View")]
+struct ViewArgs {
+    /// Show all of a container's cpuset, ignoring its CPU quota (by default a 1.5-CPU quota shows 2 CPUs).
+    #[arg(long)]
+    no_cpu_quota: bool,
+}
+
+impl ViewArgs {
+    fn options(&self) -> ViewOptions {
+        ViewOptions {
+            quota_aware: !self.no_cpu_quota,
+            ..ViewOptions::default()
+        }
+    }
+}
+
+/// `cgview mount`'s arguments: its own, and the host tree and view options.
+#[derive(Debug, Args)]
+struct MountCommand {
+    #[command(flatten)]
+    mount: mount::MountArgs,
+    #[command(flatten)]
+    roots: HostRoots,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +122,7 @@ enum Command {
     /// MOUNTPOINT (an upgrade), it takes the connection over and the old daemon exits by itself.
     /// Without a keeper (`--connection-holder none`, or an old daemon), the take-over mounts beneath the
     /// running daemon and moves every container to it (Linux 6.5).
-    Mount(mount::MountArgs),
+    Mount(MountCommand),
     /// Hold MOUNTPOINT's FUSE connection between daemons (started by `cgview mount`; run it yourself
     /// only where it must outlive the daemon's container, e.g. as its own container in a pod).
     Keeper(mount::KeeperArgs),
@@ -81,6 +135,8 @@ enum Command {
         /// Replace dead mounts in each container's mount namespace (no tool needed inside it).
         #[arg(long)]
         repair: bool,
+        #[command(flatten)]
+        roots: HostRoots,
     },
     /// Print the `docker run` flags that bind cgview's files into a container, read-only:
     /// `docker run $(cgview docker-args) IMAGE`. They are `--mount type=bind,...` flags, which Docker
@@ -95,6 +151,8 @@ enum Command {
         /// Leave out a path, e.g. `--without proc/uptime` (repeatable).
         #[arg(long, value_name = "PATH")]
         without: Vec<String>,
+        #[command(flatten)]
+        proc: ProcRoot,
     },
     /// Exit 0 if a cgview serves MOUNTPOINT: the mount there is cgview's, and proc/meminfo and
     /// proc/uptime read through it, as a container would. For liveness and readiness probes.
@@ -102,6 +160,8 @@ enum Command {
         /// The running daemon's mount point.
         #[arg(default_value = "/var/lib/cgview")]
         mountpoint: PathBuf,
+        #[command(flatten)]
+        proc: ProcRoot,
     },
     /// Internal: what a daemon becomes once a successor took its connection over: waits for its stop.
     #[command(hide = true)]
@@ -116,13 +176,19 @@ enum Command {
         /// Pairs of (path in cgview's tree, target in the namespace).
         binds: Vec<String>,
     },
-    /// Print what MOUNTPOINT/PATH would show to process PID, without FUSE.
+    /// Print what MOUNTPOINT/PATH would show to process PID, without FUSE. Fails (printing nothing)
+    /// when PID does not exist, PATH is not in the tree, or the file cannot be virtualized for PID (a
+    /// reader would get the host's file).
     Render {
         /// The reading process (default: this process).
         #[arg(long)]
         pid: Option<u32>,
-        /// A served path, e.g. proc/meminfo or sys/devices/system/cpu/online.
+        /// A path of the tree, e.g. proc/meminfo, sys/devices/system/cpu/online or sys/block/sda/stat.
         path: String,
+        #[command(flatten)]
+        roots: HostRoots,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Serve the mutating admission webhook that adds cgview's files to pods (daemonset/webhook/
     /// installs it), or generate its certificates with `cgview webhook certs`.
@@ -160,27 +226,25 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let paths = HostPaths {
-        proc_root: cli.global.proc_root.clone(),
-        sys_root: cli.global.sys_root.clone(),
-        cgroup_root: cli.global.cgroup_root.clone(),
-    };
-    let options = ViewOptions {
-        quota_aware: !cli.global.no_cpu_quota,
-        ..ViewOptions::default()
-    };
     match cli.command {
-        Command::Mount(args) => mount::mount(paths, options, args),
+        Command::Mount(MountCommand { mount, roots, view }) => {
+            mount::mount(roots.paths(), view.options(), mount)
+        }
         Command::Keeper(args) => mount::keeper(args),
         Command::Superseded { mountpoint } => {
             cgview::daemon::holder::wait_superseded(&mountpoint).map_err(|e| e.to_string())
         }
-        Command::Health { mountpoint, repair } => inspect::health(&paths, &mountpoint, repair),
+        Command::Health {
+            mountpoint,
+            repair,
+            roots,
+        } => inspect::health(&roots.paths(), &mountpoint, repair),
         Command::DockerArgs {
             mountpoint,
             without,
-        } => inspect::docker_args(&paths, &mountpoint, &without),
-        Command::Probe { mountpoint } => inspect::probe(&paths, &mountpoint),
+            proc,
+        } => inspect::docker_args(&proc.paths(), &mountpoint, &without),
+        Command::Probe { mountpoint, proc } => inspect::probe(&proc.paths(), &mountpoint),
         Command::RepairNamespace {
             pid,
             mount_point,
@@ -196,9 +260,16 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("repaired {replaced}");
             Ok(())
         }
-        Command::Render { pid, path } => {
-            let view = Arc::new(inspect::build_view(paths, options)?);
+        Command::Render {
+            pid,
+            path,
+            roots,
+            view,
+        } => {
+            let paths = roots.paths();
             let pid = pid.unwrap_or_else(std::process::id);
+            inspect::require_process(&paths, pid)?;
+            let view = Arc::new(inspect::build_view(paths, view.options())?);
             let bytes = inspect::render_path(&cgview::fs::Fs::new(view), &path, pid)?;
             std::io::stdout()
                 .write_all(&bytes)

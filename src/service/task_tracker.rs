@@ -34,6 +34,9 @@ pub struct TrackerSettings {
     pub forget_after: Duration,
     /// Containers tracked at most; the one read least recently makes room.
     pub capacity: usize,
+    /// How old a sample's counts may be and still be shown as the current ones; an older sample's are
+    /// replaced by a bounded look at the time of the read (at most [`FIRST_SIGHT_STATES`] thread states).
+    pub counts_fresh_for: Duration,
     /// Whether a sampler thread keeps samples fresh; without one (one-off renders, tests) they are only
     /// taken by first reads and [`TaskTracker::tick`] / [`TaskTracker::sample_wanted`] calls.
     pub sample_in_background: bool,
@@ -45,6 +48,7 @@ impl Default for TrackerSettings {
             interval: Duration::from_secs(5),
             forget_after: Duration::from_secs(15 * 60),
             capacity: 4096,
+            counts_fresh_for: Duration::from_millis(100),
             sample_in_background: true,
         }
     }
@@ -163,11 +167,37 @@ impl TaskTracker {
         self.state.lock().cgroups.len()
     }
 
-    /// The container's counts and load averages for one read; starts tracking it.
+    /// The container's counts and load averages for one read; starts tracking it. The averages come
+    /// from the sampler; the running and total counts are the cgroup's at the time of the read (a
+    /// bounded look, see [`TaskTracker::counts_now`]), so a reader never sees a count the container
+    /// had seconds ago.
     pub fn view(self: &Arc<Self>, request: TrackRequest<'_>) -> Result<TaskView, ReadError> {
+        let (mut view, counted_at) = self.averaged_view(&request)?;
+        let fresh = counted_at.is_some_and(|at| {
+            Instant::now().saturating_duration_since(at) <= self.settings.counts_fresh_for
+        });
+        if !fresh {
+            let now = sample_tasks(
+                &self.paths,
+                request.dir,
+                Some(request.reader),
+                FIRST_SIGHT_STATES,
+            )?;
+            view.running = running_with_reader(&now);
+            view.blocked = now.blocked;
+            view.total = now.total.max(1);
+        }
+        Ok(view)
+    }
+
+    /// The view from the sampler, and when its counts were taken (`None`: estimated).
+    fn averaged_view(
+        self: &Arc<Self>,
+        request: &TrackRequest<'_>,
+    ) -> Result<(TaskView, Option<Instant>), ReadError> {
         self.start_sampler();
         let cgroup = request.dir.path();
-        if let Some(view) = self.latest(&request, &cgroup) {
+        if let Some(view) = self.latest(request, &cgroup) {
             return Ok(view);
         }
         // Nobody samples this cgroup yet: a bounded look now, a full count by the sampler.
@@ -191,13 +221,17 @@ impl TaskTracker {
             self.wake_sampler();
         }
         Ok(self
-            .latest(&request, &cgroup)
+            .latest(request, &cgroup)
             .expect("the cgroup was just sampled"))
     }
 
-    /// The view from the cgroup's latest sample, tracking the container if new; `None` when the cgroup
-    /// has no sample.
-    fn latest(&self, request: &TrackRequest<'_>, cgroup: &PathBuf) -> Option<TaskView> {
+    /// The view from the cgroup's latest sample and when its counts were taken (`None` for estimated
+    /// ones), tracking the container if new; `None` when the cgroup has no sample.
+    fn latest(
+        &self,
+        request: &TrackRequest<'_>,
+        cgroup: &PathBuf,
+    ) -> Option<(TaskView, Option<Instant>)> {
         let now = Instant::now();
         let mut state = self.state.lock();
         let State {
@@ -237,11 +271,13 @@ impl TaskTracker {
         fold(tracked, sampled);
         tracked.last_read = now;
         let view = view_of(tracked, sampled);
+        // An estimated count is never fresh enough to be shown as the current one.
+        let counted_at = (!sampled.sample.partial).then_some(sampled.sampled_at);
         drop(state);
         if ask {
             self.wake_sampler();
         }
-        Some(view)
+        Some((view, counted_at))
     }
 
     /// One background tick: forget idle containers and the cgroups nobody reads, sample every other
@@ -424,11 +460,16 @@ fn fold(tracked: &mut Tracked, sampled: &SampledCgroup) {
     }
 }
 
+/// Runnable threads with the reader counted as one (it runs, to itself, while it reads).
+fn running_with_reader(sample: &TaskSample) -> u64 {
+    (sample.running + 1).min(sample.total.max(1))
+}
+
 fn view_of(tracked: &Tracked, sampled: &SampledCgroup) -> TaskView {
     let sample = &sampled.sample;
     TaskView {
         loads: tracked.loads,
-        running: (sample.running + 1).min(sample.total.max(1)),
+        running: running_with_reader(sample),
         blocked: sample.blocked,
         total: sample.total.max(1),
         last_pid: tracked.last_pid,
@@ -523,6 +564,7 @@ mod tests {
             interval: Duration::from_secs(3600),
             forget_after: Duration::from_secs(3600),
             capacity: 2,
+            counts_fresh_for: Duration::ZERO,
             sample_in_background: false,
         }
     }
@@ -539,6 +581,68 @@ mod tests {
         // Seeded with the active count, the reader excluded.
         assert_eq!(view.loads, LoadAverages::seeded(2));
         assert_eq!(view.last_pid, Some(50));
+    }
+
+    #[test]
+    fn counts_are_the_cgroups_at_the_read_while_averages_wait_for_the_sampler() {
+        let fx = Fixture::new();
+        let dir = fx.container("a", &[(301, 'S'), (302, 'S')]);
+        let tracker = TaskTracker::new(fx.paths.clone(), manual());
+        let first = tracker
+            .view(request("a", &dir, 302, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!((first.running, first.total), (1, 2));
+        // Six more threads, two of them running, and no sampler tick since.
+        fx.container(
+            "a",
+            &[
+                (301, 'S'),
+                (302, 'S'),
+                (303, 'R'),
+                (304, 'R'),
+                (305, 'S'),
+                (306, 'D'),
+                (307, 'S'),
+                (308, 'S'),
+            ],
+        );
+        let later = tracker
+            .view(request("a", &dir, 302, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!((later.running, later.blocked, later.total), (3, 1, 8));
+        assert_eq!(
+            later.loads, first.loads,
+            "the averages move only with samples"
+        );
+        // While a complete sample is fresh enough, its counts stand (no look per read).
+        let tracker = TaskTracker::new(
+            fx.paths.clone(),
+            TrackerSettings {
+                counts_fresh_for: Duration::from_secs(3600),
+                ..manual()
+            },
+        );
+        tracker.tick();
+        tracker
+            .view(request("a", &dir, 302, Duration::from_secs(60)))
+            .unwrap();
+        fx.container("a", &[(301, 'S'), (302, 'S')]);
+        let fresh = tracker
+            .view(request("a", &dir, 302, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(fresh.total, 8);
+    }
+
+    #[test]
+    fn a_first_read_of_a_busy_container_is_not_one_of_one() {
+        let fx = Fixture::new();
+        let threads: Vec<(u32, char)> = (400..408).map(|tid| (tid, 'S')).collect();
+        let dir = fx.container("a", &threads);
+        let tracker = TaskTracker::new(fx.paths.clone(), manual());
+        let view = tracker
+            .view(request("a", &dir, 407, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!((view.running, view.total), (1, 8));
     }
 
     #[test]
@@ -622,7 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_sample_is_served_at_once_and_the_sampler_refreshes_it() {
+    fn a_stale_sample_is_refreshed_by_the_sampler_and_the_read_counts_now() {
         let fx = Fixture::new();
         let dir = fx.container("a", &[(601, 'S'), (602, 'S')]);
         let tracker = TaskTracker::new(fx.paths.clone(), manual());
@@ -631,11 +735,12 @@ mod tests {
             .unwrap();
         assert_eq!(first.running, 1);
         fx.thread(602, 'R');
-        // Older than this read accepts: served as it is, and asked for.
+        // Older than this read accepts: its averages are served as they are and a sample is asked for;
+        // the counts are the ones at the read.
         let stale = tracker
             .view(request("a", &dir, 601, Duration::ZERO))
             .unwrap();
-        assert_eq!(stale.running, 1);
+        assert_eq!(stale.running, 2);
         assert!(tracker.state.lock().cgroups.values().all(|c| c.wanted));
         tracker.sample_wanted();
         let fresh = tracker

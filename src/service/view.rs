@@ -55,9 +55,9 @@ impl Default for ViewOptions {
     }
 }
 
-/// How old the task counts behind `procs_running`/`procs_blocked` may be. vmstat and top read
-/// `/proc/stat` every second or more; counting a container's threads on every read would cost one procfs
-/// read per thread each time.
+/// How old the sampler's sample may be before a read of `/proc/stat` asks it for a new one (the counts
+/// behind `procs_running`/`procs_blocked` are taken at the read either way, see
+/// [`TaskTracker::view`]). vmstat and top read `/proc/stat` every second or more.
 const STAT_TASKS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Where the bytes of a rendered file came from.
