@@ -420,12 +420,29 @@ fn uptime_in_own_pid_namespace_is_age_of_its_init() {
 }
 
 #[test]
-fn uptime_host_namespace_caller_gets_host_file() {
+fn uptime_host_namespace_caller_gets_host_uptime_and_its_cgroups_idle() {
     let host = hybrid_host();
-    host.process(&Process::host(710, hybrid_membership("/some/cgroup")));
+    // In the root cpuacct cgroup its CPU time is not told apart from the host's: the host's file.
+    host.process(&Process::host(
+        710,
+        hybrid_membership("/some/cgroup").replace("3:cpuacct:/some/cgroup", "3:cpuacct:/"),
+    ));
     let (text, source) = render_text(&host.view(), ServedFile::Uptime, 710);
     assert_eq!(source, Source::Host);
     assert_eq!(text, HOST_UPTIME);
+
+    // In its own: the host's clock, and the idle its /proc/stat shows (4 CPUs x 1000 s - 1000 s used),
+    // not the host's idle of every CPU.
+    host.cgroup_file(
+        "cpuacct",
+        "/some/cgroup",
+        "cpuacct.usage",
+        "1000000000000\n",
+    );
+    host.process(&Process::host(711, hybrid_membership("/some/cgroup")));
+    let (text, source) = render_text(&host.view(), ServedFile::Uptime, 711);
+    assert_eq!(source, Source::Container);
+    assert_eq!(text, "1000.00 3000.00\n");
 }
 
 // ---- container identity -------------------------------------------------------------------------

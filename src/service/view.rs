@@ -484,8 +484,14 @@ impl View {
         host: &str,
         files: &dyn FileSource,
     ) -> Result<Option<String>, NotVirtualized> {
-        let Anchor::NamespaceInit { start_ticks, .. } = container.anchor else {
-            return Ok(None);
+        let accounting = container.cgroups.cpuacct.as_ref().and_then(|d| non_root(d));
+        let start_ticks = match container.anchor {
+            Anchor::NamespaceInit { start_ticks, .. } => start_ticks,
+            // A caller of the host's pid namespace has the host's clock, but its /proc/stat shows its
+            // cgroup's CPU time on its visible CPUs: its idle is what those CPUs did not spend on it, or
+            // the host's idle of every CPU would exceed what the CPUs it is shown could have idled.
+            Anchor::HostNamespace if accounting.is_some() => 0,
+            Anchor::HostNamespace => return Ok(None),
         };
         let host_path = self.resolver.paths().served_file(ServedFile::Uptime);
         let (host_up_secs, _) = parse_uptime(host)
@@ -495,7 +501,7 @@ impl View {
             Some(visible) => visible.len(),
             None => self.host_online()?.len(),
         };
-        let cpu_used_secs = match container.cgroups.cpuacct.as_ref().and_then(|d| non_root(d)) {
+        let cpu_used_secs = match accounting {
             Some(dir) => {
                 read_cpu_usage_ns(files, dir)
                     .map_err(|e| self.failure(e))?
