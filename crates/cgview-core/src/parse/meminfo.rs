@@ -75,34 +75,53 @@ pub struct HostMeminfo {
     pub hugetlb: u64,
 }
 
-/// Reads the host's meminfo figures in one pass. `MemTotal` is required: without it nothing can be
-/// derived.
+/// The lines [`parse_host_meminfo`] reads, in the order of its table.
+const HOST_FIELDS: [&str; 15] = [
+    "MemTotal",
+    "MemFree",
+    "MemAvailable",
+    "SwapTotal",
+    "SwapFree",
+    "CommitLimit",
+    "Committed_AS",
+    "CmaTotal",
+    "CmaFree",
+    "HugePages_Total",
+    "HugePages_Free",
+    "HugePages_Rsvd",
+    "HugePages_Surp",
+    "Hugepagesize",
+    "Hugetlb",
+];
+
+/// Reads the host's meminfo figures in one pass; a name printed twice counts once, the first time, as
+/// [`meminfo_value`] finds it. `MemTotal` is required: without it nothing can be derived.
 pub fn parse_host_meminfo(text: &str) -> Result<HostMeminfo, ParseError> {
-    let mut host = HostMeminfo::default();
-    let mut mem_total = None;
+    let mut values: [Option<u64>; HOST_FIELDS.len()] = [None; HOST_FIELDS.len()];
     for line in text.lines().filter_map(parse_meminfo_line) {
-        let value = line.value;
-        match line.name {
-            "MemTotal" => mem_total = Some(value),
-            "MemFree" => host.mem_free = Some(value),
-            "MemAvailable" => host.mem_available = Some(value),
-            "SwapTotal" => host.swap_total = value,
-            "SwapFree" => host.swap_free = Some(value),
-            "CommitLimit" => host.commit_limit = value,
-            "Committed_AS" => host.committed_as = value,
-            "CmaTotal" => host.cma_total = value,
-            "CmaFree" => host.cma_free = value,
-            "HugePages_Total" => host.huge_pages_total = value,
-            "HugePages_Free" => host.huge_pages_free = value,
-            "HugePages_Rsvd" => host.huge_pages_rsvd = value,
-            "HugePages_Surp" => host.huge_pages_surp = value,
-            "Hugepagesize" => host.huge_page_size = value,
-            "Hugetlb" => host.hugetlb = value,
-            _ => {}
+        if let Some(index) = HOST_FIELDS.iter().position(|name| *name == line.name) {
+            values[index].get_or_insert(line.value);
         }
     }
-    host.mem_total = mem_total.ok_or_else(|| ParseError::new("/proc/meminfo", "MemTotal"))?;
-    Ok(host)
+    let [mem_total, mem_free, mem_available, swap_total, swap_free, commit_limit, committed_as, cma_total, cma_free, huge_pages_total, huge_pages_free, huge_pages_rsvd, huge_pages_surp, huge_page_size, hugetlb] =
+        values;
+    Ok(HostMeminfo {
+        mem_total: mem_total.ok_or_else(|| ParseError::new("/proc/meminfo", "MemTotal"))?,
+        mem_free,
+        mem_available,
+        swap_total: swap_total.unwrap_or(0),
+        swap_free,
+        commit_limit: commit_limit.unwrap_or(0),
+        committed_as: committed_as.unwrap_or(0),
+        cma_total: cma_total.unwrap_or(0),
+        cma_free: cma_free.unwrap_or(0),
+        huge_pages_total: huge_pages_total.unwrap_or(0),
+        huge_pages_free: huge_pages_free.unwrap_or(0),
+        huge_pages_rsvd: huge_pages_rsvd.unwrap_or(0),
+        huge_pages_surp: huge_pages_surp.unwrap_or(0),
+        huge_page_size: huge_page_size.unwrap_or(0),
+        hugetlb: hugetlb.unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
@@ -157,6 +176,10 @@ mod tests {
         assert_eq!(host.swap_free, None);
         assert_eq!((host.huge_pages_total, host.huge_page_size), (3, 2048));
         parse_host_meminfo("MemFree: 40 kB\n").unwrap_err();
+        // Printed twice (never by a kernel): the first, as every other lookup reads it.
+        let twice =
+            parse_host_meminfo("MemTotal: 100 kB\nSwapTotal: 8 kB\nSwapTotal: 9 kB\n").unwrap();
+        assert_eq!(twice.swap_total, 8);
     }
 
     #[test]
