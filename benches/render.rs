@@ -9,6 +9,7 @@ use cgview::parse::cpuacct::PerCpuUsage;
 use cgview::parse::cpuset::parse_cpu_list;
 use cgview::parse::diskstats::DeviceId;
 use cgview::parse::flat_keyed::parse_flat_keyed;
+use cgview::parse::meminfo::parse_host_meminfo;
 use cgview::render::block_stat::render_block_stat;
 use cgview::render::cpu_list::render_cpu_list;
 use cgview::render::cpuinfo::render_cpuinfo;
@@ -135,10 +136,8 @@ fn renderers(c: &mut Criterion) {
     });
 
     let swaps = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
-    let totals = memory.totals(24 << 30, 8 << 30);
-    c.bench_function("swaps", |b| {
-        b.iter(|| render_swaps(black_box(swaps), &totals))
-    });
+    let swap = memory.meminfo(&parse_host_meminfo(&meminfo).unwrap()).swap;
+    c.bench_function("swaps", |b| b.iter(|| render_swaps(black_box(swaps), swap)));
 
     let loads = LoadAverages {
         averages: [1.5, 0.7, 0.2],

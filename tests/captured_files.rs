@@ -76,6 +76,76 @@ fn captured_meminfo_renders_every_line_in_order() {
     );
 }
 
+/// What every rendered meminfo must satisfy against its host file (the property test in
+/// `crates/cgview-core/tests/meminfo_properties.rs` checks the rest on generated inputs).
+fn check_meminfo_consistent(host: &str, out: &str) {
+    let kb = |name| meminfo_value(out, name).unwrap();
+    let host_kb = |name| meminfo_value(host, name).unwrap();
+    let total = kb("MemTotal");
+    for line in out.lines() {
+        let (name, rest) = line.split_once(':').unwrap();
+        let value: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+        let host_constant = ["VmallocTotal", "VmallocChunk", "Hugepagesize"].contains(&name)
+            || name.starts_with("DirectMap");
+        if host_constant {
+            assert_eq!(value, host_kb(name), "{line}");
+        } else if !["SwapTotal", "SwapFree", "CommitLimit", "Committed_AS"].contains(&name) {
+            assert!(value <= total, "{line} > MemTotal {total}\n{out}");
+        }
+    }
+    assert!(kb("MemFree") <= host_kb("MemFree"), "{out}");
+    assert!(kb("MemAvailable") <= host_kb("MemAvailable"), "{out}");
+    assert_eq!(kb("Active"), kb("Active(anon)") + kb("Active(file)"));
+    assert_eq!(kb("Inactive"), kb("Inactive(anon)") + kb("Inactive(file)"));
+    assert_eq!(kb("Slab"), kb("SReclaimable") + kb("SUnreclaim"));
+    assert!(kb("Shmem") <= kb("Cached"));
+    assert!(kb("SwapFree") <= kb("SwapTotal"));
+    assert!(kb("SwapTotal") <= host_kb("SwapTotal"));
+}
+
+#[test]
+fn captured_v1_cgroup_on_captured_host_renders_consistent_meminfo() {
+    let usage = parse_counter(hybrid!("cgroup-memory-memory.usage_in_bytes")).unwrap();
+    let limit = parse_limit(hybrid!("cgroup-memory-memory.limit_in_bytes")).unwrap();
+    let memory = MemoryState {
+        limit_bytes: limit,
+        usage_bytes: usage,
+        stat: MemoryStat::from_v1(&parse_flat_keyed(hybrid!("cgroup-memory-memory.stat"))),
+        swap: Swap::from_v1_memsw(
+            parse_limit(hybrid!("cgroup-memory-memory.memsw.limit_in_bytes")).unwrap(),
+            parse_counter(hybrid!("cgroup-memory-memory.memsw.usage_in_bytes")).unwrap(),
+            limit,
+            usage,
+            hybrid!("cgroup-memory-memory.swappiness").trim() != "0",
+        ),
+    };
+    let host = hybrid!("meminfo");
+    let out = render_meminfo(host, &memory).unwrap();
+    check_meminfo_consistent(host, &out);
+    assert_eq!(meminfo_value(&out, "MemTotal"), Some(524_288));
+    assert_eq!(meminfo_value(&out, "MemFree"), Some(524_288 - usage / 1024));
+    // The cgroup's 108 kB of anonymous memory (total_rss).
+    assert_eq!(meminfo_value(&out, "AnonPages"), Some(108));
+    // The host has no swap: none to show, whatever memsw allows.
+    assert_eq!(meminfo_value(&out, "SwapTotal"), Some(0));
+
+    // The same cgroup with no limit on this host: free and available are the host's.
+    let unlimited = MemoryState {
+        limit_bytes: None,
+        ..memory
+    };
+    let out = render_meminfo(host, &unlimited).unwrap();
+    check_meminfo_consistent(host, &out);
+    assert_eq!(
+        meminfo_value(&out, "MemFree"),
+        meminfo_value(host, "MemFree")
+    );
+    assert_eq!(
+        meminfo_value(&out, "MemAvailable"),
+        meminfo_value(host, "MemAvailable")
+    );
+}
+
 fn check_cpuinfo_subset(host: &str, visible: &[u32]) {
     let blocks = parse_cpuinfo_blocks(host);
     let total = blocks.iter().filter(|b| b.cpu.is_some()).count();
@@ -289,6 +359,7 @@ fn captured_v2_meminfo_renders_from_captured_cgroup() {
     };
     let host = v2_captured!("meminfo");
     let out = render_meminfo(host, &memory).unwrap();
+    check_meminfo_consistent(host, &out);
     assert_eq!(names(&out), names(host));
     assert_eq!(meminfo_value(&out, "MemTotal"), Some(524_288));
     assert_eq!(meminfo_value(&out, "MemFree"), Some(524_288 - usage / 1024));

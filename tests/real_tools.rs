@@ -636,3 +636,176 @@ fn loadavg_counts_are_the_containers_at_the_read() {
     assert!(second_running >= 1, "{}", out["second"]);
     assert!(out["stat"].contains("procs_running"), "{}", out["stat"]);
 }
+
+/// A host-side process (outside any test cgroup) holding `gib` GiB of touched anonymous memory until it
+/// is dropped: another job on the machine, as the issue describes.
+struct MemoryHog(std::process::Child);
+
+impl MemoryHog {
+    fn hold(gib: u64) -> MemoryHog {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import mmap, sys\n\
+                 m = mmap.mmap(-1, int(sys.argv[1]) << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n\
+                 for i in range(0, len(m), 4096): m[i] = 1\n\
+                 print('ready', flush=True)\n\
+                 sys.stdin.read()\n",
+                &gib.to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let hog = MemoryHog(child);
+        assert_eq!(line.trim(), "ready", "the memory hog did not start");
+        hog
+    }
+}
+
+impl Drop for MemoryHog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The host's meminfo read right before and right after the container's, from a procfs mounted inside
+/// the container (its `/proc/meminfo` is cgview's), then what the tools print.
+fn busy_host_script(host_proc: &Path) -> String {
+    let host = host_proc.display();
+    format!(
+        "mount -t proc proc {host}\n\
+         echo ==before==; cat {host}/meminfo\n\
+         echo ==meminfo==; cat /proc/meminfo\n\
+         echo ==after==; cat {host}/meminfo\n\
+         echo ==free==; free -k\n\
+         echo ==node==; {NODE_SNIPPET}\n\
+         echo ==python==; python3 -c 'print(\"available\", [int(l.split()[1]) for l in open(\"/proc/meminfo\") if l.startswith(\"MemAvailable:\")][0])'\n\
+         echo ==swaps==; cat /proc/swaps\n\
+         umount {host}\n"
+    )
+}
+
+/// `name`'s value in the host's meminfo: the larger of the reads around the container's, plus what may
+/// have changed in between (a snapshot may be up to 100 ms older; other jobs run on the machine).
+fn host_bound_kb(out: &HashMap<String, String>, name: &str) -> u64 {
+    const SLACK_KB: u64 = 64 * 1024;
+    meminfo_kb(&out["before"], name).max(meminfo_kb(&out["after"], name)) + SLACK_KB
+}
+
+/// Every line of the container's meminfo within its MemTotal (but the host kernel's constants), free
+/// and available within the host's, and the tools agreeing with it.
+fn assert_within_host(out: &HashMap<String, String>, hog_kb: u64) {
+    let meminfo = &out["meminfo"];
+    let total = meminfo_kb(meminfo, "MemTotal");
+    let free = meminfo_kb(meminfo, "MemFree");
+    let available = meminfo_kb(meminfo, "MemAvailable");
+    let host_total = meminfo_kb(&out["before"], "MemTotal");
+    assert!(
+        free <= host_bound_kb(out, "MemFree"),
+        "{meminfo}\n{}",
+        out["after"]
+    );
+    assert!(
+        available <= host_bound_kb(out, "MemAvailable"),
+        "{meminfo}\n{}",
+        out["after"]
+    );
+    // The hog's memory is not shown free or available, as total - own usage would show it.
+    assert!(available + hog_kb <= host_total, "{meminfo}");
+    for line in meminfo.lines() {
+        let (name, rest) = line.split_once(':').unwrap();
+        let value: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+        let exempt = [
+            "VmallocTotal",
+            "VmallocChunk",
+            "CommitLimit",
+            "SwapTotal",
+            "SwapFree",
+        ]
+        .contains(&name)
+            || name.starts_with("DirectMap")
+            || name.starts_with("HugePages_");
+        assert!(
+            exempt || value <= total,
+            "{line} above MemTotal {total}\n{meminfo}"
+        );
+    }
+
+    // free(1): total, then used, free, shared, buff/cache, available.
+    let mem: Vec<u64> = out["free"]
+        .lines()
+        .find(|l| l.starts_with("Mem:"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(mem[0], total, "{}", out["free"]);
+    assert!(mem[2] <= host_bound_kb(out, "MemFree"), "{}", out["free"]);
+    assert!(
+        mem[5] <= host_bound_kb(out, "MemAvailable"),
+        "{}",
+        out["free"]
+    );
+    let node = key_values(&out["node"]);
+    assert_eq!(value::<u64>(&node, "totalmem"), total * 1024);
+    // libuv's free memory is MemAvailable.
+    assert!(
+        value::<u64>(&node, "freemem") <= host_bound_kb(out, "MemAvailable") * 1024,
+        "{node:?}"
+    );
+    let python = key_values(&out["python"]);
+    assert!(value::<u64>(&python, "available") <= host_bound_kb(out, "MemAvailable"));
+
+    // proc/swaps shows the swap meminfo shows (none on this host, or none accounted).
+    let swap_total = meminfo_kb(meminfo, "SwapTotal");
+    let swaps: Vec<&str> = out["swaps"].lines().collect();
+    assert!(swaps[0].starts_with("Filename"), "{}", out["swaps"]);
+    if swap_total == 0 {
+        assert_eq!(swaps.len(), 1, "{}", out["swaps"]);
+    } else {
+        let used = swap_total - meminfo_kb(meminfo, "SwapFree");
+        let fields: Vec<&str> = swaps[1].split_whitespace().collect();
+        assert_eq!(fields[2..4], [swap_total.to_string(), used.to_string()]);
+    }
+}
+
+#[test]
+fn busy_host_bounds_what_unlimited_and_limited_containers_see_free() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    const HOG_GIB: u64 = 4;
+    let daemon = Daemon::start(&[], &[]);
+    let host_proc = tempfile::Builder::new()
+        .prefix("cgview-hostproc-")
+        .tempdir()
+        .unwrap();
+    let _hog = MemoryHog::hold(HOG_GIB);
+    let hog_kb = HOG_GIB << 20;
+
+    // No limit: total - usage would be nearly the whole machine, the hog's 4 GiB included.
+    let unlimited = container_cgroup("tools-busy-none");
+    let out = run_tools(&unlimited, &daemon, &busy_host_script(host_proc.path()));
+    assert_eq!(meminfo_kb(&out["meminfo"], "MemTotal"), host_mem_total_kb());
+    assert_within_host(&out, hog_kb);
+
+    // A limit 1 GiB below the machine's memory: its own headroom is more than the busy host has free.
+    let limited = container_cgroup("tools-busy-limited");
+    let limit_kb = host_mem_total_kb() - (1 << 20);
+    limited.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(limit_kb * 1024).to_string(),
+    );
+    let out = run_tools(&limited, &daemon, &busy_host_script(host_proc.path()));
+    assert_eq!(meminfo_kb(&out["meminfo"], "MemTotal"), limit_kb);
+    assert_within_host(&out, hog_kb);
+}

@@ -141,12 +141,35 @@ fn pure_cgroup_v2_vm_end_to_end() {
     // busybox free asks sysinfo(2): it shows the machine, whatever a file system serves.
     assert_eq!(first_kb(&r, "mem.container.busybox-free"), host_mem);
     assert_eq!(first_kb(&r, "mem.unlimited.mount"), host_mem);
+    // Host MemFree, MemAvailable | the container's | the host's again: within the host's (plus what a
+    // snapshot up to 100 ms old may differ by), though total - usage is more than the guest has free.
+    let free = value(&r, "mem.unlimited.free");
+    let slack = 8 * 1024;
+    assert_eq!(free.len(), 6, "{free:?}");
+    for (index, name) in [(2, "MemFree"), (3, "MemAvailable")] {
+        let host_bound = kb(&free[index - 2]).max(kb(&free[index + 2]));
+        assert!(kb(&free[index]) <= host_bound + slack, "{name}: {free:?}");
+    }
+    assert!(kb(&free[2]) < host_mem - 32 * 1024, "{free:?}");
 
     // swap: container limit, lower pod limit, no limit, and no swap device at all.
     let swap = value(&r, "swap.limited.mount");
     assert_eq!(kb(&swap[0]), 32_768);
     assert!(kb(&swap[1]) <= 32_768);
     assert_eq!(first_kb(&r, "swap.pod-lower.mount"), 16_384);
+    let both = value(&r, "swap.with-swaps");
+    let (total, free) = (kb(&both[0]), kb(&both[1]));
+    let line: Vec<&str> = both[2].split_whitespace().collect();
+    assert_eq!(
+        line[..4],
+        [
+            "none",
+            "virtual",
+            &total.to_string(),
+            &(total - free).to_string()
+        ],
+        "{both:?}"
+    );
     assert_eq!(
         first_kb(&r, "swap.unlimited.mount"),
         first_kb(&r, "host-swaptotal")
@@ -209,6 +232,16 @@ fn pure_cgroup_v2_vm_end_to_end() {
     );
     let container_up = fields("uptime.container");
     assert!((0.5..5.0).contains(&container_up[0]), "{container_up:?}");
+    let host_ns = fields("uptime.host-ns");
+    let shown_cpus: f64 = value(&r, "uptime.host-ns")[1].parse().unwrap();
+    assert!(
+        host_ns[0] >= host_up && host_ns[0] < host_up + 30.0,
+        "{host_ns:?} vs host {host_up}"
+    );
+    assert!(
+        host_ns[1] <= host_ns[0] * shown_cpus + 0.01,
+        "idle above {shown_cpus} CPUs' time: {host_ns:?}"
+    );
 
     // diskstats: the writer's 4 MiB of O_DIRECT writes, from io.stat; another cgroup sees nothing.
     let device = &value(&r, "disk.device")[0];

@@ -55,12 +55,69 @@ fn meminfo_unlimited_values_are_host_total() {
         host.process(&Process::host(502, hybrid_membership("/x")));
         let (text, _) = render_text(&host.view(), ServedFile::Meminfo, 502);
         assert_eq!(meminfo_kb(&text, "MemTotal"), 16_384_000, "limit {limit}");
+        // Total - usage would be 16,373,760 kB: more than the host has free. The container cannot have it.
+        assert_eq!(meminfo_kb(&text, "MemFree"), 12_000_000, "limit {limit}");
         assert_eq!(
-            meminfo_kb(&text, "MemFree"),
-            16_384_000 - 10_240,
+            meminfo_kb(&text, "MemAvailable"),
+            14_000_000,
             "limit {limit}"
         );
     }
+}
+
+#[test]
+fn meminfo_limited_container_on_a_host_under_pressure_gets_what_the_host_has() {
+    let host = hybrid_host();
+    host.host_file(
+        "meminfo",
+        &HOST_MEMINFO
+            .replace("MemFree:        12000000 kB", "MemFree:          200000 kB")
+            .replace("MemAvailable:   14000000 kB", "MemAvailable:     300000 kB"),
+    );
+    v1_memory(&host, "/p", "2147483648", 100 * MIB);
+    host.process(&Process::host(504, hybrid_membership("/p")));
+    let (text, _) = render_text(&host.view(), ServedFile::Meminfo, 504);
+    assert_eq!(meminfo_kb(&text, "MemTotal"), 2_097_152);
+    assert_eq!(meminfo_kb(&text, "MemFree"), 200_000);
+    assert_eq!(meminfo_kb(&text, "MemAvailable"), 300_000);
+}
+
+#[test]
+fn meminfo_host_lines_never_exceed_the_containers_mem_total() {
+    let host = hybrid_host();
+    host.host_file(
+        "meminfo",
+        &format!(
+            "{HOST_MEMINFO}CommitLimit:    10289148 kB\nCommitted_AS:   20000000 kB\n\
+             VmallocTotal:   34359738367 kB\nHugePages_Free:      900\nHugetlb:         2048000 kB\n"
+        )
+        .replace("HugePages_Total:       0", "HugePages_Total:    1000")
+        .replace("Mlocked:               0 kB", "Mlocked:         3000000 kB"),
+    );
+    v1_memory(&host, "/m", "536870912", 100 * MIB);
+    host.process(&Process::host(505, hybrid_membership("/m")));
+    let (text, _) = render_text(&host.view(), ServedFile::Meminfo, 505);
+    let total = meminfo_kb(&text, "MemTotal");
+    assert_eq!(total, 524_288);
+    for line in text.lines() {
+        let (name, rest) = line.split_once(':').unwrap();
+        let value: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+        if !["VmallocTotal", "CommitLimit", "SwapTotal", "SwapFree"].contains(&name)
+            && !name.starts_with("DirectMap")
+            && !name.starts_with("HugePages_")
+        {
+            assert!(value <= total, "{line}\n{text}");
+        }
+    }
+    assert_eq!(meminfo_kb(&text, "Mlocked"), 0, "nothing is unevictable");
+    // No swap accounted: the anonymous memory, 1 MiB.
+    assert_eq!(meminfo_kb(&text, "Committed_AS"), 1024);
+    // (10289148 - 2097148) x 512 MiB / 16384000 kB, no swap of its own.
+    assert_eq!(meminfo_kb(&text, "CommitLimit"), 262_144);
+    assert_eq!(meminfo_kb(&text, "HugePages_Total"), 256);
+    assert_eq!(meminfo_kb(&text, "HugePages_Free"), 256);
+    assert_eq!(meminfo_kb(&text, "Hugetlb"), 524_288);
+    assert_eq!(meminfo_kb(&text, "VmallocTotal"), 34_359_738_367);
 }
 
 /// A 512 MiB v1 container using 100 MiB, with a 768 MiB memsw limit, `memsw_usage` and `swappiness`:
@@ -97,6 +154,72 @@ fn meminfo_v1_swappiness_zero_shows_only_swap_in_use() {
     let text = v1_swap_meminfo(104 * MIB, "0");
     assert_eq!(meminfo_kb(&text, "SwapTotal"), 4096);
     assert_eq!(meminfo_kb(&text, "SwapFree"), 0);
+}
+
+/// The `none virtual` line of a rendered `/proc/swaps`: size and used, in kB.
+fn virtual_swap(swaps: &str) -> Option<(u64, u64)> {
+    let line = swaps.lines().nth(1)?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[..2], ["none", "virtual"], "{swaps}");
+    Some((fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+}
+
+#[test]
+fn swaps_and_meminfo_show_the_same_swap() {
+    // v1: memsw 768 MiB over 512 MiB of memory, 10 MiB swapped; then swappiness 0.
+    for (swappiness, expected) in [("60", (262_144, 10_240)), ("0", (10_240, 10_240))] {
+        let host = hybrid_host();
+        v1_memory(&host, "/s", "536870912", 100 * MIB);
+        host.cgroup_file("memory", "/s", "memory.memsw.limit_in_bytes", "805306368\n");
+        host.cgroup_file("memory", "/s", "memory.memsw.usage_in_bytes", "115343360\n");
+        host.cgroup_file(
+            "memory",
+            "/s",
+            "memory.swappiness",
+            &format!("{swappiness}\n"),
+        );
+        host.process(&Process::host(506, hybrid_membership("/s")));
+        let view = host.view();
+        let (meminfo, _) = render_text(&view, ServedFile::Meminfo, 506);
+        let (swaps, source) = render_text(&view, ServedFile::Swaps, 506);
+        assert_eq!(source, Source::Container);
+        let total = meminfo_kb(&meminfo, "SwapTotal");
+        let used = total - meminfo_kb(&meminfo, "SwapFree");
+        assert_eq!((total, used), expected, "swappiness {swappiness}");
+        assert_eq!(virtual_swap(&swaps), Some(expected), "{swaps}");
+    }
+
+    // v2, unlimited swap on a host whose swap is mostly used by others: SwapFree is the host's, and
+    // swaps' Used is what meminfo shows used.
+    let host = v2_host();
+    host.host_file(
+        "meminfo",
+        &HOST_MEMINFO.replace("SwapFree:        2097148 kB", "SwapFree:         500000 kB"),
+    );
+    v2_memory(&host, "/w", "max", 64 * MIB);
+    host.cgroup_file("", "/w", "memory.swap.max", "max\n");
+    host.cgroup_file("", "/w", "memory.swap.current", "1048576\n");
+    host.process(&Process::host(513, "0::/w\n".into()));
+    let view = host.view();
+    let (meminfo, _) = render_text(&view, ServedFile::Meminfo, 513);
+    let (swaps, _) = render_text(&view, ServedFile::Swaps, 513);
+    assert_eq!(meminfo_kb(&meminfo, "SwapTotal"), 2_097_148);
+    assert_eq!(meminfo_kb(&meminfo, "SwapFree"), 500_000);
+    assert_eq!(
+        virtual_swap(&swaps),
+        Some((2_097_148, 1_597_148)),
+        "{swaps}"
+    );
+
+    // No swap accounting: no swap line in either.
+    let host = hybrid_host();
+    v1_memory(&host, "/n", "536870912", 0);
+    host.process(&Process::host(507, hybrid_membership("/n")));
+    let view = host.view();
+    let (meminfo, _) = render_text(&view, ServedFile::Meminfo, 507);
+    let (swaps, _) = render_text(&view, ServedFile::Swaps, 507);
+    assert_eq!(meminfo_kb(&meminfo, "SwapTotal"), 0);
+    assert_eq!(virtual_swap(&swaps), None, "{swaps}");
 }
 
 fn v2_memory(host: &HostFixture, path: &str, max: &str, current: u64) {
@@ -297,12 +420,29 @@ fn uptime_in_own_pid_namespace_is_age_of_its_init() {
 }
 
 #[test]
-fn uptime_host_namespace_caller_gets_host_file() {
+fn uptime_host_namespace_caller_gets_host_uptime_and_its_cgroups_idle() {
     let host = hybrid_host();
-    host.process(&Process::host(710, hybrid_membership("/some/cgroup")));
+    // In the root cpuacct cgroup its CPU time is not told apart from the host's: the host's file.
+    host.process(&Process::host(
+        710,
+        hybrid_membership("/some/cgroup").replace("3:cpuacct:/some/cgroup", "3:cpuacct:/"),
+    ));
     let (text, source) = render_text(&host.view(), ServedFile::Uptime, 710);
     assert_eq!(source, Source::Host);
     assert_eq!(text, HOST_UPTIME);
+
+    // In its own: the host's clock, and the idle its /proc/stat shows (4 CPUs x 1000 s - 1000 s used),
+    // not the host's idle of every CPU.
+    host.cgroup_file(
+        "cpuacct",
+        "/some/cgroup",
+        "cpuacct.usage",
+        "1000000000000\n",
+    );
+    host.process(&Process::host(711, hybrid_membership("/some/cgroup")));
+    let (text, source) = render_text(&host.view(), ServedFile::Uptime, 711);
+    assert_eq!(source, Source::Container);
+    assert_eq!(text, "1000.00 3000.00\n");
 }
 
 // ---- container identity -------------------------------------------------------------------------

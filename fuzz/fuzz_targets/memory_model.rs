@@ -2,9 +2,10 @@
 //! Fuzzes the memory model with real limits: a container's cgroup files (its own, its pod's and the root's
 //! limits, usage, `memory.stat`, swap files; v1 or v2 names) are read by the daemon's own reader from
 //! memory, then meminfo is rendered from an arbitrary host meminfo. Nothing may panic, and the container
-//! never sees more memory than the host or its limit, nor more available or free memory than total.
+//! never sees more memory than the host or its limit, nor more available or free memory than total or
+//! than the host has (`crates/cgview-core/tests/meminfo_properties.rs` checks every line's rules).
 //!
-//! Input: 17 parameter bytes (v2 flag, host MemTotal and SwapTotal in bytes for the model alone), then NUL-
+//! Input: 17 parameter bytes (v2 flag, host MemTotal and SwapTotal in kB for the model alone), then NUL-
 //! separated files: host meminfo, limit of the container / pod / root, usage, memory.stat, swap usage,
 //! swap limit of the container / pod, swappiness.
 
@@ -12,8 +13,8 @@ mod input;
 
 use cgview::host::cgroup_reader::read_memory;
 use cgview::host::layout::CgroupVersion;
-use cgview::model::memory::{MemoryState, MemoryTotals};
-use cgview::parse::meminfo::meminfo_value;
+use cgview::model::memory::{ContainerMeminfo, MemoryState};
+use cgview::parse::meminfo::{meminfo_value, HostMeminfo};
 use cgview::render::meminfo::render_meminfo;
 use input::{chain_dirs, container_dir, version, Input, MemFiles};
 use libfuzzer_sys::fuzz_target;
@@ -44,20 +45,20 @@ const V2: Names = Names {
     swap_limit: "memory.swap.max",
 };
 
-fn assert_totals_bounded(
-    totals: &MemoryTotals,
-    memory: &MemoryState,
-    host_mem: u64,
-    host_swap: u64,
-) {
-    assert!(totals.mem_total <= host_mem, "{totals:?}");
+fn assert_model_bounded(info: &ContainerMeminfo, memory: &MemoryState, host: &HostMeminfo) {
+    assert!(info.mem_total <= host.mem_total, "{info:?}");
     if let Some(limit) = memory.limit_bytes {
-        assert!(totals.mem_total <= limit, "{totals:?} {memory:?}");
+        assert!(info.mem_total <= limit / 1024, "{info:?} {memory:?}");
     }
-    assert!(totals.mem_free <= totals.mem_available, "{totals:?}");
-    assert!(totals.mem_available <= totals.mem_total, "{totals:?}");
-    assert!(totals.swap_total <= host_swap, "{totals:?}");
-    assert!(totals.swap_free <= totals.swap_total, "{totals:?}");
+    assert!(info.mem_free <= info.mem_total, "{info:?}");
+    assert!(info.mem_available <= info.mem_total, "{info:?}");
+    assert!(info.mem_free <= host.mem_free.unwrap_or(u64::MAX), "{info:?}");
+    assert!(info.mem_available <= host.mem_available.unwrap_or(u64::MAX), "{info:?}");
+    assert!(info.swap.total_kb <= host.swap_total, "{info:?}");
+    assert!(info.swap.free_kb <= info.swap.total_kb, "{info:?}");
+    let used = info.mem_total - info.mem_free;
+    assert!(info.cached + info.anon_pages <= used, "{info:?}");
+    assert!(info.active_anon + info.inactive_anon + info.active_file + info.inactive_file <= used);
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -86,8 +87,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
-    let totals = memory.totals(host_mem, host_swap);
-    assert_totals_bounded(&totals, &memory, host_mem, host_swap);
+    let host_figures = HostMeminfo {
+        mem_total: host_mem,
+        mem_free: Some(host_mem / 2),
+        mem_available: Some(host_mem / 3),
+        swap_total: host_swap,
+        swap_free: Some(host_swap / 2),
+        ..HostMeminfo::default()
+    };
+    assert_model_bounded(&memory.meminfo(&host_figures), &memory, &host_figures);
 
     let host = input.text(0);
     let Ok(out) = render_meminfo(host, &memory) else {
@@ -102,12 +110,12 @@ fuzz_target!(|data: &[u8]| {
         Some(limit) => assert!(total <= limit / 1024, "{total} kB > limit {limit}\n{out}"),
         None => assert_eq!(total, host_total.min(u64::MAX / 1024), "{out}"),
     }
-    if let (Some(free), Some(available)) = (kb(&out, "MemFree"), kb(&out, "MemAvailable")) {
-        assert!(free <= available, "{out}");
-    }
     for name in ["MemFree", "MemAvailable"] {
         if let Some(value) = kb(&out, name) {
             assert!(value <= total, "{name} {value} > MemTotal {total}\n{out}");
+            if let Some(host_value) = kb(host, name) {
+                assert!(value <= host_value, "{name} {value} > the host's {host_value}\n{out}");
+            }
         }
     }
     if let (Some(free), Some(swap_total)) = (kb(&out, "SwapFree"), kb(&out, "SwapTotal")) {

@@ -85,12 +85,13 @@ fn read_memory_v1(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState
             let memsw_usage = parse_counter(&memsw_usage).wrap_path(&dir.file(v1::MEMSW_USAGE))?;
             let memsw_limit = read_limit_chain(files, dir, v1::MEMSW_LIMIT)?;
             let swappiness = files.read_optional_text(&dir.file(v1::SWAPPINESS))?;
-            Swap::Accounted {
-                limit_bytes: memsw_limit
-                    .map(|memsw| memsw.saturating_sub(limit_bytes.unwrap_or(0))),
-                usage_bytes: memsw_usage.saturating_sub(usage_bytes),
-                may_swap: swappiness.is_none_or(|s| s.trim() != "0"),
-            }
+            Swap::from_v1_memsw(
+                memsw_limit,
+                memsw_usage,
+                limit_bytes,
+                usage_bytes,
+                swappiness.is_none_or(|s| s.trim() != "0"),
+            )
         }
     };
     Ok(MemoryState {

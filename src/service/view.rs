@@ -21,7 +21,7 @@ use cgview_core::model::cpu_time::container_cpu_ticks;
 use cgview_core::model::loadavg::{render_loadavg, LoadavgTail};
 use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
 use cgview_core::parse::diskstats::DeviceId;
-use cgview_core::parse::meminfo::meminfo_value;
+use cgview_core::parse::meminfo::parse_host_meminfo;
 use cgview_core::parse::uptime::parse_uptime;
 use cgview_core::parse::ParseError;
 use cgview_core::render::block_stat::render_block_stat;
@@ -288,15 +288,13 @@ impl View {
                     return Ok(None);
                 };
                 let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
+                // The swap the container's meminfo shows, derived the same way from the same host figures.
                 let meminfo_path = self.resolver.paths().served_file(ServedFile::Meminfo);
                 let meminfo = read_text(&meminfo_path).map_err(|e| self.failure(e))?;
-                let host_kb = |name| {
-                    meminfo_value(&meminfo, name)
-                        .unwrap_or(0)
-                        .saturating_mul(1024)
-                };
-                let totals = memory.totals(host_kb("MemTotal"), host_kb("SwapTotal"));
-                Ok(Some(render_swaps(host, &totals)))
+                let host_meminfo = parse_host_meminfo(&meminfo)
+                    .wrap_path(&meminfo_path)
+                    .map_err(|e| self.failure(e))?;
+                Ok(Some(render_swaps(host, memory.meminfo(&host_meminfo).swap)))
             }
             ServedFile::PressureCpu | ServedFile::PressureMemory | ServedFile::PressureIo => {
                 // No unified hierarchy (a pure v1 host): the kernel keeps no per-cgroup pressure.
@@ -486,8 +484,14 @@ impl View {
         host: &str,
         files: &dyn FileSource,
     ) -> Result<Option<String>, NotVirtualized> {
-        let Anchor::NamespaceInit { start_ticks, .. } = container.anchor else {
-            return Ok(None);
+        let accounting = container.cgroups.cpuacct.as_ref().and_then(|d| non_root(d));
+        let start_ticks = match container.anchor {
+            Anchor::NamespaceInit { start_ticks, .. } => start_ticks,
+            // A caller of the host's pid namespace has the host's clock, but its /proc/stat shows its
+            // cgroup's CPU time on its visible CPUs: its idle is what those CPUs did not spend on it, or
+            // the host's idle of every CPU would exceed what the CPUs it is shown could have idled.
+            Anchor::HostNamespace if accounting.is_some() => 0,
+            Anchor::HostNamespace => return Ok(None),
         };
         let host_path = self.resolver.paths().served_file(ServedFile::Uptime);
         let (host_up_secs, _) = parse_uptime(host)
@@ -497,7 +501,7 @@ impl View {
             Some(visible) => visible.len(),
             None => self.host_online()?.len(),
         };
-        let cpu_used_secs = match container.cgroups.cpuacct.as_ref().and_then(|d| non_root(d)) {
+        let cpu_used_secs = match accounting {
             Some(dir) => {
                 read_cpu_usage_ns(files, dir)
                     .map_err(|e| self.failure(e))?

@@ -73,6 +73,8 @@ check mem.container.container-cat "$(container $C 'cat /proc/meminfo | grep -E "
 check mem.container.busybox-free "$(container $C 'free -k | grep Mem: ')"
 limit max $C/memory.max
 check mem.unlimited.mount "$(inside $C "grep ^MemTotal: $MNT/proc/meminfo")"
+# The host's free and available right before and after the container's: the container's are never more.
+check mem.unlimited.free "$(inside $C "grep -E '^(MemFree|MemAvailable):' /proc/meminfo; grep -E '^(MemFree|MemAvailable):' $MNT/proc/meminfo; grep -E '^(MemFree|MemAvailable):' /proc/meminfo")"
 
 # ---- swap ----
 mkswap /dev/vdb >/dev/null && swapon /dev/vdb
@@ -82,6 +84,8 @@ limit 536870912 $C/memory.max
 limit 33554432 $C/memory.swap.max
 check swap.limited.mount "$(inside $C "grep -E '^Swap(Total|Free):' $MNT/proc/meminfo")"
 check swaps.limited.mount "$(inside $C "cat $MNT/proc/swaps")"
+# Both at one moment: swaps' size and used are meminfo's SwapTotal and SwapTotal - SwapFree.
+check swap.with-swaps "$(inside $C "grep -E '^Swap(Total|Free):' $MNT/proc/meminfo; tail -n 1 $MNT/proc/swaps")"
 limit 16777216 $P/memory.swap.max
 check swap.pod-lower.mount "$(inside $C "grep ^SwapTotal: $MNT/proc/meminfo")"
 limit max $P/memory.swap.max
@@ -139,6 +143,8 @@ sleep 3
 check host-uptime "$(cat /proc/uptime)"
 check uptime.new-pidns "$(inside $C "unshare -p -f sh -c 'sleep 2; cat $MNT/proc/uptime'")"
 check uptime.container "$(container $C 'sleep 1; cat /proc/uptime')"
+# A caller of the host's pid namespace in C: the host's clock, and C's idle on the CPUs its stat shows.
+check uptime.host-ns "$(inside $C "cat $MNT/proc/uptime; grep -c '^cpu[0-9]' $MNT/proc/stat")"
 
 # ---- diskstats ----
 check disk.device "$(cat /sys/block/vda/dev)"

@@ -1,70 +1,32 @@
-//! `/proc/meminfo` for a container (design.md section 2).
+//! `/proc/meminfo` for a container (design.md section 2; the lines are listed in
+//! [`ContainerMeminfo::line_kb`]).
 
-use crate::model::memory::{MemoryState, MemoryTotals};
-use crate::parse::meminfo::{meminfo_value, parse_meminfo_line, MeminfoLine};
+use crate::model::memory::{ContainerMeminfo, MemoryState};
+use crate::parse::meminfo::{parse_host_meminfo, parse_meminfo_line, MeminfoLine};
 use crate::parse::ParseError;
 
-/// Renders the container's meminfo from the host's: the lines cgview knows are replaced, every other line
-/// is passed through in the host's order and formatting.
+/// Renders the container's meminfo from the host's: every line in the host's order and formatting, with
+/// the container's value where [`ContainerMeminfo::line_kb`] gives one.
 pub fn render_meminfo(host: &str, memory: &MemoryState) -> Result<String, ParseError> {
-    let host_kb =
-        |name| meminfo_value(host, name).ok_or_else(|| ParseError::new("/proc/meminfo", name));
-    let host_mem_total = host_kb("MemTotal")?.saturating_mul(1024);
-    // A host without swap configured still prints SwapTotal; tolerate its absence all the same.
-    let host_swap_total = host_kb("SwapTotal").unwrap_or(0).saturating_mul(1024);
-    let totals = memory.totals(host_mem_total, host_swap_total);
+    let container = memory.meminfo(&parse_host_meminfo(host)?);
+    Ok(render_lines(host, &container))
+}
 
+fn render_lines(host: &str, container: &ContainerMeminfo) -> String {
     let mut out = String::with_capacity(host.len());
     for line in host.lines() {
-        match parse_meminfo_line(line)
-            .and_then(|l| replacement_kb(&l, memory, &totals).map(|kb| (l, kb)))
-        {
-            Some((parsed, kb)) => write_line(&mut out, &parsed, kb),
+        let replaced = parse_meminfo_line(line).and_then(|parsed| {
+            container
+                .line_kb(parsed.name, parsed.value, parsed.is_kb())
+                .map(|value| (parsed, value))
+        });
+        match replaced {
+            Some((parsed, value)) => write_line(&mut out, &parsed, value),
             None => out.push_str(line),
         }
         out.push('\n');
     }
-    Ok(out)
-}
-
-/// The container's value for a meminfo field, in kB; `None` to pass the host's line through.
-fn replacement_kb(
-    line: &MeminfoLine<'_>,
-    memory: &MemoryState,
-    totals: &MemoryTotals,
-) -> Option<u64> {
-    let stat = &memory.stat;
-    let bytes = match line.name {
-        "MemTotal" => totals.mem_total,
-        "MemFree" => totals.mem_free,
-        "MemAvailable" => totals.mem_available,
-        "Buffers" | "SwapCached" => 0,
-        "Cached" => stat.cache,
-        "Active" => stat.active_anon.saturating_add(stat.active_file),
-        "Inactive" => stat.inactive_anon.saturating_add(stat.inactive_file),
-        "Active(anon)" => stat.active_anon,
-        "Inactive(anon)" => stat.inactive_anon,
-        "Active(file)" => stat.active_file,
-        "Inactive(file)" => stat.inactive_file,
-        "Unevictable" => stat.unevictable,
-        "AnonPages" => stat.anon_pages(),
-        "Shmem" => stat.shmem,
-        // Per-container quantities the kernel may not account for this cgroup version: 0 rather than
-        // the host's figure, which could exceed the container's whole MemTotal.
-        "Mapped" => stat.mapped.unwrap_or(0),
-        "Dirty" => stat.dirty.unwrap_or(0),
-        "Writeback" => stat.writeback.unwrap_or(0),
-        "AnonHugePages" => stat.anon_huge.unwrap_or(0),
-        "Slab" => stat.slab.unwrap_or(0),
-        "SReclaimable" => stat.slab_reclaimable.unwrap_or(0),
-        "SUnreclaim" => stat.slab_unreclaimable.unwrap_or(0),
-        "KernelStack" => stat.kernel_stack.unwrap_or(0),
-        "PageTables" => stat.page_tables.unwrap_or(0),
-        "SwapTotal" => totals.swap_total,
-        "SwapFree" => totals.swap_free,
-        _ => return None,
-    };
-    Some(bytes / 1024)
+    out
 }
 
 /// Writes `Name:<padding><value><unit>`, keeping the host line's alignment when the new value fits in it.
@@ -86,6 +48,7 @@ fn write_line(out: &mut String, line: &MeminfoLine<'_>, kb: u64) {
 mod tests {
     use super::*;
     use crate::model::memory::{MemoryStat, Swap};
+    use crate::parse::meminfo::meminfo_value;
 
     const HOST: &str = "\
 MemTotal:       24572812 kB
@@ -181,16 +144,47 @@ DirectMap1G:    25165824 kB
     }
 
     #[test]
-    fn render_meminfo_lru_sums_at_u64_max_saturate() {
+    fn render_meminfo_lru_sums_at_u64_max_stay_within_mem_total() {
         let mut memory = container();
+        memory.limit_bytes = None;
+        memory.usage_bytes = u64::MAX;
         memory.stat.active_anon = u64::MAX;
         memory.stat.active_file = 1;
         memory.stat.inactive_anon = 1;
         memory.stat.inactive_file = u64::MAX;
         let host = "MemTotal: 8 kB\nActive: 1 kB\nInactive: 1 kB\n";
         let out = render_meminfo(host, &memory).unwrap();
-        assert_eq!(field(&out, "Active"), u64::MAX / 1024);
-        assert_eq!(field(&out, "Inactive"), u64::MAX / 1024);
+        assert_eq!(field(&out, "Active"), 8);
+        assert_eq!(field(&out, "Inactive"), 0);
+    }
+
+    #[test]
+    fn render_meminfo_unlimited_container_never_has_more_free_than_the_host() {
+        let mut memory = container();
+        memory.limit_bytes = None;
+        let out = render_meminfo(HOST, &memory).unwrap();
+        assert_eq!(field(&out, "MemFree"), 20_000_000);
+        assert_eq!(field(&out, "MemAvailable"), 22_000_000);
+    }
+
+    #[test]
+    fn render_meminfo_host_lines_are_bounded_or_kept_as_the_kernels_constants() {
+        let host = "MemTotal: 16777216 kB\nMlocked: 4000000 kB\nCommitted_AS: 30000000 kB\n\
+                    VmallocTotal: 34359738367 kB\nHardwareCorrupted: 9999999 kB\nHugePages_Total: 4096\n\
+                    Hugepagesize: 2048 kB\nDirectMap1G: 17825792 kB\n";
+        let out = render_meminfo(host, &container()).unwrap();
+        assert_eq!(
+            field(&out, "Mlocked"),
+            0,
+            "nothing unevictable, nothing mlocked"
+        );
+        // The container's anonymous memory: what it has committed and touched.
+        assert_eq!(field(&out, "Committed_AS"), 90 * 1024);
+        assert_eq!(field(&out, "HardwareCorrupted"), 524_288);
+        assert_eq!(field(&out, "HugePages_Total"), 256);
+        assert_eq!(field(&out, "VmallocTotal"), 34_359_738_367);
+        assert_eq!(field(&out, "Hugepagesize"), 2048);
+        assert_eq!(field(&out, "DirectMap1G"), 17_825_792);
     }
 
     #[test]

@@ -1,19 +1,20 @@
 //! `/proc/swaps` for a container (design.md section 2).
 
-use crate::model::memory::MemoryTotals;
+use crate::model::memory::SwapSpace;
 
-/// The host's header line, then one `none virtual` line when the container has swap. Columns are aligned
-/// the way the kernel aligns them (the name padded to 40 characters, tab-separated numbers in kB).
-pub fn render_swaps(host: &str, totals: &MemoryTotals) -> String {
+/// The host's header line, then one `none virtual` line when the container has swap: the same swap, at
+/// the same moment, as its meminfo's `SwapTotal` and `SwapTotal - SwapFree`. Columns are aligned the way
+/// the kernel aligns them (the name padded to 40 characters, tab-separated numbers in kB).
+pub fn render_swaps(host: &str, swap: SwapSpace) -> String {
     let header = host
         .lines()
         .next()
         .filter(|l| l.starts_with("Filename"))
         .unwrap_or("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority");
     let mut out = format!("{header}\n");
-    let size_kb = totals.swap_total / 1024;
+    let size_kb = swap.total_kb;
     if size_kb > 0 {
-        let used_kb = totals.swap_total.saturating_sub(totals.swap_free) / 1024;
+        let used_kb = swap.used_kb();
         let pad = |value: u64| if value < 10_000_000 { "\t" } else { "" };
         out.push_str(&format!(
             "{:<40}virtual\t{size_kb}\t{}{used_kb}\t{}0\n",
@@ -32,19 +33,13 @@ mod tests {
     const HOST: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
 /dev/vda2                               partition\t1048572\t\t0\t\t-2\n";
 
-    fn totals(swap_total: u64, swap_free: u64) -> MemoryTotals {
-        MemoryTotals {
-            mem_total: 1 << 30,
-            mem_free: 1 << 29,
-            mem_available: 1 << 29,
-            swap_total,
-            swap_free,
-        }
+    fn swap(total_kb: u64, free_kb: u64) -> SwapSpace {
+        SwapSpace { total_kb, free_kb }
     }
 
     #[test]
     fn container_swap_replaces_host_devices() {
-        let out = render_swaps(HOST, &totals(256 << 20, 255 << 20));
+        let out = render_swaps(HOST, swap(262_144, 261_120));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0], "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority");
@@ -58,13 +53,13 @@ mod tests {
     #[test]
     fn no_swap_is_header_only() {
         assert_eq!(
-            render_swaps(HOST, &totals(0, 0)),
+            render_swaps(HOST, swap(0, 0)),
             "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
         );
     }
 
     #[test]
     fn missing_header_is_supplied() {
-        assert!(render_swaps("", &totals(0, 0)).starts_with("Filename\t"));
+        assert!(render_swaps("", swap(0, 0)).starts_with("Filename\t"));
     }
 }
