@@ -511,17 +511,22 @@ fn vmstat_counters_never_go_backwards_per_container() {
         vmstat_value(&render_text(&view, ServedFile::Vmstat, 600).0, "pgfault"),
         5000
     );
+    // The kernel's count as another host fixture with `pgfault` faults has it.
+    let kernel_counts = |pgfault: u64| {
+        let other = v1_vmstat_host(pgfault);
+        let path = other.cgroup_dir("memory", "/ctr").join("memory.stat");
+        host.cgroup_file(
+            "memory",
+            "/ctr",
+            "memory.stat",
+            &fs::read_to_string(path).unwrap(),
+        );
+    };
     // A sub-cgroup's faults went with it (kernels whose v1 totals sum live children only).
-    let lower = v1_vmstat_host(4000);
-    for file in ["memory.stat"] {
-        let text = fs::read_to_string(lower.cgroup_dir("memory", "/ctr").join(file)).unwrap();
-        host.cgroup_file("memory", "/ctr", file, &text);
-    }
+    kernel_counts(4000);
     let (after, _) = render_text(&view, ServedFile::Vmstat, 600);
     assert_eq!(vmstat_value(&after, "pgfault"), 5000);
-    let more = v1_vmstat_host(4100);
-    let text = fs::read_to_string(more.cgroup_dir("memory", "/ctr").join("memory.stat")).unwrap();
-    host.cgroup_file("memory", "/ctr", "memory.stat", &text);
+    kernel_counts(4100);
     let (later, _) = render_text(&view, ServedFile::Vmstat, 600);
     assert_eq!(
         vmstat_value(&later, "pgfault"),
