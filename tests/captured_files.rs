@@ -372,3 +372,229 @@ fn captured_v2_meminfo_renders_from_captured_cgroup() {
     let disks = parse_diskstats(v2_captured!("diskstats")).unwrap();
     assert!(disks.iter().all(|l| l.counter_count == 17));
 }
+
+// ---- /proc/vmstat ---------------------------------------------------------------------------------
+
+mod vmstat {
+    use cgview::model::io::BlockTraffic;
+    use cgview::model::memory::{MemoryStat, MemoryState, Swap};
+    use cgview::model::vmstat::{ContainerVm, CounterCarry, MemoryStatKeys, PageUnits, StatFlavor};
+    use cgview::parse::blkio::parse_blkio;
+    use cgview::parse::flat_keyed::parse_flat_keyed;
+    use cgview::parse::io_stat::parse_io_stat;
+    use cgview::parse::limit::{parse_counter, parse_limit};
+    use cgview::parse::meminfo::{meminfo_value, parse_host_meminfo};
+    use cgview::parse::vmstat::{parse_vmstat, vmstat_value};
+    use cgview::render::meminfo::render_meminfo;
+    use cgview::render::vmstat::{draft_vmstat, render_vmstat, LineValue};
+
+    macro_rules! hybrid {
+        ($name:literal) => {
+            include_str!(concat!("fixtures/linux-6.18-x86_64-hybrid-vmstat/", $name))
+        };
+    }
+    macro_rules! v2 {
+        ($name:literal) => {
+            include_str!(concat!("fixtures/linux-6.1-x86_64-v2-vmstat/", $name))
+        };
+    }
+
+    /// Both machines have 4 KiB pages and 2 MiB PMD huge pages (their READMEs).
+    fn units(hpage: &str) -> PageUnits {
+        PageUnits {
+            page_bytes: 4096,
+            pmd_thp_bytes: Some(hpage.trim().parse().unwrap()),
+        }
+    }
+
+    fn names(text: &str) -> Vec<&str> {
+        text.lines().map(|l| l.split(' ').next().unwrap()).collect()
+    }
+
+    fn value(text: &str, name: &str) -> u64 {
+        vmstat_value(&parse_vmstat(text).unwrap(), name)
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    /// What every container's vmstat must satisfy against its own meminfo: the host's names in the host's
+    /// order, free pages equal to MemFree, and no gauge above MemTotal.
+    fn check_consistent_with_meminfo(host: &str, vmstat: &str, meminfo: &str) {
+        assert_eq!(names(vmstat), names(host));
+        let kb = |name| meminfo_value(meminfo, name).unwrap();
+        assert_eq!(value(vmstat, "nr_free_pages") * 4, kb("MemFree"));
+        let total_pages = kb("MemTotal") / 4;
+        for line in parse_vmstat(vmstat).unwrap() {
+            let is_gauge = line.name.starts_with("nr_")
+                && ![
+                    "nr_dirtied",
+                    "nr_written",
+                    "nr_vmscan_write",
+                    "nr_foll_pin_acquired",
+                ]
+                .contains(&line.name);
+            if is_gauge {
+                assert!(line.value <= total_pages, "{} above MemTotal", line.name);
+            }
+        }
+        for (gauge, meminfo_line) in [
+            ("nr_file_pages", "Cached"),
+            ("nr_dirty", "Dirty"),
+            ("nr_shmem", "Shmem"),
+            ("nr_mapped", "Mapped"),
+            ("nr_anon_pages", "AnonPages"),
+            ("nr_inactive_anon", "Inactive(anon)"),
+            ("nr_active_file", "Active(file)"),
+            ("nr_slab_reclaimable", "SReclaimable"),
+            ("nr_page_table_pages", "PageTables"),
+        ] {
+            assert_eq!(
+                value(vmstat, gauge) * 4,
+                kb(meminfo_line),
+                "{gauge} against {meminfo_line}"
+            );
+        }
+        assert_eq!(value(vmstat, "nr_kernel_stack"), kb("KernelStack"));
+    }
+
+    #[test]
+    fn captured_v1_vmstat_is_the_cgroups() {
+        let raw = parse_flat_keyed(hybrid!("cgroup-memory-memory.stat"));
+        let memory = MemoryState {
+            limit_bytes: parse_limit(hybrid!("cgroup-memory-memory.limit_in_bytes")).unwrap(),
+            usage_bytes: parse_counter(hybrid!("cgroup-memory-memory.usage_in_bytes")).unwrap(),
+            stat: MemoryStat::from_v1(&raw),
+            swap: Swap::NotAccounted,
+        };
+        let bytes = parse_blkio(hybrid!(
+            "cgroup-blkio-blkio.throttle.io_service_bytes_recursive"
+        ));
+        let io = BlockTraffic {
+            sectors_read: bytes.iter().map(|(_, rw)| rw.read / 512).sum(),
+            sectors_written: bytes.iter().map(|(_, rw)| rw.write / 512).sum(),
+        };
+        let vm = ContainerVm {
+            memory: &memory,
+            mem_free_bytes: memory
+                .meminfo(&parse_host_meminfo(hybrid!("meminfo")).unwrap())
+                .mem_free
+                * 1024,
+            stat: MemoryStatKeys {
+                flavor: StatFlavor::V1,
+                raw: &raw,
+            },
+            io: Some(io),
+            oom_kills: parse_flat_keyed(hybrid!("cgroup-memory-memory.oom_control"))
+                .get("oom_kill"),
+        };
+        let host = hybrid!("vmstat");
+        let out = render_vmstat(host, &vm, units("2097152"), &mut CounterCarry::default()).unwrap();
+        let meminfo = render_meminfo(hybrid!("meminfo"), &memory).unwrap();
+        check_consistent_with_meminfo(host, &out, &meminfo);
+
+        // The 8 MiB written and read back with O_DIRECT, in kB; not memory.stat's pgpgin (pages charged).
+        assert_eq!(value(&out, "pgpgin"), 8200);
+        assert_eq!(value(&out, "pgpgout"), 8192);
+        assert_ne!(value(&out, "pgpgin"), raw.get("total_pgpgin").unwrap());
+        assert_eq!(value(&out, "pgfault"), raw.get("total_pgfault").unwrap());
+        assert_eq!(
+            value(&out, "pgmajfault"),
+            raw.get("total_pgmajfault").unwrap()
+        );
+        assert_eq!(
+            value(&out, "workingset_refault_file"),
+            raw.get("total_workingset_refault_file").unwrap()
+        );
+        // The 16 MiB buffered write is still dirty in the cgroup.
+        assert_eq!(
+            value(&out, "nr_dirty"),
+            raw.get("total_dirty").unwrap() / 4096
+        );
+        assert!(value(&out, "nr_dirty") >= 4096 - 64);
+        // v1 counts no swap-ins, scans or steals per cgroup: 0, whatever the host did.
+        for name in [
+            "pswpin",
+            "pswpout",
+            "pgscan_kswapd",
+            "pgsteal_direct",
+            "pgfree",
+            "numa_hit",
+        ] {
+            assert_eq!(value(&out, name), 0, "{name}");
+        }
+        // The container is far smaller than the host: its figures are too.
+        assert!(value(&out, "pgfault") < value(host, "pgfault"));
+        assert!(value(&out, "nr_dirty_threshold") < value(host, "nr_dirty_threshold"));
+        assert_eq!(value(&out, "drop_pagecache"), value(host, "drop_pagecache"));
+    }
+
+    #[test]
+    fn captured_v2_vmstat_is_the_cgroups() {
+        let raw = parse_flat_keyed(v2!("a-memory.stat"));
+        let memory = MemoryState {
+            limit_bytes: parse_limit(v2!("a-memory.max")).unwrap(),
+            usage_bytes: parse_counter(v2!("a-memory.current")).unwrap(),
+            stat: MemoryStat::from_v2(&raw),
+            swap: Swap::Accounted {
+                limit_bytes: parse_limit(v2!("a-memory.swap.max")).unwrap(),
+                usage_bytes: parse_counter(v2!("a-memory.swap.current")).unwrap(),
+                may_swap: true,
+            },
+        };
+        let devices = parse_io_stat(v2!("a-io.stat"));
+        let io = BlockTraffic {
+            sectors_read: devices.iter().map(|(_, e)| e.rbytes / 512).sum(),
+            sectors_written: devices.iter().map(|(_, e)| e.wbytes / 512).sum(),
+        };
+        let vm = ContainerVm {
+            memory: &memory,
+            mem_free_bytes: memory
+                .meminfo(&parse_host_meminfo(v2!("meminfo")).unwrap())
+                .mem_free
+                * 1024,
+            stat: MemoryStatKeys {
+                flavor: StatFlavor::V2,
+                raw: &raw,
+            },
+            io: Some(io),
+            oom_kills: parse_flat_keyed(v2!("a-memory.events")).get("oom_kill"),
+        };
+        let host = v2!("vmstat");
+        let draft = draft_vmstat(host, &vm, units(v2!("hpage_pmd_size"))).unwrap();
+        let out = draft.text();
+        let meminfo = render_meminfo(v2!("meminfo"), &memory).unwrap();
+        check_consistent_with_meminfo(host, &out, &meminfo);
+
+        // MemFree is what the 32 MiB limit leaves.
+        assert_eq!(value(&out, "nr_free_pages"), (33_554_432 - 172_032) / 4096);
+        // 2 MiB read from vda plus swap-ins from vdb; 4 MiB written to vda plus the swap-outs to vdb.
+        assert_eq!(value(&out, "pgpgin"), (2_097_152 + 77_824) / 1024);
+        assert_eq!(value(&out, "pgpgout"), (4_194_304 + 41_639_936) / 1024);
+        for name in [
+            "pgfault",
+            "pgscan_direct",
+            "pgsteal_direct",
+            "workingset_refault_anon",
+            "thp_fault_alloc",
+        ] {
+            assert_eq!(value(&out, name), raw.get(name).unwrap(), "{name}");
+        }
+        assert_eq!(
+            value(&out, "nr_swapcached"),
+            raw.get("swapcached").unwrap() / 4096
+        );
+        // 6.1's memory.stat has no pswpin/pswpout: 0, though the guest swapped.
+        assert!(value(host, "pswpout") > 0);
+        assert_eq!(value(&out, "pswpout"), 0);
+        // Every line follows one of the four rules; the events the cgroup lacks are not the host's.
+        let rules: Vec<(&str, LineValue)> = draft.values().collect();
+        assert!(rules.iter().any(|(_, v)| matches!(v, LineValue::Host)));
+        for (name, rule) in rules {
+            if let LineValue::Host = rule {
+                assert!(
+                    name.starts_with("direct_map_") || name.starts_with("drop_"),
+                    "{name}"
+                );
+            }
+        }
+    }
+}

@@ -255,6 +255,65 @@ impl Drop for Removed {
     }
 }
 
+/// What `cgview docker-args` leaves out because runc refuses it: a bind over `/proc/vmstat` or
+/// `/proc/pressure/*` fails the container's start (runc allows only a list of `/proc` files), while the
+/// same bind over `/proc/meminfo` starts. When a runc accepts them, this fails: add them to docker-args.
+#[test]
+fn runc_refuses_the_proc_files_docker_args_leaves_out() {
+    if !needs_met(MOUNT_AND_CGROUPS) || !needs_met(&[Need::Docker]) {
+        return;
+    }
+    import_image();
+    let daemon = Daemon::start(&[], &[]);
+    let (served, words, stderr) = docker_args_words(&daemon.mount_point, &[]);
+    assert!(served, "{stderr}");
+    assert!(
+        !words
+            .iter()
+            .any(|w| w.contains("vmstat") || w.contains("pressure")),
+        "{words:?}"
+    );
+    let run = |path: &str| {
+        let name = unique_name("runc-proc");
+        let _removed = Removed(name.clone());
+        let bind = format!(
+            "type=bind,source={},target=/{path},readonly",
+            daemon.path(path).display()
+        );
+        docker(&[
+            "run",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--mount",
+            &bind,
+            IMAGE,
+            "head",
+            "-n",
+            "1",
+            &format!("/{path}"),
+        ])
+    };
+    let accepted = run("proc/meminfo");
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let mut refused = vec!["proc/vmstat"];
+    if daemon.path("proc/pressure/memory").exists() {
+        refused.push("proc/pressure/memory");
+    }
+    for path in refused {
+        let output = run(path);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "runc accepted /{path}: {stderr}");
+        assert!(stderr.contains("inside /proc"), "/{path}: {stderr}");
+    }
+}
+
 /// With cgview stopped, `docker run $(cgview docker-args) ...` (the README's line, through a real shell
 /// substitution, even under `set -e`) does not start a container, and `docker restart` of one started
 /// while it served fails: neither creates anything under the mount point. The `-v` form users may still

@@ -45,6 +45,65 @@ fn meminfo_memory_limit_is_mem_total_through_mount_and_render() {
     assert_eq!(meminfo_names(mounted), meminfo_names(&host));
 }
 
+/// `name -> value` of a `/proc/vmstat` text.
+fn vmstat_values(text: &str) -> std::collections::HashMap<&str, u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, value)| (name, value.trim().parse().unwrap()))
+        .collect()
+}
+
+fn vmstat_names(text: &str) -> Vec<&str> {
+    text.lines().map(|l| l.split(' ').next().unwrap()).collect()
+}
+
+#[test]
+fn vmstat_is_the_cgroups_through_mount_and_render_and_the_hosts_for_the_root() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    let daemon = Daemon::start(&[], &[]);
+    let cgroup = TestCgroup::new("vmstat", &["memory"]);
+    cgroup.set("memory", "memory.limit_in_bytes", &(128 * MIB).to_string());
+    let mnt = daemon.path("proc/vmstat");
+    let out = sections(&cgroup.run(&format!(
+        "echo $$ > {CGROUP_ROOT}/blkio/cgroup.procs\n\
+         echo ==mount==; cat {m}; echo ==meminfo==; cat {i}; echo ==render==; {r}",
+        m = mnt.display(),
+        i = daemon.path("proc/meminfo").display(),
+        r = render("$$", "proc/vmstat")
+    )));
+    let host = fs::read_to_string("/proc/vmstat").unwrap();
+    let (mounted, rendered) = (vmstat_values(&out["mount"]), vmstat_values(&out["render"]));
+    assert_eq!(vmstat_names(&out["mount"]), vmstat_names(&host));
+    assert_eq!(vmstat_names(&out["render"]), vmstat_names(&host));
+    // A fresh cgroup: a few hundred faults of its shell and cat, nothing like the host's since boot.
+    let host_values = vmstat_values(&host);
+    assert!(mounted["pgfault"] > 0, "{}", out["mount"]);
+    assert!(mounted["pgfault"] < host_values["pgfault"] / 10);
+    // Later, so at least as many faults (render is another process of the same cgroup).
+    assert!(rendered["pgfault"] >= mounted["pgfault"]);
+    let page_kb = 4;
+    assert!(mounted["nr_free_pages"] * page_kb <= 128 * 1024);
+    let mem_free = meminfo_kb(&out["meminfo"], "MemFree");
+    assert!(
+        (mounted["nr_free_pages"] * page_kb).abs_diff(mem_free) < 1024,
+        "nr_free_pages {} vs MemFree {mem_free} kB",
+        mounted["nr_free_pages"]
+    );
+    // No blkio cgroup of its own: no block I/O is the container's.
+    assert_eq!((mounted["pgpgin"], mounted["pgpgout"]), (0, 0));
+
+    // A caller in the root memory cgroup reads the host's file.
+    let root = run_sh(&format!(
+        "echo $$ > {CGROUP_ROOT}/memory/cgroup.procs; cat {}",
+        mnt.display()
+    ));
+    let root_values = vmstat_values(&root);
+    assert_eq!(vmstat_names(&root), vmstat_names(&host));
+    assert!(root_values["pgfault"] >= host_values["pgfault"]);
+}
+
 #[test]
 fn meminfo_parent_limit_lower_than_child_wins() {
     if !needs_met(MOUNT_AND_CGROUPS) {
@@ -521,7 +580,8 @@ print("ok", len(text.splitlines()))
             "slabinfo",
             "stat",
             "swaps",
-            "uptime"
+            "uptime",
+            "vmstat"
         ]
     );
     let slabinfo = fs::metadata(daemon.path("proc/slabinfo")).unwrap();

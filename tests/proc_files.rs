@@ -388,3 +388,230 @@ fn cpu_lists_show_only_visible_cpus() {
     assert_eq!(render_text(&view, ServedFile::CpuPossible, 601).0, "0-7\n");
     assert_eq!(render_text(&view, ServedFile::CpuOffline, 601).0, "4-7\n");
 }
+
+// ---- /proc/vmstat -------------------------------------------------------------------------------
+
+fn vmstat_value(text: &str, name: &str) -> u64 {
+    cgview::parse::vmstat::vmstat_value(&cgview::parse::vmstat::parse_vmstat(text).unwrap(), name)
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+fn vmstat_names(text: &str) -> Vec<&str> {
+    text.lines().map(|l| l.split(' ').next().unwrap()).collect()
+}
+
+fn page_kb() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .unwrap()
+        .unwrap() as u64
+        / 1024
+}
+
+/// A hybrid host's container: 512 MiB limit, 100 MiB used, the v1 stat of a container that faulted and
+/// wrote, a blkio cgroup that read 1 MiB and wrote 20 MiB, one OOM kill.
+fn v1_vmstat_host(pgfault: u64) -> HostFixture {
+    let host = hybrid_host();
+    let path = "/ctr";
+    v1_memory(&host, path, "536870912", 100 * MIB);
+    host.cgroup_file(
+        "memory",
+        path,
+        "memory.stat",
+        &format!(
+            "pgpgin 7\npgfault 9\ntotal_cache 4194304\ntotal_rss 1048576\ntotal_rss_huge 2097152\n\
+             total_dirty 8192\ntotal_active_file 2097152\ntotal_inactive_file 1048576\ntotal_active_anon 1048576\n\
+             total_inactive_anon 0\ntotal_shmem 0\ntotal_mapped_file 524288\ntotal_pgpgin 25000\n\
+             total_pgpgout 24000\ntotal_pgfault {pgfault}\ntotal_pgmajfault 12\n"
+        ),
+    );
+    host.cgroup_file(
+        "memory",
+        path,
+        "memory.oom_control",
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+    );
+    host.cgroup_file(
+        "blkio",
+        path,
+        "blkio.throttle.io_service_bytes_recursive",
+        &format!(
+            "254:0 Read {}\n254:0 Write {}\n254:0 Discard 4096\nTotal 1\n",
+            MIB,
+            20 * MIB
+        ),
+    );
+    host.cgroup_file(
+        "blkio",
+        path,
+        "blkio.throttle.io_serviced_recursive",
+        "254:0 Read 8\n254:0 Write 20\n",
+    );
+    fs::create_dir_all(host.paths.sys_root.join("kernel/mm/transparent_hugepage")).unwrap();
+    fs::write(
+        host.paths
+            .sys_root
+            .join("kernel/mm/transparent_hugepage/hpage_pmd_size"),
+        "2097152\n",
+    )
+    .unwrap();
+    host.process(&Process::host(600, hybrid_membership(path)));
+    host.process(&Process::host(601, hybrid_membership("/")));
+    host
+}
+
+#[test]
+fn vmstat_v1_is_the_containers_and_agrees_with_its_meminfo() {
+    let host = v1_vmstat_host(5000);
+    let view = host.view();
+    let (vmstat, source) = render_text(&view, ServedFile::Vmstat, 600);
+    assert_eq!(source, Source::Container);
+    assert_eq!(vmstat_names(&vmstat), vmstat_names(HOST_VMSTAT));
+    let (meminfo, _) = render_text(&view, ServedFile::Meminfo, 600);
+    assert_eq!(
+        vmstat_value(&vmstat, "nr_free_pages") * page_kb(),
+        meminfo_kb(&meminfo, "MemFree")
+    );
+    assert_eq!(
+        vmstat_value(&vmstat, "nr_file_pages") * page_kb(),
+        meminfo_kb(&meminfo, "Cached")
+    );
+    assert_eq!(vmstat_value(&vmstat, "nr_dirty") * page_kb(), 8);
+    assert_eq!(vmstat_value(&vmstat, "pgfault"), 5000);
+    assert_eq!(vmstat_value(&vmstat, "pgmajfault"), 12);
+    // kB from blkio, discards left out; never memory.stat's pgpgin (pages charged).
+    assert_eq!(vmstat_value(&vmstat, "pgpgin"), 1024);
+    assert_eq!(vmstat_value(&vmstat, "pgpgout"), 20 * 1024);
+    assert_eq!(vmstat_value(&vmstat, "oom_kill"), 1);
+    assert_eq!(vmstat_value(&vmstat, "nr_anon_transparent_hugepages"), 1);
+    for name in [
+        "pswpin",
+        "pswpout",
+        "pgfree",
+        "pgscan_direct",
+        "nr_isolated_file",
+    ] {
+        assert_eq!(vmstat_value(&vmstat, name), 0, "{name}");
+    }
+    assert_eq!(vmstat_value(&vmstat, "drop_pagecache"), 1);
+    assert_eq!(vmstat_value(&vmstat, "nr_mlock"), 0, "no unevictable pages");
+    assert!(vmstat_value(&vmstat, "nr_dirty_threshold") < 700_000 / 10);
+
+    // The host caller gets the host's file.
+    assert_eq!(
+        render_text(&view, ServedFile::Vmstat, 601),
+        (HOST_VMSTAT.to_owned(), Source::Host)
+    );
+}
+
+#[test]
+fn vmstat_counters_never_go_backwards_per_container() {
+    let host = v1_vmstat_host(5000);
+    let view = host.view();
+    assert_eq!(
+        vmstat_value(&render_text(&view, ServedFile::Vmstat, 600).0, "pgfault"),
+        5000
+    );
+    // The kernel's count as another host fixture with `pgfault` faults has it.
+    let kernel_counts = |pgfault: u64| {
+        let other = v1_vmstat_host(pgfault);
+        let path = other.cgroup_dir("memory", "/ctr").join("memory.stat");
+        host.cgroup_file(
+            "memory",
+            "/ctr",
+            "memory.stat",
+            &fs::read_to_string(path).unwrap(),
+        );
+    };
+    // A sub-cgroup's faults went with it (kernels whose v1 totals sum live children only).
+    kernel_counts(4000);
+    let (after, _) = render_text(&view, ServedFile::Vmstat, 600);
+    assert_eq!(vmstat_value(&after, "pgfault"), 5000);
+    kernel_counts(4100);
+    let (later, _) = render_text(&view, ServedFile::Vmstat, 600);
+    assert_eq!(
+        vmstat_value(&later, "pgfault"),
+        5100,
+        "grows with the kernel's count after the drop"
+    );
+}
+
+#[test]
+fn vmstat_v2_reads_memory_stat_io_stat_and_memory_events() {
+    let host = v2_host();
+    let path = "/ctr";
+    host.cgroup_file("", path, "memory.max", &format!("{}\n", 256 * MIB));
+    host.cgroup_file("", path, "memory.current", &format!("{}\n", 56 * MIB));
+    host.cgroup_file(
+        "",
+        path,
+        "memory.stat",
+        "anon 50331648\nfile 8388608\nkernel_stack 163840\npagetables 409600\nshmem 0\nfile_mapped 4096\n\
+         file_dirty 0\nfile_writeback 0\nswapcached 0\nanon_thp 0\ninactive_anon 50331648\nactive_anon 0\n\
+         inactive_file 4194304\nactive_file 4194304\nunevictable 0\nslab_reclaimable 81920\n\
+         slab_unreclaimable 40960\nslab 122880\npgscan 300\npgsteal 200\npgscan_kswapd 100\npgscan_direct 200\n\
+         pgsteal_direct 150\npgfault 777\npgmajfault 3\npswpin 5\npswpout 6\nthp_fault_alloc 1\n",
+    );
+    host.cgroup_file(
+        "",
+        path,
+        "memory.events",
+        "low 0\nhigh 0\nmax 4\noom 1\noom_kill 2\n",
+    );
+    host.cgroup_file(
+        "",
+        path,
+        "io.stat",
+        "254:0 rbytes=4096 wbytes=52428800 rios=1 wios=50 dbytes=0 dios=0\n\
+         254:16 rbytes=8192 wbytes=8192 rios=2 wios=2 dbytes=0 dios=0\n",
+    );
+    host.process(&Process::host(600, format!("0::{path}\n")));
+    let (vmstat, source) = render_text(&host.view(), ServedFile::Vmstat, 600);
+    assert_eq!(source, Source::Container);
+    assert_eq!(vmstat_names(&vmstat), vmstat_names(HOST_VMSTAT));
+    for (name, expected) in [
+        ("pgfault", 777),
+        ("pgmajfault", 3),
+        ("pswpin", 5),
+        ("pswpout", 6),
+        ("pgscan_direct", 200),
+        ("pgsteal_direct", 150),
+        ("oom_kill", 2),
+        ("thp_fault_alloc", 1),
+        ("pgpgin", 12),
+        ("pgpgout", 51_208),
+        ("nr_kernel_stack", 160),
+    ] {
+        assert_eq!(vmstat_value(&vmstat, name), expected, "{name}");
+    }
+    assert_eq!(
+        vmstat_value(&vmstat, "nr_free_pages") * page_kb(),
+        200 * 1024
+    );
+    assert_eq!(vmstat_value(&vmstat, "nr_slab_reclaimable") * page_kb(), 80);
+    assert_eq!(vmstat_value(&vmstat, "pgfree"), 0);
+}
+
+#[test]
+fn vmstat_without_io_accounting_shows_no_block_traffic() {
+    // A v2 cgroup whose parent does not enable the io controller has no io.stat: the memory lines stay
+    // the container's and its I/O shows as none, not as the host's.
+    let host = v2_swap_host("max");
+    let (vmstat, source) = render_text(&host.view(), ServedFile::Vmstat, 600);
+    assert_eq!(source, Source::Container);
+    assert_eq!(vmstat_value(&vmstat, "pgpgin"), 0);
+    assert_eq!(vmstat_value(&vmstat, "pgpgout"), 0);
+    assert_eq!(
+        vmstat_value(&vmstat, "nr_free_pages") * page_kb(),
+        412 * 1024
+    );
+}
+
+#[test]
+fn vmstat_unparsable_host_file_is_served_and_counted() {
+    let host = v1_vmstat_host(5000);
+    host.host_file("vmstat", "nr_free_pages lots\n");
+    let view = host.view();
+    let (text, source) = render_text(&view, ServedFile::Vmstat, 600);
+    assert_eq!(text, "nr_free_pages lots\n");
+    assert_eq!(source, Source::Fallback(FallbackCause::Unparsable));
+}

@@ -558,6 +558,176 @@ fn container_doing_io_sees_its_own_bytes() {
     }
 }
 
+/// `/proc/vmstat` as `name -> value`.
+fn vmstat_counters(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, value)| (name.to_owned(), value.trim().parse().unwrap()))
+        .collect()
+}
+
+/// `vmstat -s`: the number before `label` (`K paged out`, `pages swapped in`, ...).
+fn vmstat_s(out: &str, label: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.trim().strip_suffix(label)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in vmstat -s:\n{out}"))
+}
+
+/// Runs `vmstat 1 5` while `workload` runs half a second in, with `/proc/vmstat` and `vmstat -s` before
+/// and after.
+fn vmstat_around(
+    cgroup: &TestCgroup,
+    daemon: &Daemon,
+    work: &Path,
+    workload: &str,
+) -> HashMap<String, String> {
+    let log = work.join("vmstat.out");
+    run_tools(
+        cgroup,
+        daemon,
+        &format!(
+            "echo ==before==; cat /proc/vmstat\n\
+             echo ==s-before==; vmstat -s\n\
+             vmstat 1 5 > {log} & V=$!\n\
+             sleep 0.5\n{workload}\nwait $V\n\
+             echo ==vmstat==; cat {log}\n\
+             sleep 0.3\n\
+             echo ==after==; cat /proc/vmstat\n\
+             echo ==s-after==; vmstat -s\n",
+            log = log.display()
+        ),
+    )
+}
+
+/// Touches every page of a 64 MiB anonymous mapping with huge pages off: 16384 minor faults.
+const PAGE_FAULTS: &str = "python3 -c 'import mmap\n\
+m = mmap.mmap(-1, 64 << 20)\n\
+m.madvise(mmap.MADV_NOHUGEPAGE)\n\
+for i in range(0, len(m), 4096): m[i] = 1'";
+
+#[test]
+fn vmstat_shows_the_containers_paging_and_block_io() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    let daemon = Daemon::start(&[], &[]);
+    let work = tempfile::Builder::new()
+        .prefix("cgview-vmstat-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let device = disk_of(work.path());
+    let writer = container_cgroup("tools-vmstat");
+    let bystander = container_cgroup("tools-vmstat-idle");
+    for cgroup in [&writer, &bystander] {
+        cgroup.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+        // v1 blkio counts a cgroup's I/O only with a throttle rule on the device (README, diskstats).
+        cgroup.set(
+            "blkio",
+            "blkio.throttle.write_bps_device",
+            &format!("{device} 1099511627776"),
+        );
+    }
+    let out = vmstat_around(
+        &writer,
+        &daemon,
+        work.path(),
+        &format!(
+            "dd if=/dev/zero of={} bs=1M count=50 oflag=direct conv=fsync 2>/dev/null\n{PAGE_FAULTS}",
+            work.path().join("data").display()
+        ),
+    );
+    let host = vmstat_counters(&fs::read_to_string("/proc/vmstat").unwrap());
+    let (before, after) = (
+        vmstat_counters(&out["before"]),
+        vmstat_counters(&out["after"]),
+    );
+
+    // The host's lines, in the host's order, with the container's values.
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&out["after"]),
+        names(&fs::read_to_string("/proc/vmstat").unwrap())
+    );
+    let written_kb = after["pgpgout"] - before["pgpgout"];
+    assert!(written_kb >= 51_200, "pgpgout grew by {written_kb} kB");
+    assert!(
+        written_kb < 51_200 * 2,
+        "the host's writes are not the container's: {written_kb} kB"
+    );
+    let faults = after["pgfault"] - before["pgfault"];
+    assert!(faults >= 16_384, "pgfault grew by {faults}");
+    assert!(
+        after["pgfault"] < host["pgfault"],
+        "the host's faults: {}",
+        after["pgfault"]
+    );
+    // Counters never go backwards.
+    for (name, value) in &after {
+        if !name.starts_with("nr_") {
+            assert!(
+                *value >= before[name],
+                "{name}: {} then {value}",
+                before[name]
+            );
+        }
+    }
+    assert!(
+        after["nr_free_pages"] * 4 <= 256 * 1024,
+        "{}",
+        after["nr_free_pages"]
+    );
+
+    // vmstat 1: the interval lines add up to the container's 50 MiB in bo (kB per second over 1-second
+    // intervals), and it does not swap (v1 counts no swap-ins or -outs per cgroup).
+    let rows = table(&out["vmstat"], "swpd");
+    assert_eq!(rows.len(), 5, "{}", out["vmstat"]);
+    let intervals = &rows[1..];
+    let bo: f64 = intervals.iter().map(|r| number(r, "bo")).sum();
+    assert!(
+        (51_200.0..102_400.0).contains(&bo),
+        "bo over the intervals: {bo}\n{}",
+        out["vmstat"]
+    );
+    for row in intervals {
+        assert_eq!(
+            (number(row, "si"), number(row, "so")),
+            (0.0, 0.0),
+            "{row:?}"
+        );
+        assert!(number(row, "free") <= (256 * 1024) as f64, "{row:?}");
+    }
+
+    // vmstat -s: K paged out is the container's pgpgout, far below the host's.
+    let paged_out = vmstat_s(&out["s-after"], "K paged out");
+    assert!(paged_out - vmstat_s(&out["s-before"], "K paged out") >= 51_200);
+    assert!(
+        paged_out < host["pgpgout"],
+        "{paged_out} vs the host's {}",
+        host["pgpgout"]
+    );
+    assert_eq!(vmstat_s(&out["s-after"], "pages swapped out"), 0);
+
+    // A container doing nothing meanwhile writes nothing, whatever the writer and the host do: its
+    // intervals show no writes, and its total is at most the few blocks its own shell may have written.
+    let logs = tempfile::Builder::new()
+        .prefix("cgview-vmstat-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let idle = vmstat_around(&bystander, &daemon, logs.path(), "true");
+    let rows = table(&idle["vmstat"], "swpd");
+    let bo: f64 = rows[1..].iter().map(|r| number(r, "bo")).sum();
+    assert_eq!(bo, 0.0, "{}", idle["vmstat"]);
+    let idle_paged_out = vmstat_s(&idle["s-after"], "K paged out");
+    assert!(
+        idle_paged_out < 1024,
+        "the bystander wrote {idle_paged_out} kB"
+    );
+}
+
 #[test]
 fn load_average_follows_the_containers_own_tasks() {
     if !needs_met(MOUNT_AND_CGROUPS) {

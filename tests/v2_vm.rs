@@ -276,6 +276,71 @@ fn pure_cgroup_v2_vm_end_to_end() {
         "{:?}",
         value(&r, "disk.other.mount")
     );
+
+    check_vmstat(&r);
+}
+
+/// `name value` lines of a vmstat excerpt.
+fn vmstat_values(lines: &[String]) -> HashMap<String, u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, value)| (name.to_owned(), value.trim().parse().unwrap()))
+        .collect()
+}
+
+/// `/proc/vmstat` from `memory.stat`, `io.stat` and `memory.events` on a pure v2 6.1 kernel: the guest's
+/// names in its order, the container's 2 MiB O_DIRECT write in `pgpgout`, counters that only grow, free
+/// pages as its meminfo's MemFree, nothing for an idle cgroup, and an OOM kill counted where it happened.
+fn check_vmstat(r: &HashMap<String, Vec<String>>) {
+    let hashes: Vec<&str> = value(r, "vmstat.names")[0].split_whitespace().collect();
+    assert_eq!(hashes.len(), 2, "{hashes:?}");
+    assert_eq!(hashes[0], hashes[1], "the guest's names, in its order");
+
+    let before = vmstat_values(value(r, "vmstat.writer.before"));
+    let after = vmstat_values(value(r, "vmstat.writer.after"));
+    let host = vmstat_values(value(r, "vmstat.host"));
+    assert!(
+        after["pgpgout"] - before["pgpgout"] >= 2048,
+        "{before:?} then {after:?}"
+    );
+    // The 4 MiB of the diskstats section and these 2 MiB, and no more than what the whole guest wrote.
+    assert!(after["pgpgout"] >= 6144, "{after:?}");
+    assert!(after["pgpgout"] <= host["pgpgout"], "{after:?} vs {host:?}");
+    assert!(
+        after["pgfault"] > before["pgfault"],
+        "{before:?} then {after:?}"
+    );
+    assert!(after["pgfault"] < host["pgfault"], "{after:?} vs {host:?}");
+    for (name, value) in &after {
+        if name != "nr_free_pages" {
+            assert!(
+                value >= &before[name],
+                "{name} went back: {before:?} then {after:?}"
+            );
+        }
+    }
+    // Not counted per cgroup on 6.1 (pswpin/pswpout) or at all (pgfree): 0, not the guest's.
+    for name in ["pswpin", "pswpout", "pgfree"] {
+        assert_eq!(after[name], 0, "{name}: {after:?}");
+    }
+    assert!(host["pgfree"] > 0);
+
+    let free = value(r, "vmstat.writer.free");
+    let meminfo_free_kb = kb(&free[0]);
+    let vmstat_free_kb = kb(&free[1]) * 4;
+    assert!(
+        meminfo_free_kb.abs_diff(vmstat_free_kb) <= 1024,
+        "MemFree {meminfo_free_kb} kB, nr_free_pages {vmstat_free_kb} kB"
+    );
+    let container = vmstat_values(value(r, "vmstat.writer.container"));
+    assert_eq!(container["pgpgout"], after["pgpgout"], "{container:?}");
+
+    let other = vmstat_values(value(r, "vmstat.other"));
+    assert_eq!((other["pgpgin"], other["pgpgout"]), (0, 0), "{other:?}");
+
+    let oom: Vec<&str> = value(r, "vmstat.oom")[0].split_whitespace().collect();
+    assert_eq!(oom, ["oom_kill", "1", "oom_kill", "1"], "{oom:?}");
 }
 
 /// `/proc/stat` on v2 (cpu.stat totals spread over the visible CPUs), loadavg, pressure, slabinfo and the

@@ -59,6 +59,7 @@ const NAMES: &[&str] = &[
     "loadavg",
     "swaps",
     "slabinfo",
+    "vmstat",
     "pressure",
     "memory",
     "io",

@@ -140,7 +140,7 @@ const fn file(inode: Inode, parent: Inode, name: &'static str, served: ServedFil
 }
 
 /// Names never change, so this part of the tree is a constant.
-const NODES: [StaticNode; 23] = [
+const NODES: [StaticNode; 24] = [
     dir(ROOT_INODE, ROOT_INODE, ""),
     dir(2, ROOT_INODE, "proc"),
     dir(3, ROOT_INODE, "sys"),
@@ -164,6 +164,7 @@ const NODES: [StaticNode; 23] = [
     file(22, CPU_DIR_INODE, "present", ServedFile::CpuPresent),
     file(23, CPU_DIR_INODE, "possible", ServedFile::CpuPossible),
     file(24, CPU_DIR_INODE, "offline", ServedFile::CpuOffline),
+    file(25, 2, "vmstat", ServedFile::Vmstat),
 ];
 
 /// The table entry named `name` in directory `parent`, whether or not this host has it.

@@ -6,14 +6,15 @@ use super::layout::CgroupVersion;
 use super::resolve::CgroupDir;
 use cgview_core::model::cpu::CpuLimits;
 use cgview_core::model::cpu_time::CpuUsage;
-use cgview_core::model::io::{ContainerIo, DeviceIo};
+use cgview_core::model::io::{BlockTraffic, ContainerIo, DeviceIo};
 use cgview_core::model::memory::{MemoryStat, MemoryState, Swap};
+use cgview_core::model::vmstat::StatFlavor;
 use cgview_core::parse::blkio::{parse_blkio, BlkioReadWrite};
 use cgview_core::parse::cpu_quota::{effective_quota_cpus, parse_cfs, parse_cpu_max, CpuQuota};
 use cgview_core::parse::cpuacct::{parse_usage_all, parse_usage_percpu, PerCpuUsage};
 use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
 use cgview_core::parse::diskstats::DeviceId;
-use cgview_core::parse::flat_keyed::parse_flat_keyed;
+use cgview_core::parse::flat_keyed::{parse_flat_keyed, FlatKeyed};
 use cgview_core::parse::io_stat::parse_io_stat;
 use cgview_core::parse::limit::{effective_limit, parse_counter, parse_limit};
 use std::path::Path;
@@ -34,6 +35,8 @@ mod v1 {
     /// User and system time in clock ticks; only their ratio is used.
     pub const CPUACCT_STAT: &str = "cpuacct.stat";
     pub const MEMORY_KMEM_SLABINFO: &str = "memory.kmem.slabinfo";
+    /// `oom_kill` since Linux 4.13.
+    pub const MEMORY_OOM_CONTROL: &str = "memory.oom_control";
     pub const CPUSET_EFFECTIVE: &str = "cpuset.effective_cpus";
     pub const CPUSET_CONFIGURED: &str = "cpuset.cpus";
     /// `_recursive` variants include the container's sub-cgroups; older kernels only have the plain ones.
@@ -58,6 +61,8 @@ mod v2 {
     pub const MEMORY_STAT: &str = "memory.stat";
     pub const SWAP_MAX: &str = "memory.swap.max";
     pub const SWAP_CURRENT: &str = "memory.swap.current";
+    /// Hierarchical event counts, `oom_kill` among them.
+    pub const MEMORY_EVENTS: &str = "memory.events";
     pub const CPU_MAX: &str = "cpu.max";
     pub const CPU_STAT: &str = "cpu.stat";
     pub const CPUSET_EFFECTIVE: &str = "cpuset.cpus.effective";
@@ -66,18 +71,57 @@ mod v2 {
 
 /// Memory limit, usage, breakdown and swap of the container whose memory cgroup is `dir`.
 pub fn read_memory(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+    read_memory_and_stat(files, dir).map(|(memory, _)| memory)
+}
+
+/// What a container's `/proc/vmstat` is computed from, besides its block I/O.
+#[derive(Debug, Clone)]
+pub struct VmSources {
+    /// As [`read_memory`] reads it, for the lines meminfo shows too.
+    pub memory: MemoryState,
+    /// The whole `memory.stat` the memory was read from, for the event counters.
+    pub stat: FlatKeyed,
+    pub flavor: StatFlavor,
+    /// OOM kills in the cgroup; `None` where the kernel does not count them.
+    pub oom_kills: Option<u64>,
+}
+
+/// The memory side of the `/proc/vmstat` of the container whose memory cgroup is `dir`.
+pub fn read_vm_sources(files: &dyn FileSource, dir: &CgroupDir) -> Result<VmSources, ReadError> {
+    let (memory, stat) = read_memory_and_stat(files, dir)?;
+    let (flavor, events) = match dir.version {
+        CgroupVersion::V1 => (StatFlavor::V1, v1::MEMORY_OOM_CONTROL),
+        CgroupVersion::V2 => (StatFlavor::V2, v2::MEMORY_EVENTS),
+    };
+    let oom_kills = files
+        .read_optional_text(&dir.file(events))?
+        .and_then(|text| parse_flat_keyed(&text).get("oom_kill"));
+    Ok(VmSources {
+        memory,
+        stat,
+        flavor,
+        oom_kills,
+    })
+}
+
+fn read_memory_and_stat(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<(MemoryState, FlatKeyed), ReadError> {
     match dir.version {
         CgroupVersion::V1 => read_memory_v1(files, dir),
         CgroupVersion::V2 => read_memory_v2(files, dir),
     }
 }
 
-fn read_memory_v1(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+fn read_memory_v1(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<(MemoryState, FlatKeyed), ReadError> {
     let limit_bytes = read_limit_chain(files, dir, v1::MEMORY_LIMIT)?;
     let usage_bytes = read_counter(files, &dir.file(v1::MEMORY_USAGE))?;
-    let stat = MemoryStat::from_v1(&parse_flat_keyed(
-        &files.read_text(&dir.file(v1::MEMORY_STAT))?,
-    ));
+    let raw_stat = parse_flat_keyed(&files.read_text(&dir.file(v1::MEMORY_STAT))?);
+    let stat = MemoryStat::from_v1(&raw_stat);
     // Without swap accounting (`swapaccount=0`, or a kernel without it) the memsw files do not exist.
     let swap = match files.read_optional_text(&dir.file(v1::MEMSW_USAGE))? {
         None => Swap::NotAccounted,
@@ -94,20 +138,23 @@ fn read_memory_v1(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState
             )
         }
     };
-    Ok(MemoryState {
+    let memory = MemoryState {
         limit_bytes,
         usage_bytes,
         stat,
         swap,
-    })
+    };
+    Ok((memory, raw_stat))
 }
 
-fn read_memory_v2(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState, ReadError> {
+fn read_memory_v2(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<(MemoryState, FlatKeyed), ReadError> {
     let limit_bytes = read_limit_chain(files, dir, v2::MEMORY_MAX)?;
     let usage_bytes = read_counter(files, &dir.file(v2::MEMORY_CURRENT))?;
-    let stat = MemoryStat::from_v2(&parse_flat_keyed(
-        &files.read_text(&dir.file(v2::MEMORY_STAT))?,
-    ));
+    let raw_stat = parse_flat_keyed(&files.read_text(&dir.file(v2::MEMORY_STAT))?);
+    let stat = MemoryStat::from_v2(&raw_stat);
     let swap = match files.read_optional_text(&dir.file(v2::SWAP_CURRENT))? {
         None => Swap::NotAccounted,
         Some(current) => Swap::Accounted {
@@ -116,12 +163,13 @@ fn read_memory_v2(files: &dyn FileSource, dir: &CgroupDir) -> Result<MemoryState
             may_swap: true,
         },
     };
-    Ok(MemoryState {
+    let memory = MemoryState {
         limit_bytes,
         usage_bytes,
         stat,
         swap,
-    })
+    };
+    Ok((memory, raw_stat))
 }
 
 /// The smallest limit in `file_name` over `dir` and its ancestors. Ancestors without the file (the root
@@ -372,6 +420,26 @@ pub fn read_io(files: &dyn FileSource, dir: &CgroupDir) -> Result<ContainerIo, R
         }
         CgroupVersion::V1 => read_io_v1(files, dir),
     }
+}
+
+/// The container's reads and writes over all devices (for `/proc/vmstat`'s `pgpgin` and `pgpgout`). A v2
+/// cgroup without the io controller has no `io.stat`: no I/O is accounted to it, which is 0 here, not an
+/// error that would cost the memory lines too.
+pub fn read_block_traffic(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<BlockTraffic, ReadError> {
+    let io = match dir.version {
+        CgroupVersion::V2 => match files.read_optional_text(&dir.file(v2::IO_STAT))? {
+            Some(text) => parse_io_stat(&text)
+                .iter()
+                .map(|(device, entry)| (*device, DeviceIo::from_io_stat(entry)))
+                .collect(),
+            None => Vec::new(),
+        },
+        CgroupVersion::V1 => read_io_v1(files, dir)?,
+    };
+    Ok(BlockTraffic::of(&io))
 }
 
 fn read_io_v1(files: &dyn FileSource, dir: &CgroupDir) -> Result<ContainerIo, ReadError> {

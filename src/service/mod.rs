@@ -2,6 +2,7 @@
 //! serve the host file (counted) when a file cannot be virtualized.
 
 pub mod cache;
+pub mod counter_ledger;
 pub mod cpu_ledger;
 pub mod fallback;
 pub mod task_tracker;

@@ -2,13 +2,14 @@
 //! render; and, when any step fails, serve the host file and record why (see [`crate::service::fallback`]).
 
 use crate::host::cgroup_reader::{
-    read_cpu_limits, read_cpu_usage, read_cpu_usage_ns, read_io, read_memory, read_pressure,
-    read_slabinfo,
+    read_block_traffic, read_cpu_limits, read_cpu_usage, read_cpu_usage_ns, read_io, read_memory,
+    read_pressure, read_slabinfo, read_vm_sources,
 };
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::files::{FileSource, OpenEachTime};
 use crate::host::kernel_file::read_kernel_bytes;
 use crate::host::resolve::{Anchor, CgroupDir, Container, Resolver};
+use crate::service::counter_ledger::CounterLedger;
 use crate::service::cpu_ledger::CpuLedger;
 use crate::service::fallback::{FallbackCause, FallbackLog};
 use crate::service::task_tracker::{
@@ -19,6 +20,8 @@ use cgview_core::error_chain;
 use cgview_core::model::cpu::visible_cpus;
 use cgview_core::model::cpu_time::container_cpu_ticks;
 use cgview_core::model::loadavg::{render_loadavg, LoadavgTail};
+use cgview_core::model::memory::{ContainerMeminfo, MemoryState};
+use cgview_core::model::vmstat::{ContainerVm, MemoryStatKeys, PageUnits};
 use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
 use cgview_core::parse::diskstats::DeviceId;
 use cgview_core::parse::meminfo::parse_host_meminfo;
@@ -32,9 +35,10 @@ use cgview_core::render::meminfo::render_meminfo;
 use cgview_core::render::stat::{render_stat, CpuLines, ProcsCounts};
 use cgview_core::render::swaps::render_swaps;
 use cgview_core::render::uptime::{container_uptime, render_uptime};
+use cgview_core::render::vmstat::draft_vmstat;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Behaviour switches of the view.
@@ -99,6 +103,11 @@ pub struct View {
     fallbacks: FallbackLog,
     clock_ticks_per_sec: u64,
     cpu_ledger: CpuLedger,
+    counter_ledger: CounterLedger,
+    /// The base page size, the unit of `/proc/vmstat`'s gauges.
+    page_bytes: u64,
+    /// The PMD-sized THP, the unit of its huge-page gauges: read from sysfs at the first vmstat render.
+    pmd_thp_bytes: OnceLock<Option<u64>>,
     tasks: Arc<TaskTracker>,
 }
 
@@ -110,6 +119,12 @@ impl View {
             .and_then(|t| u64::try_from(t).ok())
             .filter(|&t| t > 0)
             .unwrap_or(100);
+        let page_bytes = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|size| u64::try_from(size).ok())
+            .filter(|&size| size > 0)
+            .unwrap_or(4096);
         let tasks = TaskTracker::new(resolver.paths().clone(), options.tracker);
         View {
             resolver,
@@ -117,6 +132,9 @@ impl View {
             fallbacks: FallbackLog::default(),
             clock_ticks_per_sec,
             cpu_ledger: CpuLedger::default(),
+            counter_ledger: CounterLedger::default(),
+            page_bytes,
+            pmd_thp_bytes: OnceLock::new(),
             tasks,
         }
     }
@@ -289,13 +307,9 @@ impl View {
                 };
                 let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
                 // The swap the container's meminfo shows, derived the same way from the same host figures.
-                let meminfo_path = self.resolver.paths().served_file(ServedFile::Meminfo);
-                let meminfo = read_text(&meminfo_path).map_err(|e| self.failure(e))?;
-                let host_meminfo = parse_host_meminfo(&meminfo)
-                    .wrap_path(&meminfo_path)
-                    .map_err(|e| self.failure(e))?;
-                Ok(Some(render_swaps(host, memory.meminfo(&host_meminfo).swap)))
+                Ok(Some(render_swaps(host, self.container_meminfo(&memory)?.swap)))
             }
+            ServedFile::Vmstat => self.vmstat(container, host, files),
             ServedFile::PressureCpu | ServedFile::PressureMemory | ServedFile::PressureIo => {
                 // No unified hierarchy (a pure v1 host): the kernel keeps no per-cgroup pressure.
                 let Some(dir) = container.cgroups.unified.as_ref().and_then(non_root) else {
@@ -336,6 +350,78 @@ impl View {
         text.wrap_path(&self.resolver.paths().served_file(file))
             .map(Some)
             .map_err(|e| self.failure(e))
+    }
+
+    /// MemTotal, MemFree, the swap totals and the rest as the container's meminfo shows them, for the
+    /// files that must agree with it (swaps, vmstat).
+    /// The container's meminfo figures (in kB) from its memory cgroup and the host's meminfo at this
+    /// moment: what `proc/swaps` and `proc/vmstat` show agrees with its `proc/meminfo`.
+    fn container_meminfo(&self, memory: &MemoryState) -> Result<ContainerMeminfo, NotVirtualized> {
+        let meminfo_path = self.resolver.paths().served_file(ServedFile::Meminfo);
+        let meminfo = read_text(&meminfo_path).map_err(|e| self.failure(e))?;
+        let host_meminfo = parse_host_meminfo(&meminfo)
+            .wrap_path(&meminfo_path)
+            .map_err(|e| self.failure(e))?;
+        Ok(memory.meminfo(&host_meminfo))
+    }
+
+    /// `/proc/vmstat`: the memory cgroup's gauges and counters, the I/O cgroup's traffic, and every
+    /// counter settled against what the container was last shown.
+    fn vmstat(
+        &self,
+        container: &Container,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, NotVirtualized> {
+        let Some(dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+            return Ok(None);
+        };
+        let sources = read_vm_sources(files, dir).map_err(|e| self.failure(e))?;
+        // Without an I/O cgroup of its own (none mounted, or the root's) no I/O is the container's.
+        let io = match container.cgroups.io.as_ref().and_then(non_root) {
+            Some(io_dir) => Some(read_block_traffic(files, io_dir).map_err(|e| self.failure(e))?),
+            None => None,
+        };
+        let vm = ContainerVm {
+            memory: &sources.memory,
+            mem_free_bytes: self
+                .container_meminfo(&sources.memory)?
+                .mem_free
+                .saturating_mul(1024),
+            stat: MemoryStatKeys {
+                flavor: sources.flavor,
+                raw: &sources.stat,
+            },
+            io,
+            oom_kills: sources.oom_kills,
+        };
+        let host_path = self.resolver.paths().served_file(ServedFile::Vmstat);
+        let mut draft = draft_vmstat(host, &vm, self.page_units())
+            .wrap_path(&host_path)
+            .map_err(|e| self.failure(e))?;
+        self.counter_ledger
+            .settle(&container_key(container, dir), |carry| {
+                draft.settle_counters(carry)
+            });
+        Ok(Some(draft.text()))
+    }
+
+    fn page_units(&self) -> PageUnits {
+        let pmd_thp_bytes = *self.pmd_thp_bytes.get_or_init(|| {
+            let path = self
+                .resolver
+                .paths()
+                .sys_file("kernel/mm/transparent_hugepage/hpage_pmd_size");
+            // Absent without THP in the kernel: then no cgroup has huge pages to show.
+            read_text(&path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .filter(|&size: &u64| size > 0)
+        });
+        PageUnits {
+            page_bytes: self.page_bytes,
+            pmd_thp_bytes,
+        }
     }
 
     /// The host's online CPUs.

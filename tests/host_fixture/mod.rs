@@ -81,6 +81,42 @@ pub const HOST_SWAPS: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n
 pub const HOST_PRESSURE: &str =
     "some avg10=9.99 avg60=9.99 avg300=9.99 total=999999\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
 
+/// A host `/proc/vmstat`: the lines tools read, gauges of a 16 GB machine and its counters since boot.
+pub const HOST_VMSTAT: &str = "\
+nr_free_pages 3000000
+nr_zone_inactive_anon 125000
+nr_mlock 500
+nr_inactive_anon 125000
+nr_active_anon 250000
+nr_inactive_file 250000
+nr_active_file 250000
+nr_slab_reclaimable 50000
+nr_isolated_file 3
+nr_anon_pages 350000
+nr_mapped 75000
+nr_file_pages 450000
+nr_dirty 25
+nr_writeback 0
+nr_shmem 25000
+nr_anon_transparent_hugepages 10
+nr_kernel_stack 10000
+nr_page_table_pages 5000
+nr_dirty_threshold 700000
+nr_dirty_background_threshold 350000
+pgpgin 40842041
+pgpgout 63412572
+pswpin 100
+pswpout 200
+pgfree 282876063
+pgfault 304571124
+pgmajfault 58780
+pgscan_direct 1000
+pgsteal_direct 900
+drop_pagecache 1
+oom_kill 3
+thp_fault_alloc 1856
+";
+
 pub const HOST_SLABINFO: &str = "slabinfo - version: 2.1\n# name <active_objs>\nhost_cache 1 1 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n";
 
 /// An x86_64-style cpuinfo with `cpus` processors.
@@ -155,6 +191,7 @@ impl HostFixture {
         fixture.host_file("loadavg", HOST_LOADAVG);
         fixture.host_file("swaps", HOST_SWAPS);
         fixture.host_file("slabinfo", HOST_SLABINFO);
+        fixture.host_file("vmstat", HOST_VMSTAT);
         fs::create_dir_all(fixture.paths.proc_root.join("pressure")).unwrap();
         for name in ["cpu", "memory", "io"] {
             fixture.host_file(&format!("pressure/{name}"), HOST_PRESSURE);

@@ -567,6 +567,7 @@ pub const CONTAINER_BINDS: &[&str] = &[
     "proc/swaps",
     "proc/loadavg",
     "proc/slabinfo",
+    "proc/vmstat",
     "proc/pressure/cpu",
     "proc/pressure/memory",
     "proc/pressure/io",

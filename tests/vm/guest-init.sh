@@ -20,7 +20,7 @@ inside() { sh -c "echo \$\$ > $1/cgroup.procs && $2"; }
 # container CGROUP COMMAND: like a runtime, a new mount + pid namespace with cgview's files bound over
 # /proc and /sys, then COMMAND.
 container() {
-  inside "$1" "unshare -m -p -f sh -c 'for f in meminfo cpuinfo uptime diskstats; do mount --bind $MNT/proc/\$f /proc/\$f; done; \
+  inside "$1" "unshare -m -p -f sh -c 'for f in meminfo cpuinfo uptime diskstats vmstat; do mount --bind $MNT/proc/\$f /proc/\$f; done; \
     mount --bind $MNT/sys/devices/system/cpu /sys/devices/system/cpu; $2'"
 }
 field() { grep "^$1:" | awk '{print $2}'; }
@@ -156,6 +156,26 @@ check disk.other.mount "$(inside $O "grep ' vda ' $MNT/proc/diskstats")"
 check disk.writer.sys-block "$(inside $C "cat $MNT/sys/block/vda/stat")"
 check disk.other.sys-block "$(inside $O "cat $MNT/sys/block/vda/stat")"
 check disk.host-columns "$(grep ' vda ' /proc/diskstats | wc -w)"
+
+# ---- vmstat ----
+vmstat_lines() { grep -E '^(nr_free_pages|pgpgin|pgpgout|pgfault|pgmajfault|pswpin|pswpout|pgfree|oom_kill) '; }
+names_hash() { cut -d' ' -f1 | md5sum | cut -d' ' -f1; }
+check vmstat.names "$(inside $C "cat $MNT/proc/vmstat" | names_hash) $(names_hash </proc/vmstat)"
+check vmstat.writer.before "$(inside $C "cat $MNT/proc/vmstat" | vmstat_lines)"
+inside $C "dd if=/dev/zero of=/dev/vda bs=1M count=2 seek=8 oflag=direct 2>/dev/null"
+sleep 0.3
+check vmstat.writer.after "$(inside $C "cat $MNT/proc/vmstat" | vmstat_lines)"
+check vmstat.writer.free "$(inside $C "grep ^MemFree: $MNT/proc/meminfo; grep '^nr_free_pages ' $MNT/proc/vmstat")"
+check vmstat.writer.container "$(container $C 'cat /proc/vmstat' | vmstat_lines)"
+check vmstat.other "$(inside $O "cat $MNT/proc/vmstat" | vmstat_lines)"
+check vmstat.host "$(vmstat_lines </proc/vmstat)"
+# A cgroup whose only process is OOM-killed (no swap: it was switched off above).
+M=$R/other.slice/oomer.scope
+mkdir -p $M
+echo 16777216 > $M/memory.max
+inside $M "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null"
+sleep 0.3
+check vmstat.oom "$(inside $M "grep '^oom_kill ' $MNT/proc/vmstat") $(grep '^oom_kill ' $M/memory.events)"
 
 # ---- render agrees with the mount ----
 check render.cpu-online "$(inside $C "/cgview render sys/devices/system/cpu/online")"

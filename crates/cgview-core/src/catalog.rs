@@ -17,6 +17,7 @@ pub enum ServedFile {
     PressureMemory,
     PressureIo,
     Slabinfo,
+    Vmstat,
     CpuOnline,
     CpuPresent,
     CpuPossible,
@@ -24,7 +25,7 @@ pub enum ServedFile {
 }
 
 impl ServedFile {
-    pub const ALL: [ServedFile; 15] = [
+    pub const ALL: [ServedFile; 16] = [
         ServedFile::Meminfo,
         ServedFile::Cpuinfo,
         ServedFile::Stat,
@@ -36,6 +37,7 @@ impl ServedFile {
         ServedFile::PressureMemory,
         ServedFile::PressureIo,
         ServedFile::Slabinfo,
+        ServedFile::Vmstat,
         ServedFile::CpuOnline,
         ServedFile::CpuPresent,
         ServedFile::CpuPossible,
@@ -56,6 +58,7 @@ impl ServedFile {
             ServedFile::PressureMemory => "proc/pressure/memory",
             ServedFile::PressureIo => "proc/pressure/io",
             ServedFile::Slabinfo => "proc/slabinfo",
+            ServedFile::Vmstat => "proc/vmstat",
             ServedFile::CpuOnline => "sys/devices/system/cpu/online",
             ServedFile::CpuPresent => "sys/devices/system/cpu/present",
             ServedFile::CpuPossible => "sys/devices/system/cpu/possible",
@@ -139,7 +142,9 @@ const fn path(bound: Bound, docker_args: bool, webhook_default: bool) -> Contain
     }
 }
 
-/// Every path a container binds. `/proc/pressure/*` is absent: runc refuses to mount over `/proc/pressure`.
+/// Every path a container binds. `/proc/pressure/*` and `/proc/vmstat` are absent: runc (1.1 and later)
+/// refuses to mount over anything under `/proc` but the files listed here, and a container asking for
+/// another fails to start.
 pub const CONTAINER_PATHS: [ContainerPath; 11] = [
     path(Bound::File(ServedFile::Cpuinfo), true, true),
     path(Bound::File(ServedFile::Meminfo), true, true),
@@ -295,6 +300,10 @@ mod tests {
             ServedFile::from_tree_path("sys/devices/system/cpu/online"),
             Some(ServedFile::CpuOnline)
         );
+        assert_eq!(
+            ServedFile::from_tree_path("proc/vmstat"),
+            Some(ServedFile::Vmstat)
+        );
         assert_eq!(ServedFile::from_tree_path("proc/nope"), None);
     }
 
@@ -318,6 +327,10 @@ mod tests {
                 .to_owned()
         ));
         assert!(!args.iter().any(|a| a.contains("pressure")));
+        assert!(
+            !args.iter().any(|a| a.contains("vmstat")),
+            "runc refuses it"
+        );
         assert!(!args.iter().any(|a| a.contains("-v")));
     }
 
@@ -394,5 +407,6 @@ mod tests {
         assert_eq!(files.len(), 8);
         assert!(files.iter().all(|file| !file.host_may_lack()));
         assert!(files.contains(&ServedFile::CpuOnline));
+        assert!(!files.contains(&ServedFile::Vmstat), "runc refuses it");
     }
 }

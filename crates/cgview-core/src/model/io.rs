@@ -30,6 +30,14 @@ mod column {
 }
 
 impl DeviceIo {
+    pub fn sectors_read(&self) -> u64 {
+        self.counters[column::SECTORS_READ]
+    }
+
+    pub fn sectors_written(&self) -> u64 {
+        self.counters[column::SECTORS_WRITTEN]
+    }
+
     pub fn has_activity(&self) -> bool {
         self.counters.iter().any(|&c| c != 0)
     }
@@ -81,6 +89,26 @@ impl DeviceIo {
 
 /// A container's I/O on every device it touched.
 pub type ContainerIo = Vec<(DeviceId, DeviceIo)>;
+
+/// What a container read from and wrote to block devices, over all of them, in 512-byte sectors: what the
+/// kernel's `pgpgin`/`pgpgout` count (in kB) for the whole machine. Discards are neither, as in the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockTraffic {
+    pub sectors_read: u64,
+    pub sectors_written: u64,
+}
+
+impl BlockTraffic {
+    /// The sum over every device of `io`. A stacked device (device-mapper, md) and the disks below it are
+    /// each listed by the kernel, so I/O through one is counted at each layer.
+    pub fn of(io: &ContainerIo) -> BlockTraffic {
+        io.iter()
+            .fold(BlockTraffic::default(), |sum, (_, device)| BlockTraffic {
+                sectors_read: sum.sectors_read.saturating_add(device.sectors_read()),
+                sectors_written: sum.sectors_written.saturating_add(device.sectors_written()),
+            })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -159,6 +187,26 @@ mod tests {
         assert_eq!(io.counters[7], max_ms);
         assert_eq!(io.counters[9], max_ms);
         assert_eq!(io.counters[10], max_ms);
+    }
+
+    #[test]
+    fn block_traffic_sums_devices_and_saturates() {
+        let device = |read, written| {
+            let mut io = DeviceIo::default();
+            io.counters[column::SECTORS_READ] = read;
+            io.counters[column::SECTORS_WRITTEN] = written;
+            io
+        };
+        let id = |minor| DeviceId { major: 8, minor };
+        let io = vec![(id(0), device(8, 16)), (id(16), device(2, u64::MAX))];
+        assert_eq!(
+            BlockTraffic::of(&io),
+            BlockTraffic {
+                sectors_read: 10,
+                sectors_written: u64::MAX
+            }
+        );
+        assert_eq!(BlockTraffic::of(&Vec::new()), BlockTraffic::default());
     }
 
     #[test]

@@ -15,6 +15,14 @@ impl FlatKeyed {
             .find_map(|(k, v)| (k == key).then_some(*v))
     }
 
+    /// The value of `prefix` followed by `key` (v1 `memory.stat`'s `total_pgfault` for `pgfault`), matched
+    /// exactly as [`FlatKeyed::get`] does.
+    pub fn get_prefixed(&self, prefix: &str, key: &str) -> Option<u64> {
+        self.entries
+            .iter()
+            .find_map(|(k, v)| (k.strip_prefix(prefix) == Some(key)).then_some(*v))
+    }
+
     /// The value of `key`, or 0 when the kernel does not provide it.
     pub fn get_or_zero(&self, key: &str) -> u64 {
         self.get(key).unwrap_or(0)
@@ -53,6 +61,14 @@ mod tests {
         assert_eq!(stat.get("file"), Some(4096));
         assert_eq!(stat.get("file_mapped"), Some(1024));
         assert_eq!(stat.get("file_d"), None);
+    }
+
+    #[test]
+    fn get_prefixed_matches_the_whole_key() {
+        let stat = parse_flat_keyed("pgfault 1\ntotal_pgfault 7\ntotal_pgfaults 9\n");
+        assert_eq!(stat.get_prefixed("total_", "pgfault"), Some(7));
+        assert_eq!(stat.get_prefixed("total_", "pgfaul"), None);
+        assert_eq!(stat.get_prefixed("", "pgfault"), Some(1));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod mountinfo;
 pub mod pid_stat;
 pub mod task_credentials;
 pub mod uptime;
+pub mod vmstat;
 
 use thiserror::Error;
 

@@ -10,3 +10,4 @@ pub mod meminfo;
 pub mod stat;
 pub mod swaps;
 pub mod uptime;
+pub mod vmstat;
