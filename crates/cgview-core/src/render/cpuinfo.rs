@@ -1,16 +1,152 @@
-//! `/proc/cpuinfo` for a container: the host's blocks for the visible CPUs only, with their real ids.
+//! `/proc/cpuinfo` for a container: the host's blocks for the visible CPUs only, with their real ids, and
+//! the lines that count CPUs describing the visible ones:
+//! - x86 and s390x print per CPU `siblings` (the CPUs of its package: `cpumask_weight(topology_core_cpumask)`)
+//!   and `cpu cores` (the cores of its package): counted over the visible CPUs of the same package, so one
+//!   visible CPU of a 2-core host shows `siblings : 1` and `cpu cores : 1`;
+//! - s390x's summary block counts the online CPUs (`# processors`) and prints one `processor N: ...` line per
+//!   online CPU: the count is the visible CPUs', and the lines of hidden CPUs go.
+//!
+//! Ids stay the host's: `physical id`, `core id`, `book id`, `drawer id`, `apicid` and `initial apicid` are
+//! hardware numbers that agree with each other, with `sys/devices/system/cpu/cpuN/topology/*_id` and with
+//! the cpuset; renumbering them would contradict those. aarch64, arm, ppc64le and riscv print no counts
+//! (ppc64le's and arm's trailers describe the machine, not how many CPUs it has): their blocks pass as they
+//! are.
 
-use crate::parse::cpuinfo::parse_cpuinfo_blocks;
+use crate::parse::cpuinfo::{parse_cpuinfo_blocks, CpuinfoBlock};
 use crate::parse::cpuset::CpuSet;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+/// The fields that name a CPU's package; s390x numbers packages within books and books within drawers.
+const PACKAGE_FIELDS: [&str; 3] = ["physical id", "book id", "drawer id"];
 
 /// Keeps header and trailer blocks (architectures such as s390x and arm print them) and the blocks of the
-/// visible CPUs, in the host's order.
+/// visible CPUs, in the host's order, with the CPU counts in them made the visible CPUs'.
 pub fn render_cpuinfo(host: &str, visible: &CpuSet) -> String {
-    parse_cpuinfo_blocks(host)
+    let kept: Vec<CpuinfoBlock<'_>> = parse_cpuinfo_blocks(host)
         .into_iter()
         .filter(|block| block.cpu.is_none_or(|id| visible.contains(id)))
-        .map(|block| block.text)
-        .collect()
+        .collect();
+    let packages = PackageCounts::of(kept.iter().filter(|block| block.cpu.is_some()));
+    let mut out = String::with_capacity(host.len());
+    for block in &kept {
+        match block.cpu {
+            Some(_) => push_cpu_block(&mut out, block.text, &packages),
+            None => push_summary_block(&mut out, block.text, visible),
+        }
+    }
+    out
+}
+
+/// Which package a CPU block is in, and which core: the values of its id fields (absent ones `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PackageKey<'a>([Option<&'a str>; PACKAGE_FIELDS.len()]);
+
+impl<'a> PackageKey<'a> {
+    fn of(block: &'a str) -> PackageKey<'a> {
+        PackageKey(PACKAGE_FIELDS.map(|name| field_value(block, name)))
+    }
+}
+
+/// A core within its package: its `core id`, or the CPU itself when the block names no core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CoreKey<'a> {
+    Id(&'a str),
+    Alone(u32),
+}
+
+/// For each package with a visible CPU: how many visible CPUs (threads) and which cores they are on.
+#[derive(Debug, Default)]
+struct PackageCounts<'a> {
+    packages: HashMap<PackageKey<'a>, (usize, HashSet<CoreKey<'a>>)>,
+}
+
+impl<'a> PackageCounts<'a> {
+    fn of(cpu_blocks: impl Iterator<Item = &'a CpuinfoBlock<'a>>) -> PackageCounts<'a> {
+        let mut counts = PackageCounts::default();
+        for block in cpu_blocks {
+            let core = match field_value(block.text, "core id") {
+                Some(id) => CoreKey::Id(id),
+                None => CoreKey::Alone(block.cpu.unwrap_or(0)),
+            };
+            let entry = counts
+                .packages
+                .entry(PackageKey::of(block.text))
+                .or_default();
+            entry.0 += 1;
+            entry.1.insert(core);
+        }
+        counts
+    }
+
+    /// (threads, cores) of the package of the CPU described by `block`.
+    fn of_block(&self, block: &str) -> (usize, usize) {
+        self.packages
+            .get(&PackageKey::of(block))
+            .map_or((1, 1), |(threads, cores)| (*threads, cores.len()))
+    }
+}
+
+/// A CPU's block with `siblings` and `cpu cores` counted over the visible CPUs of its package.
+fn push_cpu_block(out: &mut String, block: &str, packages: &PackageCounts<'_>) {
+    let (threads, cores) = packages.of_block(block);
+    for line in block.split_inclusive('\n') {
+        match line_key(line) {
+            Some("siblings") => push_with_value(out, line, threads),
+            Some("cpu cores") => push_with_value(out, line, cores),
+            _ => out.push_str(line),
+        }
+    }
+}
+
+/// A block that belongs to no CPU, with s390x's CPU count and per-CPU lines made the visible CPUs'.
+fn push_summary_block(out: &mut String, block: &str, visible: &CpuSet) {
+    for line in block.split_inclusive('\n') {
+        match line_key(line) {
+            Some("# processors") => push_with_value(out, line, visible.len()),
+            Some(key) => match summary_cpu_line(key) {
+                Some(id) if !visible.contains(id) => {}
+                _ => out.push_str(line),
+            },
+            None => out.push_str(line),
+        }
+    }
+}
+
+/// The CPU of an s390x summary line `processor 3: version = FF, ...` (its key is `processor 3`).
+fn summary_cpu_line(key: &str) -> Option<u32> {
+    let digits = key.strip_prefix("processor ")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `line` with the text after its colon replaced by ` value`, as the kernel prints `key\t: %d`, and its
+/// line ending kept.
+fn push_with_value(out: &mut String, line: &str, value: usize) {
+    let Some(colon) = line.find(':') else {
+        out.push_str(line);
+        return;
+    };
+    out.push_str(&line[..=colon]);
+    let _ = write!(out, " {value}");
+    if line.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+/// The key of a `key : value` line, trimmed.
+fn line_key(line: &str) -> Option<&str> {
+    line.split_once(':').map(|(key, _)| key.trim())
+}
+
+/// The value of the first `name : value` line of a block, trimmed.
+fn field_value<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then(|| value.trim())
+    })
 }
 
 #[cfg(test)]
@@ -30,5 +166,106 @@ mod tests {
         let host = "vendor_id : IBM/S390\n\ncpu number : 0\n\ncpu number : 1\n\n";
         let out = render_cpuinfo(host, &parse_cpu_list("1").unwrap());
         assert_eq!(out, "vendor_id : IBM/S390\n\ncpu number : 1\n\n");
+    }
+
+    /// An x86 block as `show_cpuinfo_core` prints the topology lines.
+    fn x86_block(cpu: u32, package: u32, core: u32, apicid: u32) -> String {
+        format!(
+            "processor\t: {cpu}\nphysical id\t: {package}\nsiblings\t: 4\ncore id\t\t: {core}\n\
+             cpu cores\t: 2\napicid\t\t: {apicid}\ninitial apicid\t: {apicid}\nflags\t\t: fpu\n\n"
+        )
+    }
+
+    /// Two packages of two cores of two threads, numbered as Linux numbers Intel's: first threads of every
+    /// core, then second threads.
+    fn two_sockets_with_smt() -> String {
+        (0..8)
+            .map(|cpu| x86_block(cpu, (cpu / 2) % 2, cpu % 2, (cpu % 4) * 2 + cpu / 4))
+            .collect()
+    }
+
+    fn topology_lines(text: &str) -> Vec<(u32, &str, &str)> {
+        parse_cpuinfo_blocks(text)
+            .into_iter()
+            .map(|block| {
+                (
+                    block.cpu.unwrap(),
+                    field_value(block.text, "siblings").unwrap(),
+                    field_value(block.text, "cpu cores").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_visible_cpu_is_its_own_package_and_core() {
+        let out = render_cpuinfo(&two_sockets_with_smt(), &parse_cpu_list("5").unwrap());
+        assert_eq!(topology_lines(&out), [(5, "1", "1")]);
+        // Ids and the kernel's layout are kept.
+        assert_eq!(
+            out,
+            "processor\t: 5\nphysical id\t: 0\nsiblings\t: 1\ncore id\t\t: 1\n\
+             cpu cores\t: 1\napicid\t\t: 3\ninitial apicid\t: 3\nflags\t\t: fpu\n\n"
+        );
+    }
+
+    #[test]
+    fn counts_are_per_package_over_the_visible_cpus() {
+        let host = two_sockets_with_smt();
+        // CPUs 0 and 4 are the two threads of package 0's core 0; CPU 2 is on package 1.
+        let out = render_cpuinfo(&host, &parse_cpu_list("0,2,4").unwrap());
+        assert_eq!(
+            topology_lines(&out),
+            [(0, "2", "1"), (2, "1", "1"), (4, "2", "1")]
+        );
+        // Two cores of package 0, one thread each.
+        let out = render_cpuinfo(&host, &parse_cpu_list("0-1").unwrap());
+        assert_eq!(topology_lines(&out), [(0, "2", "2"), (1, "2", "2")]);
+        let out = render_cpuinfo(&host, &parse_cpu_list("0-1,4-5").unwrap());
+        assert_eq!(
+            topology_lines(&out),
+            [(0, "4", "2"), (1, "4", "2"), (4, "4", "2"), (5, "4", "2")]
+        );
+        // Every CPU: the host's own numbers.
+        let out = render_cpuinfo(&host, &parse_cpu_list("0-7").unwrap());
+        assert_eq!(out, host);
+    }
+
+    #[test]
+    fn s390x_summary_counts_and_lists_the_visible_cpus() {
+        let host = "vendor_id       : IBM/S390\n# processors    : 4\nbogomips per cpu: 3241.00\n\
+                    max thread id   : 1\nprocessor 0: version = FF,  identification = 0133E8,  machine = 2964\n\
+                    processor 1: version = FF,  identification = 0133E8,  machine = 2964\n\
+                    processor 2: version = FF,  identification = 0133E8,  machine = 2964\n\
+                    processor 3: version = FF,  identification = 0133E8,  machine = 2964\n\
+                    \ncpu number      : 2\nphysical id     : 1\ncore id         : 1\nbook id         : 2\n\
+                    drawer id       : 1\nsiblings        : 4\ncpu cores       : 2\n\
+                    \ncpu number      : 3\nphysical id     : 1\ncore id         : 1\nbook id         : 2\n\
+                    drawer id       : 1\nsiblings        : 4\ncpu cores       : 2\n";
+        let out = render_cpuinfo(host, &parse_cpu_list("2-3").unwrap());
+        assert!(out.starts_with(
+            "vendor_id       : IBM/S390\n# processors    : 2\nbogomips per cpu: 3241.00\n\
+             max thread id   : 1\nprocessor 2: version"
+        ));
+        assert!(!out.contains("processor 0:") && !out.contains("processor 1:"));
+        assert_eq!(out.matches("siblings        : 2\n").count(), 2);
+        assert_eq!(out.matches("cpu cores       : 1\n").count(), 2);
+    }
+
+    #[test]
+    fn packages_are_told_apart_by_book_and_drawer_too() {
+        let block = |cpu: u32, book: u32| {
+            format!("cpu number : {cpu}\nphysical id : 0\ncore id : {cpu}\nbook id : {book}\nsiblings : 9\ncpu cores : 9\n\n")
+        };
+        let host = [block(0, 0), block(1, 1)].concat();
+        let out = render_cpuinfo(&host, &parse_cpu_list("0-1").unwrap());
+        assert_eq!(out.matches("siblings : 1\n").count(), 2);
+        assert_eq!(out.matches("cpu cores : 1\n").count(), 2);
+    }
+
+    #[test]
+    fn a_last_line_without_a_newline_stays_without() {
+        let out = render_cpuinfo("processor : 1\nsiblings : 8", &parse_cpu_list("1").unwrap());
+        assert_eq!(out, "processor : 1\nsiblings : 1");
     }
 }
