@@ -104,7 +104,7 @@ pub struct Cached {
 }
 
 /// The CPUs a container is shown (`None`: all the host's online CPUs), or why they cannot be told.
-pub type VisibleCpus = Result<Option<CpuSet>, FallbackCause>;
+type VisibleCpus = Result<Option<CpuSet>, FallbackCause>;
 
 /// A value and when the render that made it started: it is at least this fresh.
 #[derive(Debug, Clone)]

@@ -23,30 +23,45 @@ const PACKAGE_FIELDS: [&str; 3] = ["physical id", "book id", "drawer id"];
 /// Keeps header and trailer blocks (architectures such as s390x and arm print them) and the blocks of the
 /// visible CPUs, in the host's order, with the CPU counts in them made the visible CPUs'.
 pub fn render_cpuinfo(host: &str, visible: &CpuSet) -> String {
-    let kept: Vec<CpuinfoBlock<'_>> = parse_cpuinfo_blocks(host)
+    let kept: Vec<(CpuinfoBlock<'_>, Option<Place<'_>>)> = parse_cpuinfo_blocks(host)
         .into_iter()
         .filter(|block| block.cpu.is_none_or(|id| visible.contains(id)))
+        .map(|block| {
+            let place = block.cpu.map(|cpu| Place::of(block.text, cpu));
+            (block, place)
+        })
         .collect();
-    let packages = PackageCounts::of(kept.iter().filter(|block| block.cpu.is_some()));
+    // For each package with a visible CPU: how many visible CPUs (threads), and on which cores. A CPU is
+    // counted once, where its first block places it (the kernel prints one block per CPU).
+    let mut counted = HashSet::new();
+    let mut packages: HashMap<PackageKey<'_>, (usize, HashSet<CoreKey<'_>>)> = HashMap::new();
+    for (block, place) in &kept {
+        let (Some(cpu), Some(place)) = (block.cpu, place) else {
+            continue;
+        };
+        if counted.insert(cpu) {
+            let package = packages.entry(place.package).or_default();
+            package.0 += 1;
+            package.1.insert(place.core);
+        }
+    }
     let mut out = String::with_capacity(host.len());
-    for block in &kept {
-        match block.cpu {
-            Some(_) => push_cpu_block(&mut out, block.text, &packages),
+    for (block, place) in &kept {
+        match place {
+            Some(place) => {
+                let (threads, cores) = packages
+                    .get(&place.package)
+                    .map_or((1, 1), |(threads, cores)| (*threads, cores.len()));
+                push_cpu_block(&mut out, block.text, threads, cores);
+            }
             None => push_summary_block(&mut out, block.text, visible),
         }
     }
     out
 }
 
-/// Which package a CPU block is in, and which core: the values of its id fields (absent ones `None`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct PackageKey<'a>([Option<&'a str>; PACKAGE_FIELDS.len()]);
-
-impl<'a> PackageKey<'a> {
-    fn of(block: &'a str) -> PackageKey<'a> {
-        PackageKey(PACKAGE_FIELDS.map(|name| field_value(block, name)))
-    }
-}
+/// Which package a CPU block is in: the values of its id fields (absent ones `None`).
+type PackageKey<'a> = [Option<&'a str>; PACKAGE_FIELDS.len()];
 
 /// A core within its package: its `core id`, or the CPU itself when the block names no core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,41 +70,38 @@ enum CoreKey<'a> {
     Alone(u32),
 }
 
-/// For each package with a visible CPU: how many visible CPUs (threads) and which cores they are on.
-#[derive(Debug, Default)]
-struct PackageCounts<'a> {
-    packages: HashMap<PackageKey<'a>, (usize, HashSet<CoreKey<'a>>)>,
+/// Where a CPU block says its CPU is.
+#[derive(Debug, Clone, Copy)]
+struct Place<'a> {
+    package: PackageKey<'a>,
+    core: CoreKey<'a>,
 }
 
-impl<'a> PackageCounts<'a> {
-    fn of(cpu_blocks: impl Iterator<Item = &'a CpuinfoBlock<'a>>) -> PackageCounts<'a> {
-        let mut counts = PackageCounts::default();
-        for block in cpu_blocks {
-            let core = match field_value(block.text, "core id") {
-                Some(id) => CoreKey::Id(id),
-                None => CoreKey::Alone(block.cpu.unwrap_or(0)),
+impl<'a> Place<'a> {
+    /// Reads the block's id fields in one pass (the first of each counts, as for any reader).
+    fn of(block: &'a str, cpu: u32) -> Place<'a> {
+        let mut package: PackageKey<'a> = [None; PACKAGE_FIELDS.len()];
+        let mut core = None;
+        for line in block.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
             };
-            let entry = counts
-                .packages
-                .entry(PackageKey::of(block.text))
-                .or_default();
-            entry.0 += 1;
-            entry.1.insert(core);
+            let key = key.trim();
+            if key == "core id" {
+                core = core.or(Some(value.trim()));
+            } else if let Some(index) = PACKAGE_FIELDS.iter().position(|name| *name == key) {
+                package[index] = package[index].or(Some(value.trim()));
+            }
         }
-        counts
-    }
-
-    /// (threads, cores) of the package of the CPU described by `block`.
-    fn of_block(&self, block: &str) -> (usize, usize) {
-        self.packages
-            .get(&PackageKey::of(block))
-            .map_or((1, 1), |(threads, cores)| (*threads, cores.len()))
+        Place {
+            package,
+            core: core.map_or(CoreKey::Alone(cpu), CoreKey::Id),
+        }
     }
 }
 
-/// A CPU's block with `siblings` and `cpu cores` counted over the visible CPUs of its package.
-fn push_cpu_block(out: &mut String, block: &str, packages: &PackageCounts<'_>) {
-    let (threads, cores) = packages.of_block(block);
+/// A CPU's block with `siblings` and `cpu cores` made the visible `threads` and `cores` of its package.
+fn push_cpu_block(out: &mut String, block: &str, threads: usize, cores: usize) {
     for line in block.split_inclusive('\n') {
         match line_key(line) {
             Some("siblings") => push_with_value(out, line, threads),
@@ -141,18 +153,18 @@ fn line_key(line: &str) -> Option<&str> {
     line.split_once(':').map(|(key, _)| key.trim())
 }
 
-/// The value of the first `name : value` line of a block, trimmed.
-fn field_value<'a>(block: &'a str, name: &str) -> Option<&'a str> {
-    block.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == name).then(|| value.trim())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parse::cpuset::parse_cpu_list;
+
+    /// The value of the first `name : value` line of a block, trimmed.
+    fn field_value<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+        block.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    }
 
     #[test]
     fn render_cpuinfo_keeps_visible_blocks_with_real_ids() {
@@ -259,6 +271,14 @@ mod tests {
         };
         let host = [block(0, 0), block(1, 1)].concat();
         let out = render_cpuinfo(&host, &parse_cpu_list("0-1").unwrap());
+        assert_eq!(out.matches("siblings : 1\n").count(), 2);
+        assert_eq!(out.matches("cpu cores : 1\n").count(), 2);
+    }
+
+    #[test]
+    fn a_cpu_printed_twice_is_counted_once() {
+        let block = "processor : 1\nphysical id : 0\nsiblings : 8\ncore id : 3\ncpu cores : 8\n\n";
+        let out = render_cpuinfo(&[block, block].concat(), &parse_cpu_list("1").unwrap());
         assert_eq!(out.matches("siblings : 1\n").count(), 2);
         assert_eq!(out.matches("cpu cores : 1\n").count(), 2);
     }
