@@ -3,7 +3,7 @@
 //! visible-CPU model over a cpuset and a quota): the result is the host's blocks in the host's order,
 //! minus exactly the blocks of CPUs the container does not see, each the host's line for line but for
 //! the values of the lines that count CPUs (at most the visible CPUs) and the s390x summary lines of
-//! hidden CPUs.
+//! hidden CPUs (a block of nothing else goes whole).
 //!
 //! Input: 9 parameter bytes (quota awareness, quota in CPUs), then NUL-separated files: host cpuinfo,
 //! host online list (the CPUs of the cpuinfo when absent or unreadable), the container's cpuset.
@@ -36,9 +36,15 @@ fuzz_target!(|data: &[u8]| {
     let visible = visible_cpus(&online, &limits, quota_aware);
 
     let out = render_cpuinfo(host, &visible);
+    // A block of no CPU that holds nothing but s390x summary lines of hidden CPUs is left out whole.
     let kept: Vec<_> = host_blocks
         .iter()
-        .filter(|b| b.cpu.is_none_or(|id| visible.contains(id)))
+        .filter(|b| match b.cpu {
+            Some(id) => visible.contains(id),
+            None => b.text.split_inclusive('\n').any(|line| {
+                !line.trim().is_empty() && !hidden_summary_line(line, &visible, None)
+            }),
+        })
         .collect();
     // Kept blocks are whole host blocks, so the output splits back into exactly them.
     let out_blocks = parse_cpuinfo_blocks(&out);

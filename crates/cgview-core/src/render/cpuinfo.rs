@@ -111,17 +111,22 @@ fn push_cpu_block(out: &mut String, block: &str, threads: usize, cores: usize) {
     }
 }
 
-/// A block that belongs to no CPU, with s390x's CPU count and per-CPU lines made the visible CPUs'.
+/// A block that belongs to no CPU, with s390x's CPU count and per-CPU lines made the visible CPUs'. A
+/// block left with nothing but blank lines is left out, so that no stray blank line joins its neighbours.
 fn push_summary_block(out: &mut String, block: &str, visible: &CpuSet) {
+    let mut kept = String::with_capacity(block.len());
     for line in block.split_inclusive('\n') {
         match line_key(line) {
-            Some("# processors") => push_with_value(out, line, visible.len()),
+            Some("# processors") => push_with_value(&mut kept, line, visible.len()),
             Some(key) => match summary_cpu_line(key) {
                 Some(id) if !visible.contains(id) => {}
-                _ => out.push_str(line),
+                _ => kept.push_str(line),
             },
-            None => out.push_str(line),
+            None => kept.push_str(line),
         }
+    }
+    if kept.lines().any(|line| !line.trim().is_empty()) {
+        out.push_str(&kept);
     }
 }
 
@@ -281,6 +286,13 @@ mod tests {
         let out = render_cpuinfo(&[block, block].concat(), &parse_cpu_list("1").unwrap());
         assert_eq!(out.matches("siblings : 1\n").count(), 2);
         assert_eq!(out.matches("cpu cores : 1\n").count(), 2);
+    }
+
+    #[test]
+    fn a_summary_of_hidden_cpus_only_is_left_out_whole() {
+        let host = "processor 0: version = FF\n\ncpu number : 1\nx : y\n";
+        let out = render_cpuinfo(host, &parse_cpu_list("1").unwrap());
+        assert_eq!(out, "cpu number : 1\nx : y\n");
     }
 
     #[test]
