@@ -52,7 +52,7 @@ pub fn render_cpuinfo(host: &str, visible: &CpuSet) -> String {
                 let (threads, cores) = packages
                     .get(&place.package)
                     .map_or((1, 1), |(threads, cores)| (*threads, cores.len()));
-                push_cpu_block(&mut out, block.text, threads, cores);
+                push_cpu_block(&mut out, block.text, place, threads, cores);
             }
             None => push_summary_block(&mut out, block.text, visible),
         }
@@ -70,45 +70,75 @@ enum CoreKey<'a> {
     Alone(u32),
 }
 
-/// Where a CPU block says its CPU is.
-#[derive(Debug, Clone, Copy)]
+/// Where a CPU block says its CPU is, and where its lines that count CPUs are.
+#[derive(Debug, Clone)]
 struct Place<'a> {
     package: PackageKey<'a>,
     core: CoreKey<'a>,
+    /// The byte ranges of its `siblings` and `cpu cores` lines (newline excluded), in order.
+    counts: Vec<(Count, std::ops::Range<usize>)>,
+}
+
+/// Which count a line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Siblings,
+    Cores,
 }
 
 impl<'a> Place<'a> {
-    /// Reads the block's id fields in one pass (the first of each counts, as for any reader).
+    /// Reads the block in one pass: its id fields (the first of each counts, as for any reader) and where
+    /// its count lines are.
     fn of(block: &'a str, cpu: u32) -> Place<'a> {
         let mut package: PackageKey<'a> = [None; PACKAGE_FIELDS.len()];
         let mut core = None;
-        for line in block.lines() {
+        let mut counts = Vec::with_capacity(2);
+        let mut offset = 0;
+        for line in block.split_inclusive('\n') {
+            let start = offset;
+            offset += line.len();
             let Some((key, value)) = line.split_once(':') else {
                 continue;
             };
-            let key = key.trim();
-            if key == "core id" {
-                core = core.or(Some(value.trim()));
-            } else if let Some(index) = PACKAGE_FIELDS.iter().position(|name| *name == key) {
-                package[index] = package[index].or(Some(value.trim()));
+            match key.trim() {
+                "core id" => core = core.or(Some(value.trim())),
+                "siblings" => counts.push((
+                    Count::Siblings,
+                    start..start + line.trim_end_matches('\n').len(),
+                )),
+                "cpu cores" => counts.push((
+                    Count::Cores,
+                    start..start + line.trim_end_matches('\n').len(),
+                )),
+                key => {
+                    if let Some(index) = PACKAGE_FIELDS.iter().position(|name| *name == key) {
+                        package[index] = package[index].or(Some(value.trim()));
+                    }
+                }
             }
         }
         Place {
             package,
             core: core.map_or(CoreKey::Alone(cpu), CoreKey::Id),
+            counts,
         }
     }
 }
 
-/// A CPU's block with `siblings` and `cpu cores` made the visible `threads` and `cores` of its package.
-fn push_cpu_block(out: &mut String, block: &str, threads: usize, cores: usize) {
-    for line in block.split_inclusive('\n') {
-        match line_key(line) {
-            Some("siblings") => push_with_value(out, line, threads),
-            Some("cpu cores") => push_with_value(out, line, cores),
-            _ => out.push_str(line),
-        }
+/// A CPU's block with `siblings` and `cpu cores` made the visible `threads` and `cores` of its package:
+/// the host's bytes between those lines are copied as they are.
+fn push_cpu_block(out: &mut String, block: &str, place: &Place<'_>, threads: usize, cores: usize) {
+    let mut copied = 0;
+    for (count, line) in &place.counts {
+        out.push_str(&block[copied..line.start]);
+        let value = match count {
+            Count::Siblings => threads,
+            Count::Cores => cores,
+        };
+        push_with_value(out, &block[line.clone()], value);
+        copied = line.end;
     }
+    out.push_str(&block[copied..]);
 }
 
 /// A block that belongs to no CPU, with s390x's CPU count and per-CPU lines made the visible CPUs'. A
