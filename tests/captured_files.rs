@@ -146,7 +146,24 @@ fn captured_v1_cgroup_on_captured_host_renders_consistent_meminfo() {
     );
 }
 
-fn check_cpuinfo_subset(host: &str, visible: &[u32]) {
+/// The value of a block's `name : value` line.
+fn cpuinfo_field<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then(|| value.trim())
+    })
+}
+
+/// Lines whose values count CPUs; every other line of a kept block is the host's, byte for byte.
+fn counts_cpus(line: &str) -> bool {
+    let key = line.split(':').next().unwrap_or("").trim();
+    matches!(key, "siblings" | "cpu cores" | "# processors")
+}
+
+/// Renders `host` for `visible` and checks that it keeps exactly the visible CPUs' blocks and the
+/// headers, in order, each the host's but for the lines that count CPUs (and s390x's per-CPU summary
+/// lines of hidden CPUs); returns the render.
+fn check_cpuinfo_subset(host: &str, visible: &[u32]) -> String {
     let blocks = parse_cpuinfo_blocks(host);
     let total = blocks.iter().filter(|b| b.cpu.is_some()).count();
     assert!(total > visible.len());
@@ -156,24 +173,112 @@ fn check_cpuinfo_subset(host: &str, visible: &[u32]) {
         .filter_map(|b| b.cpu)
         .collect();
     assert_eq!(kept, visible);
-    // Each kept block is the host's, byte for byte.
+    let host_kept: Vec<_> = blocks
+        .iter()
+        .filter(|b| b.cpu.is_none_or(|id| visible.contains(&id)))
+        .collect();
+    let out_blocks = parse_cpuinfo_blocks(&out);
+    assert_eq!(out_blocks.len(), host_kept.len());
+    for (shown, host_block) in out_blocks.iter().zip(host_kept) {
+        let hidden_summary_line = |line: &&str| {
+            line.strip_prefix("processor ")
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|id| id.parse::<u32>().ok())
+                .is_some_and(|id| !visible.contains(&id))
+        };
+        let host_lines: Vec<&str> = host_block
+            .text
+            .lines()
+            .filter(|line| !hidden_summary_line(line))
+            .collect();
+        let shown_lines: Vec<&str> = shown.text.lines().collect();
+        assert_eq!(shown_lines.len(), host_lines.len(), "{}", shown.text);
+        for (shown_line, host_line) in shown_lines.iter().zip(host_lines) {
+            if !counts_cpus(host_line) {
+                assert_eq!(*shown_line, host_line);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn captured_x86_cpuinfo_keeps_visible_blocks_and_counts_them() {
+    let host = hybrid!("cpuinfo");
+    // The host: one package of two cores.
+    assert_eq!(cpuinfo_field(host, "siblings"), Some("2"));
+    assert_eq!(cpuinfo_field(host, "cpu cores"), Some("2"));
+    let out = check_cpuinfo_subset(host, &[1]);
+    assert_eq!(cpuinfo_field(&out, "siblings"), Some("1"));
+    assert_eq!(cpuinfo_field(&out, "cpu cores"), Some("1"));
+    // Ids are the host's: CPU 1 is core 1 of package 0, APIC id 1.
+    assert_eq!(cpuinfo_field(&out, "core id"), Some("1"));
+    assert_eq!(cpuinfo_field(&out, "physical id"), Some("0"));
+    assert_eq!(cpuinfo_field(&out, "apicid"), Some("1"));
+    assert_eq!(cpuinfo_field(&out, "initial apicid"), Some("1"));
+    assert!(out.contains("siblings\t: 1\ncore id\t\t: 1\ncpu cores\t: 1\n"));
+}
+
+#[test]
+fn hand_written_aarch64_cpuinfo_keeps_visible_blocks() {
+    let host = include_str!("fixtures/aarch64/cpuinfo");
+    let out = check_cpuinfo_subset(host, &[2, 5]);
+    assert!(out.starts_with("processor\t: 2\nBogoMIPS"));
+    assert_eq!(out.matches("CPU part\t: 0xd0c").count(), 2);
+    // No line counts CPUs: the kept blocks are the host's.
     for block in parse_cpuinfo_blocks(&out) {
         assert!(host.contains(block.text));
     }
 }
 
 #[test]
-fn captured_x86_cpuinfo_keeps_visible_blocks() {
-    check_cpuinfo_subset(hybrid!("cpuinfo"), &[1]);
+fn hand_written_ppc64le_cpuinfo_keeps_visible_blocks_and_the_machine_summary() {
+    let host = include_str!("fixtures/ppc64le/cpuinfo");
+    let out = check_cpuinfo_subset(host, &[2, 5]);
+    let blocks = parse_cpuinfo_blocks(&out);
+    assert_eq!(blocks.len(), 3);
+    for block in &blocks {
+        assert!(host.contains(block.text));
+    }
+    assert!(out.ends_with("platform\t: pSeries\nmodel\t\t: IBM,9009-42A\nmachine\t\t: CHRP IBM,9009-42A\nMMU\t\t: Radix\n"));
 }
 
 #[test]
-fn hand_written_aarch64_cpuinfo_keeps_visible_blocks() {
-    let host = include_str!("fixtures/aarch64/cpuinfo");
-    check_cpuinfo_subset(host, &[2, 5]);
-    let out = render_cpuinfo(host, &CpuSet::from_ids(vec![2, 5]));
-    assert!(out.starts_with("processor\t: 2\nBogoMIPS"));
-    assert_eq!(out.matches("CPU part\t: 0xd0c").count(), 2);
+fn hand_written_s390x_cpuinfo_counts_and_lists_only_visible_cpus() {
+    let host = include_str!("fixtures/s390x/cpuinfo");
+    // One thread of socket 2's core.
+    let out = check_cpuinfo_subset(host, &[4]);
+    assert!(out.contains("# processors    : 1\n"));
+    let summary: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("processor "))
+        .collect();
+    assert_eq!(
+        summary,
+        ["processor 4: version = 00,  identification = 0133E8,  machine = 8561"]
+    );
+    let cpu = parse_cpuinfo_blocks(&out)
+        .into_iter()
+        .find(|b| b.cpu == Some(4))
+        .unwrap()
+        .text;
+    assert_eq!(cpuinfo_field(cpu, "siblings"), Some("1"));
+    assert_eq!(cpuinfo_field(cpu, "cpu cores"), Some("1"));
+    assert_eq!(cpuinfo_field(cpu, "physical id"), Some("2"));
+    assert_eq!(cpuinfo_field(cpu, "address"), Some("4"));
+    // The two threads of core 0 and one thread of core 1, all on socket 1.
+    let out = check_cpuinfo_subset(host, &[0, 1, 3]);
+    assert!(out.contains("# processors    : 3\n"));
+    for block in parse_cpuinfo_blocks(&out)
+        .iter()
+        .filter(|b| b.cpu.is_some())
+    {
+        assert_eq!(cpuinfo_field(block.text, "siblings"), Some("3"));
+        assert_eq!(cpuinfo_field(block.text, "cpu cores"), Some("2"));
+    }
+    // The machine-wide summary lines stay (the thread id bound is the hardware's).
+    assert!(out.contains("max thread id   : 1\n"));
+    assert_eq!(out.matches("cache").count(), 6);
 }
 
 #[test]

@@ -423,4 +423,11 @@ fn check_stat_and_friends(r: &HashMap<String, Vec<String>>) {
     assert_eq!(value(r, "stat.half"), ["cpu", "cpu0"]);
     assert_eq!(value(r, "cpudir.half"), ["cpu0", "0", "0"]);
     assert_eq!(value(r, "cpudir.half.container"), ["cpu0", "0"]);
+    // The topology of the one CPU shown: alone in its package and core, whatever the guest's (two CPUs,
+    // both online), in the kernel's list and mask formats; cpuinfo counts it alone too.
+    assert_eq!(value(r, "topology.host")[1], "2");
+    assert_eq!(
+        value(r, "topology.half.container"),
+        ["0", "1", "0", "siblings\t: 1", "cpu cores\t: 1"]
+    );
 }

@@ -1,7 +1,9 @@
 #![no_main]
 //! Fuzzes the cpuinfo renderer on arbitrary host text and visible CPUs derived from the input (the real
 //! visible-CPU model over a cpuset and a quota): the result is the host's blocks in the host's order,
-//! minus exactly the blocks of CPUs the container does not see.
+//! minus exactly the blocks of CPUs the container does not see, each the host's line for line but for
+//! the values of the lines that count CPUs (at most the visible CPUs) and the s390x summary lines of
+//! hidden CPUs (a block of nothing else goes whole).
 //!
 //! Input: 9 parameter bytes (quota awareness, quota in CPUs), then NUL-separated files: host cpuinfo,
 //! host online list (the CPUs of the cpuinfo when absent or unreadable), the container's cpuset.
@@ -34,24 +36,58 @@ fuzz_target!(|data: &[u8]| {
     let visible = visible_cpus(&online, &limits, quota_aware);
 
     let out = render_cpuinfo(host, &visible);
+    // A block of no CPU that holds nothing but s390x summary lines of hidden CPUs is left out whole.
     let kept: Vec<_> = host_blocks
         .iter()
-        .filter(|b| b.cpu.is_none_or(|id| visible.contains(id)))
+        .filter(|b| match b.cpu {
+            Some(id) => visible.contains(id),
+            None => b.text.split_inclusive('\n').any(|line| {
+                !line.trim().is_empty() && !hidden_summary_line(line, &visible, None)
+            }),
+        })
         .collect();
-    assert!(out.len() <= host.len());
     // Kept blocks are whole host blocks, so the output splits back into exactly them.
     let out_blocks = parse_cpuinfo_blocks(&out);
     assert_eq!(out_blocks.len(), kept.len(), "{out:?}");
     for (shown, host_block) in out_blocks.iter().zip(&kept) {
-        assert_eq!(shown, *host_block);
+        assert_eq!(shown.cpu, host_block.cpu);
         if let Some(id) = shown.cpu {
             assert!(visible.contains(id), "cpu {id} is not visible: {visible:?}");
         }
-    }
-    if host_blocks
-        .iter()
-        .all(|b| b.cpu.is_none_or(|id| visible.contains(id)))
-    {
-        assert_eq!(out, host);
+        let mut host_lines = host_block.text.split_inclusive('\n');
+        for line in shown.text.split_inclusive('\n') {
+            // A summary line of a hidden CPU (`processor 3: ...`) is the only kind left out.
+            let host_line = host_lines
+                .by_ref()
+                .find(|host_line| !hidden_summary_line(host_line, &visible, shown.cpu))
+                .expect("a line the host does not have");
+            let key = host_line.split(':').next().unwrap_or("").trim();
+            let counts = match shown.cpu {
+                Some(_) => matches!(key, "siblings" | "cpu cores"),
+                None => key == "# processors",
+            };
+            if counts && host_line.contains(':') {
+                let (shown_key, value) = line.split_once(':').unwrap();
+                assert_eq!(shown_key.trim(), key);
+                let value: usize = value.trim().parse().unwrap();
+                assert!(value <= visible.len(), "{line:?} for {visible:?}");
+                assert!(value >= 1 || shown.cpu.is_none(), "{line:?}");
+            } else {
+                assert_eq!(line, host_line);
+            }
+        }
+        assert!(host_lines.all(|l| hidden_summary_line(l, &visible, shown.cpu)));
     }
 });
+
+/// Whether `line` of a block (of CPU `cpu`, `None` for a summary block) is s390x's summary line of a CPU
+/// the container does not see.
+fn hidden_summary_line(line: &str, visible: &CpuSet, cpu: Option<u32>) -> bool {
+    cpu.is_none()
+        && line
+            .split_once(':')
+            .and_then(|(key, _)| key.trim().strip_prefix("processor "))
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u32>().ok())
+            .is_some_and(|id| !visible.contains(id))
+}

@@ -1,5 +1,6 @@
 //! What an open file reads: a served file's render for its caller (through the cache), a block device's
-//! `stat` as the caller's own I/O, a mirrored host file passed through, or the diagnostic floor.
+//! `stat` as the caller's own I/O, a cpu directory file that prints a set of CPUs restricted to the
+//! caller's, a mirrored host file passed through, or the diagnostic floor.
 
 use super::handles::Snapshot;
 use super::host_mirror::{HostMirror, BLOCK_STAT_MODE};
@@ -93,6 +94,11 @@ impl Content {
                 self.cache
                     .serve_block_stat(node.inode, host_stat, *device, caller, purpose)
             }
+            NodeKind::HostCpuList(format) => {
+                let host_file = mirror.path_of(node.inode)?;
+                self.cache
+                    .serve_cpu_list(node.inode, &host_file, format, caller, purpose)
+            }
             NodeKind::Floor => return self.floor.clone().ok_or(Failure::NotFound),
             _ => return Ok(read_host(&mirror.path_of(node.inode)?)?.into()),
         };
@@ -144,6 +150,7 @@ pub(crate) fn metric_file(kind: NodeKind) -> Option<MetricFile> {
     match kind {
         NodeKind::File(served) => Some(MetricFile::Served(served)),
         NodeKind::BlockStat => Some(MetricFile::BlockStat),
+        NodeKind::HostCpuList(_) => Some(MetricFile::CpuList),
         NodeKind::HostFile => Some(MetricFile::HostFile),
         NodeKind::Floor => Some(MetricFile::Floor),
         NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => None,

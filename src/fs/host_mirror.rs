@@ -1,6 +1,7 @@
 //! The two directories that mirror the host's, to any depth, never leading out of the host's sysfs:
-//! - `sys/devices/system/cpu`, with the four CPU lists replaced by served files and `cpuN` listed only for
-//!   the caller's visible CPUs;
+//! - `sys/devices/system/cpu`, with the four CPU lists replaced by served files, `cpuN` listed only for
+//!   the caller's visible CPUs, and the files that print a set of CPUs (topology, cache sharing) shown
+//!   restricted to them;
 //! - `sys/block`, whose entries (symlinks on the host) are directories here, so that each device's and
 //!   partition's `stat` can be the caller's own I/O (sysstat's `iostat` reads these, not
 //!   `/proc/diskstats`). Symlinks inside point to absolute `/sys/...` paths, which resolve in a
@@ -9,9 +10,11 @@
 use super::mirror::{Mirror, MirrorKey, MirrorRoot, MirrorSeed};
 use super::nodes::{self, DirEntry, Inode, Node, NodeKind, BLOCK_DIR_INODE, CPU_DIR_INODE};
 use crate::host::paths::HostPaths;
+use cgview_core::catalog::cpu_dir_cpu_set_file;
 use cgview_core::failure::Failure;
 use cgview_core::parse::cpuset::CpuSet;
 use cgview_core::permissions::Owner;
+use cgview_core::render::cpu_list::CpuListFormat;
 use parking_lot::Mutex;
 use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -175,6 +178,15 @@ impl HostMirror {
         }
         .map_err(|e| Failure::from_io(&e))?;
         let node = host_node(&metadata)?;
+        if node.kind == NodeKind::HostFile {
+            if let Some(format) = cpu_set_file(key) {
+                // The host's owner and mode: only what the caller reads is its own.
+                return Ok(Node {
+                    kind: NodeKind::HostCpuList(format),
+                    ..node
+                });
+            }
+        }
         if *root == MirrorRoot::Block && is_block_stat(&path) && node.kind == NodeKind::HostFile {
             return Ok(Node {
                 kind: NodeKind::BlockStat,
@@ -255,6 +267,8 @@ impl HostMirror {
                     NodeKind::HostSymlink
                 } else if is_device_dir && name == "stat" {
                     NodeKind::BlockStat
+                } else if let Some(format) = cpu_set_file(&(*root, relative.join(&name))) {
+                    NodeKind::HostCpuList(format)
                 } else {
                     NodeKind::HostFile
                 };
@@ -380,6 +394,15 @@ fn host_owner(metadata: &Metadata) -> Owner {
         uid: metadata.uid(),
         gid: metadata.gid(),
     }
+}
+
+/// How mirrored entry `key` prints a set of CPUs, if it is a file of the cpu directory that does (see
+/// [`cpu_dir_cpu_set_file`]).
+fn cpu_set_file((root, relative): &MirrorKey) -> Option<CpuListFormat> {
+    if *root != MirrorRoot::Cpu {
+        return None;
+    }
+    cpu_dir_cpu_set_file(relative.to_str()?)
 }
 
 /// A block device's or partition's `stat`: a file named `stat` next to a `dev` file.

@@ -4,6 +4,7 @@
 
 use cgview_core::catalog::ServedFile;
 use cgview_core::permissions::{Access, Owner};
+use cgview_core::render::cpu_list::CpuListFormat;
 
 pub type Inode = u64;
 pub const ROOT_INODE: Inode = 1;
@@ -27,6 +28,10 @@ pub enum NodeKind {
     HostSymlink,
     /// The `stat` file of a block device or partition below `sys/block`: the caller's I/O on it.
     BlockStat,
+    /// A host file below `sys/devices/system/cpu` that prints a set of CPUs (`cpuN/topology/core_cpus_list`,
+    /// `cpuN/cache/index0/shared_cpu_map`, see [`cgview_core::catalog::cpu_dir_cpu_set_file`]): the host's
+    /// set restricted to the caller's visible CPUs, in the host's format.
+    HostCpuList(CpuListFormat),
     /// The diagnostic file that serves a fixed buffer (`--diagnostic-floor`): the cost of FUSE itself.
     Floor,
 }
@@ -38,13 +43,20 @@ impl NodeKind {
 
     /// Whether two callers may read different content from this node.
     pub fn is_per_caller(self) -> bool {
-        matches!(self, NodeKind::File(_) | NodeKind::BlockStat)
+        matches!(
+            self,
+            NodeKind::File(_) | NodeKind::BlockStat | NodeKind::HostCpuList(_)
+        )
     }
 
     pub fn is_regular_file(self) -> bool {
         matches!(
             self,
-            NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor
+            NodeKind::File(_)
+                | NodeKind::HostFile
+                | NodeKind::BlockStat
+                | NodeKind::HostCpuList(_)
+                | NodeKind::Floor
         )
     }
 }

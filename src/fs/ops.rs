@@ -521,7 +521,10 @@ impl Fs {
             _ if node.answers_per_caller() => Duration::ZERO,
             NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => TTL,
             NodeKind::HostFile => HOST_FILE_TTL,
-            NodeKind::File(_) | NodeKind::BlockStat | NodeKind::Floor => Duration::ZERO,
+            NodeKind::File(_)
+            | NodeKind::BlockStat
+            | NodeKind::HostCpuList(_)
+            | NodeKind::Floor => Duration::ZERO,
         };
         let attr = Attr {
             ino: node.inode,

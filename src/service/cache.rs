@@ -30,6 +30,7 @@ use crate::service::view::{render_host, Rendered, Source, View};
 use cgview_core::catalog::ServedFile;
 use cgview_core::parse::cpuset::CpuSet;
 use cgview_core::parse::diskstats::DeviceId;
+use cgview_core::render::cpu_list::CpuListFormat;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;
@@ -153,6 +154,8 @@ struct ContainerEntry {
     cpus: Slot<VisibleCpus>,
     /// `sys/block/<dev>[/<part>]/stat` snapshots by tree inode.
     block_stats: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// Snapshots of the cpu directory's files that print a set of CPUs, by tree inode.
+    cpu_lists: Mutex<HashMap<u64, Arc<Slot>>>,
     last_used: AtomicU64,
     /// A render found the cgroup gone: callers resolve again.
     vanished: AtomicBool,
@@ -171,6 +174,7 @@ impl ContainerEntry {
             slots: Default::default(),
             cpus: Slot::default(),
             block_stats: Mutex::new(HashMap::new()),
+            cpu_lists: Mutex::new(HashMap::new()),
             last_used: AtomicU64::new(0),
             vanished: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -421,18 +425,55 @@ impl ViewCache {
         Ok(cached)
     }
 
+    /// A file of the cpu directory that prints a set of CPUs (tree inode `inode`, host file `host_file`, in
+    /// `format`) for the caller, asked for `purpose`: the host's set restricted to the CPUs the caller is
+    /// shown, from the same cached visible CPUs as its `cpuN` entries and CPU files. Fallbacks count under
+    /// `cpu/online`, which has the same source.
+    pub fn serve_cpu_list(
+        &self,
+        inode: u64,
+        host_file: &Path,
+        format: CpuListFormat,
+        caller: Option<u32>,
+        purpose: Purpose,
+    ) -> Result<Cached, ReadError> {
+        let Some(tid) = caller else {
+            return Ok(cached(render_host(host_file)?));
+        };
+        let render = |entry: &ContainerEntry| {
+            let slot = entry.cpu_lists.lock().entry(inode).or_default().clone();
+            self.through_slot(&slot, || {
+                let visible = self.visible_cpus_of(entry)?;
+                let rendered = self.view.render_cpu_list_for(host_file, format, &visible)?;
+                Ok(cached(rendered))
+            })
+        };
+        let unresolved = |error| {
+            let rendered = self
+                .view
+                .render_unresolved(ServedFile::CpuOnline, host_file, error)?;
+            Ok(cached(rendered))
+        };
+        let cached = self.for_caller(tid, render, found_cgroup_gone, unresolved)?;
+        self.count_read(ServedFile::CpuOnline, purpose, &cached);
+        Ok(cached)
+    }
+
+    /// The CPUs `entry`'s container is shown, through its cached slot.
+    fn visible_cpus_of(&self, entry: &ContainerEntry) -> Result<VisibleCpus, ReadError> {
+        self.through_slot(&entry.cpus, || {
+            Ok(self
+                .view
+                .visible_cpus_for(&entry.container, entry.file_source()))
+        })
+    }
+
     /// The CPUs the caller is shown; `None` when it sees all of the host's online CPUs or when they cannot
     /// be determined. Computed as the CPU files are rendered, and cached as their snapshots are (for as
     /// long, so listings and those files agree within a snapshot's life).
     pub fn visible_cpus(&self, caller: Option<u32>) -> Option<CpuSet> {
         let tid = caller?;
-        let render = |entry: &ContainerEntry| {
-            self.through_slot(&entry.cpus, || {
-                Ok(self
-                    .view
-                    .visible_cpus_for(&entry.container, entry.file_source()))
-            })
-        };
+        let render = |entry: &ContainerEntry| self.visible_cpus_of(entry);
         let vanished = |cpus: &VisibleCpus| *cpus == Err(FallbackCause::CgroupVanished);
         let unresolved = |_| Ok(Err(FallbackCause::CallerGone));
         self.for_caller(tid, render, vanished, unresolved)
@@ -642,10 +683,12 @@ impl ViewCache {
                 slot.forget_older_than(snapshot_deadline);
             }
             entry.cpus.forget_older_than(snapshot_deadline);
-            entry.block_stats.lock().retain(|_, slot| {
-                slot.current()
-                    .is_some_and(|c| c.rendered_at >= snapshot_deadline)
-            });
+            for slots in [&entry.block_stats, &entry.cpu_lists] {
+                slots.lock().retain(|_, slot| {
+                    slot.current()
+                        .is_some_and(|c| c.rendered_at >= snapshot_deadline)
+                });
+            }
         }
         drop(containers);
         for slot in &self.host {

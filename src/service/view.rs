@@ -28,7 +28,7 @@ use cgview_core::parse::meminfo::parse_host_meminfo;
 use cgview_core::parse::uptime::parse_uptime;
 use cgview_core::parse::ParseError;
 use cgview_core::render::block_stat::render_block_stat;
-use cgview_core::render::cpu_list::render_cpu_list;
+use cgview_core::render::cpu_list::{render_cpu_list, render_restricted_cpus, CpuListFormat};
 use cgview_core::render::cpuinfo::render_cpuinfo;
 use cgview_core::render::diskstats::render_diskstats;
 use cgview_core::render::meminfo::render_meminfo;
@@ -268,6 +268,39 @@ impl View {
             }),
             Ok(None) => Ok(host_rendered(host.into_bytes(), Source::Host)),
             Err(failure) => Ok(self.fell_back(ServedFile::Diskstats, host.into_bytes(), failure)),
+        }
+    }
+
+    /// A host file of the cpu directory that prints a set of CPUs (`host_file`, in `format`) for a container
+    /// shown `visible` (see [`View::visible_cpus_for`]): the host's set restricted to those CPUs. The host
+    /// file when the container sees every CPU, and as a fallback (logged under `cpu/online`, which has the
+    /// same source) when its CPUs cannot be told or the host text is not of the format; counted as
+    /// [`View::render_for`]'s are.
+    pub fn render_cpu_list_for(
+        &self,
+        host_file: &Path,
+        format: CpuListFormat,
+        visible: &Result<Option<CpuSet>, FallbackCause>,
+    ) -> Result<Rendered, ReadError> {
+        let host = match host_text(host_file)? {
+            Ok(text) => text,
+            Err(odd) => return Ok(self.fell_back(ServedFile::CpuOnline, odd.bytes, odd.failure)),
+        };
+        let visible = match visible {
+            Ok(Some(visible)) => visible,
+            Ok(None) => return Ok(host_rendered(host.into_bytes(), Source::Host)),
+            // Logged where the visible CPUs were computed.
+            Err(cause) => return Ok(host_rendered(host.into_bytes(), Source::Fallback(*cause))),
+        };
+        match render_restricted_cpus(&host, format, visible).wrap_path(host_file) {
+            Ok(text) => Ok(Rendered {
+                bytes: text.into_bytes(),
+                source: Source::Container,
+            }),
+            Err(error) => {
+                let failure = self.failure(error);
+                Ok(self.fell_back(ServedFile::CpuOnline, host.into_bytes(), failure))
+            }
         }
     }
 

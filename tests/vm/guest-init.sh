@@ -134,6 +134,9 @@ limit "50000 100000" $C/cpu.max
 check stat.half "$(inside $C "grep ^cpu $MNT/proc/stat | cut -d' ' -f1")"
 check cpudir.half "$(inside $C "ls $MNT/sys/devices/system/cpu | grep -E '^cpu[0-9]+\$'; cat $MNT/sys/devices/system/cpu/possible $MNT/sys/devices/system/cpu/present")"
 check cpudir.half.container "$(container $C "ls /sys/devices/system/cpu | grep -E ^cpu[0-9]+\$; cat /sys/devices/system/cpu/cpu0/topology/core_id")"
+T=/sys/devices/system/cpu/cpu0/topology
+check topology.half.container "$(container $C "cat $T/core_siblings_list $T/package_cpus $T/thread_siblings_list; grep -E \"^(siblings|cpu cores)\" /proc/cpuinfo")"
+check topology.host "$(cat $T/package_cpus_list; grep -c ^processor /proc/cpuinfo)"
 # Back to the cpuset-narrower state the render check at the end expects.
 limit "200000 100000" $C/cpu.max
 limit 1 $C/cpuset.cpus

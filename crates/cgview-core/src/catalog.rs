@@ -2,6 +2,7 @@
 //! in the mounted tree, and which of them `cgview docker-args` and the admission webhook put over a
 //! container's `/proc` and `/sys`.
 
+use crate::render::cpu_list::CpuListFormat;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,6 +102,43 @@ impl ServedFile {
         let path = path.trim_start_matches("./").trim_start_matches('/');
         Self::ALL.into_iter().find(|f| f.tree_path() == path)
     }
+}
+
+/// Whether a file below `sys/devices/system/cpu` (`relative` to it, e.g. `cpu3/topology/core_cpus_list`)
+/// prints a set of CPUs, and how. Those files are shown restricted to the caller's visible CPUs (the other
+/// entries of the directory are the host's), so that the topology `lscpu`, hwloc or psutil build from
+/// them is the machine the container sees:
+/// - `cpuN/topology/*_cpus`, `*_siblings` (masks) and `*_cpus_list`, `*_siblings_list` (lists): the
+///   threads of a core, core, cluster, die, package, and s390's book and drawer;
+/// - `cpuN/cache/indexN/shared_cpu_map` and `shared_cpu_list`: the CPUs sharing a cache;
+/// - `enabled` (Linux 6.10+) and `isolated`, lists of CPUs at the directory's top (`online`, `present`,
+///   `possible` and `offline` are served files).
+pub fn cpu_dir_cpu_set_file(relative: &str) -> Option<CpuListFormat> {
+    let parts: Vec<&str> = relative.split('/').collect();
+    match parts.as_slice() {
+        ["enabled" | "isolated"] => Some(CpuListFormat::List),
+        [cpu, "topology", name] if is_numbered(cpu, "cpu") => {
+            let (stem, format) = match name.strip_suffix("_list") {
+                Some(stem) => (stem, CpuListFormat::List),
+                None => (*name, CpuListFormat::Mask),
+            };
+            (stem.ends_with("_cpus") || stem.ends_with("_siblings")).then_some(format)
+        }
+        [cpu, "cache", index, name] if is_numbered(cpu, "cpu") && is_numbered(index, "index") => {
+            match *name {
+                "shared_cpu_list" => Some(CpuListFormat::List),
+                "shared_cpu_map" => Some(CpuListFormat::Mask),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `cpu12` for `prefix` `cpu`: the prefix and at least one digit, nothing else.
+fn is_numbered(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What a container gets bound at one of its paths.
@@ -398,6 +436,45 @@ mod tests {
             "data",
         ] {
             assert!(!may_be_left_by_a_runtime(Path::new(foreign)), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn cpu_set_files_of_the_cpu_directory_are_named_by_pattern() {
+        use CpuListFormat::{List, Mask};
+        for (relative, format) in [
+            ("cpu0/topology/core_cpus", Some(Mask)),
+            ("cpu0/topology/core_cpus_list", Some(List)),
+            ("cpu12/topology/thread_siblings", Some(Mask)),
+            ("cpu12/topology/thread_siblings_list", Some(List)),
+            ("cpu1/topology/core_siblings_list", Some(List)),
+            ("cpu1/topology/package_cpus", Some(Mask)),
+            ("cpu1/topology/die_cpus_list", Some(List)),
+            ("cpu1/topology/cluster_cpus", Some(Mask)),
+            ("cpu1/topology/book_siblings", Some(Mask)),
+            ("cpu1/topology/drawer_siblings_list", Some(List)),
+            ("cpu3/cache/index0/shared_cpu_map", Some(Mask)),
+            ("cpu3/cache/index3/shared_cpu_list", Some(List)),
+            ("enabled", Some(List)),
+            ("isolated", Some(List)),
+            // Ids and everything else stay the host's.
+            ("cpu1/topology/core_id", None),
+            ("cpu1/topology/physical_package_id", None),
+            ("cpu1/topology/die_id", None),
+            ("cpu1/topology/cluster_id", None),
+            ("cpu1/topology/ppin", None),
+            ("cpu3/cache/index0/level", None),
+            ("cpu3/cache/index0/id", None),
+            ("kernel_max", None),
+            ("online", None),
+            ("cpufreq/policy0/related_cpus", None),
+            ("cpu/topology/core_cpus", None),
+            ("cpux/topology/core_cpus", None),
+            ("cpu1/cache/indexa/shared_cpu_map", None),
+            ("cpu1/topology/core_cpus/x", None),
+            ("cpu1/enabled", None),
+        ] {
+            assert_eq!(cpu_dir_cpu_set_file(relative), format, "{relative}");
         }
     }
 

@@ -1,4 +1,6 @@
-//! CPU lists as the kernel prints them: `0-3,8,10-11` (cpuset files, `/sys/devices/system/cpu/online`).
+//! Sets of CPUs as the kernel prints them: lists, `0-3,8,10-11` (cpuset files,
+//! `/sys/devices/system/cpu/online`, `topology/*_list`), and masks, `00000000,00000f0f` (`topology/core_cpus`,
+//! `cache/index*/shared_cpu_map`, `node/node*/cpumap`).
 
 use super::ParseError;
 use std::fmt::Write as _;
@@ -117,6 +119,54 @@ pub fn parse_cpu_list(text: &str) -> Result<CpuSet, ParseError> {
     Ok(CpuSet { ids })
 }
 
+/// Hex digits a mask may have: enough for every CPU id up to [`MAX_CPU_ID`].
+const MAX_MASK_DIGITS: usize = (MAX_CPU_ID as usize + 1).div_ceil(4);
+
+/// A CPU mask as the kernel prints it (`%*pb`): the CPUs, and how many hex digits the kernel printed, which
+/// is its width (`nr_cpu_ids` rounded up to a digit) and is kept when the mask is printed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuMask {
+    pub cpus: CpuSet,
+    /// Hex digits, commas not counted: 1 for `3`, 16 for `00000000,00000003`.
+    pub digits: usize,
+}
+
+/// Parses a CPU mask: 32-bit words in hex, most significant first, separated by commas; every word but
+/// the first has all 8 digits (`f,ffffffff` for 36 CPUs). Bit `n` is CPU `n`.
+pub fn parse_cpu_mask(text: &str) -> Result<CpuMask, ParseError> {
+    let text = text.trim();
+    let bad = || ParseError::new("cpu mask", text);
+    let words: Vec<&str> = text.split(',').collect();
+    let well_formed = words.iter().enumerate().all(|(index, word)| {
+        let full = index > 0;
+        !word.is_empty()
+            && word.len() <= 8
+            && (!full || word.len() == 8)
+            && word.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    let digits: usize = words.iter().map(|w| w.len()).sum();
+    if !well_formed || digits > MAX_MASK_DIGITS {
+        return Err(bad());
+    }
+    let mut ids = Vec::new();
+    // The last digit holds CPUs 0-3, the one before it 4-7, and so on.
+    for (position, digit) in words.concat().bytes().rev().enumerate() {
+        let nibble = char::from(digit).to_digit(16).ok_or_else(bad)?;
+        for bit in 0..4u32 {
+            if nibble & (1 << bit) != 0 {
+                ids.push(position as u32 * 4 + bit);
+            }
+        }
+    }
+    if ids.last().is_some_and(|&id| id > MAX_CPU_ID) {
+        return Err(bad());
+    }
+    Ok(CpuMask {
+        cpus: CpuSet { ids },
+        digits,
+    })
+}
+
 /// Sets bits `start..=end`, a word at a time.
 fn set_range(bitmap: &mut [u64], start: u32, end: u32) {
     let (first_word, last_word) = (start as usize / 64, end as usize / 64);
@@ -179,6 +229,58 @@ mod tests {
         assert_eq!(CpuSet::from_ids(vec![5, 2]).to_list_string(), "2,5");
         assert_eq!(CpuSet::from_ids(vec![0, 1]).to_list_string(), "0-1");
         assert_eq!(CpuSet::from_ids(vec![7]).to_list_string(), "7");
+    }
+
+    #[test]
+    fn parse_cpu_mask_reads_words_and_keeps_the_width() {
+        let mask = parse_cpu_mask("3\n").unwrap();
+        assert_eq!((mask.cpus.ids(), mask.digits), (&[0, 1][..], 1));
+        let mask = parse_cpu_mask("00000000,00000f0a").unwrap();
+        assert_eq!(mask.cpus.to_list_string(), "1,3,8-11");
+        assert_eq!(mask.digits, 16);
+        // 36 CPUs: a one-digit first word.
+        let mask = parse_cpu_mask("8,00000001").unwrap();
+        assert_eq!(mask.cpus.ids(), &[0, 35]);
+        assert_eq!(mask.digits, 9);
+        assert!(parse_cpu_mask("0000").unwrap().cpus.is_empty());
+    }
+
+    #[test]
+    fn parse_cpu_mask_rejects_what_the_kernel_never_prints() {
+        for bad in [
+            "",
+            "g",
+            "1,2",
+            "1,",
+            ",00000001",
+            "123456789",
+            "0x3",
+            "3 3",
+            "(null)",
+        ] {
+            parse_cpu_mask(bad).unwrap_err();
+        }
+        // In words as the kernel prints them: the first takes what the full ones leave.
+        let words = |digits: &str| {
+            let first = match digits.len() % 8 {
+                0 => 8,
+                n => n,
+            };
+            let (head, rest) = digits.split_at(first);
+            let mut words = vec![head.to_owned()];
+            words.extend(
+                rest.as_bytes()
+                    .chunks(8)
+                    .map(|c| String::from_utf8(c.to_vec()).unwrap()),
+            );
+            words.join(",")
+        };
+        let highest =
+            parse_cpu_mask(&words(&format!("1{}", "0".repeat(MAX_MASK_DIGITS - 1)))).unwrap();
+        assert_eq!(highest.cpus.ids(), &[MAX_CPU_ID]);
+        // Beyond any kernel's CPU ids.
+        parse_cpu_mask(&words(&format!("2{}", "0".repeat(MAX_MASK_DIGITS - 1)))).unwrap_err();
+        parse_cpu_mask(&words(&"0".repeat(MAX_MASK_DIGITS + 1))).unwrap_err();
     }
 
     #[test]
