@@ -6,3 +6,4 @@ pub mod cpu_time;
 pub mod io;
 pub mod loadavg;
 pub mod memory;
+pub mod numa;
