@@ -68,9 +68,11 @@ impl From<NodeKind> for FileKind {
     fn from(kind: NodeKind) -> FileKind {
         match kind {
             NodeKind::Directory | NodeKind::HostDirectory => FileKind::Directory,
-            NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor => {
-                FileKind::RegularFile
-            }
+            NodeKind::File(_)
+            | NodeKind::HostFile
+            | NodeKind::BlockStat
+            | NodeKind::NodeAttr(_)
+            | NodeKind::Floor => FileKind::RegularFile,
             NodeKind::HostSymlink => FileKind::Symlink,
         }
     }

@@ -2,7 +2,7 @@
 //! cgview makes, with their inode numbers. Everything else is mirrored from the host
 //! ([`host_mirror`](super::host_mirror)) or is the diagnostic floor ([`content`](super::content)).
 
-use cgview_core::catalog::ServedFile;
+use cgview_core::catalog::{NodeAttr, ServedFile};
 use cgview_core::permissions::{Access, Owner};
 
 pub type Inode = u64;
@@ -11,6 +11,8 @@ pub const ROOT_INODE: Inode = 1;
 pub(crate) const CPU_DIR_INODE: Inode = 6;
 /// `sys/block`, a mirrored directory.
 pub(crate) const BLOCK_DIR_INODE: Inode = 8;
+/// `sys/devices/system/node`, a mirrored directory (on hosts with NUMA support).
+pub(crate) const NODE_DIR_INODE: Inode = 9;
 /// Mirrored entries are numbered from here up (see [`Mirror`](super::mirror::Mirror)).
 pub(crate) const FIRST_MIRROR_INODE: Inode = 1000;
 pub(crate) const FLOOR_INODE: Inode = 999;
@@ -27,6 +29,8 @@ pub enum NodeKind {
     HostSymlink,
     /// The `stat` file of a block device or partition below `sys/block`: the caller's I/O on it.
     BlockStat,
+    /// A file of a `sys/devices/system/node/nodeN` directory that is the caller's own.
+    NodeAttr(NodeAttr),
     /// The diagnostic file that serves a fixed buffer (`--diagnostic-floor`): the cost of FUSE itself.
     Floor,
 }
@@ -38,13 +42,20 @@ impl NodeKind {
 
     /// Whether two callers may read different content from this node.
     pub fn is_per_caller(self) -> bool {
-        matches!(self, NodeKind::File(_) | NodeKind::BlockStat)
+        matches!(
+            self,
+            NodeKind::File(_) | NodeKind::BlockStat | NodeKind::NodeAttr(_)
+        )
     }
 
     pub fn is_regular_file(self) -> bool {
         matches!(
             self,
-            NodeKind::File(_) | NodeKind::HostFile | NodeKind::BlockStat | NodeKind::Floor
+            NodeKind::File(_)
+                | NodeKind::HostFile
+                | NodeKind::BlockStat
+                | NodeKind::NodeAttr(_)
+                | NodeKind::Floor
         )
     }
 }
@@ -140,7 +151,7 @@ const fn file(inode: Inode, parent: Inode, name: &'static str, served: ServedFil
 }
 
 /// Names never change, so this part of the tree is a constant.
-const NODES: [StaticNode; 23] = [
+const NODES: [StaticNode; 31] = [
     dir(ROOT_INODE, ROOT_INODE, ""),
     dir(2, ROOT_INODE, "proc"),
     dir(3, ROOT_INODE, "sys"),
@@ -164,6 +175,29 @@ const NODES: [StaticNode; 23] = [
     file(22, CPU_DIR_INODE, "present", ServedFile::CpuPresent),
     file(23, CPU_DIR_INODE, "possible", ServedFile::CpuPossible),
     file(24, CPU_DIR_INODE, "offline", ServedFile::CpuOffline),
+    dir(NODE_DIR_INODE, 5, "node"),
+    file(25, NODE_DIR_INODE, "online", ServedFile::NodeOnline),
+    file(26, NODE_DIR_INODE, "possible", ServedFile::NodePossible),
+    file(27, NODE_DIR_INODE, "has_cpu", ServedFile::NodeHasCpu),
+    file(28, NODE_DIR_INODE, "has_memory", ServedFile::NodeHasMemory),
+    file(
+        29,
+        NODE_DIR_INODE,
+        "has_normal_memory",
+        ServedFile::NodeHasNormalMemory,
+    ),
+    file(
+        30,
+        NODE_DIR_INODE,
+        "has_high_memory",
+        ServedFile::NodeHasHighMemory,
+    ),
+    file(
+        31,
+        NODE_DIR_INODE,
+        "has_generic_initiator",
+        ServedFile::NodeHasGenericInitiator,
+    ),
 ];
 
 /// The table entry named `name` in directory `parent`, whether or not this host has it.
@@ -179,15 +213,19 @@ pub(crate) fn parent_of(inode: Inode) -> Option<Inode> {
 }
 
 /// The constant nodes this host has: a served file whose host file is missing (no PSI in this kernel) is
-/// left out of the tree.
+/// left out of the tree, and so is a directory the host lacks (`node`, on a kernel without NUMA).
 #[derive(Debug)]
 pub(crate) struct StaticTree {
     absent: Vec<ServedFile>,
+    absent_dirs: Vec<Inode>,
 }
 
 impl StaticTree {
-    pub fn new(absent: Vec<ServedFile>) -> StaticTree {
-        StaticTree { absent }
+    pub fn new(absent: Vec<ServedFile>, absent_dirs: Vec<Inode>) -> StaticTree {
+        StaticTree {
+            absent,
+            absent_dirs,
+        }
     }
 
     /// Table entry `inode`, if this host has it.
@@ -206,6 +244,9 @@ impl StaticTree {
     }
 
     fn has(&self, node: &StaticNode) -> bool {
+        if self.absent_dirs.contains(&node.inode) || self.absent_dirs.contains(&node.parent) {
+            return false;
+        }
         match node.kind {
             NodeKind::File(served) => !self.absent.contains(&served),
             _ => true,

@@ -8,16 +8,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What a metric's `file` label names: each served file, plus the per-device block stats, the
-/// passed-through host files and the diagnostic floor.
+/// passed-through host files, the diagnostic floor and the per-node files of the node directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricFile {
     Served(ServedFile),
     BlockStat,
     HostFile,
     Floor,
+    NodeAttr,
 }
 
-const FILE_SLOTS: usize = ServedFile::ALL.len() + 3;
+const FILE_SLOTS: usize = ServedFile::ALL.len() + 4;
 
 impl MetricFile {
     fn index(self) -> usize {
@@ -26,6 +27,7 @@ impl MetricFile {
             MetricFile::BlockStat => ServedFile::ALL.len(),
             MetricFile::HostFile => ServedFile::ALL.len() + 1,
             MetricFile::Floor => ServedFile::ALL.len() + 2,
+            MetricFile::NodeAttr => ServedFile::ALL.len() + 3,
         }
     }
 
@@ -34,7 +36,8 @@ impl MetricFile {
             None => ServedFile::ALL[index].tree_path(),
             Some(0) => "sys/block/stat",
             Some(1) => "host_passthrough",
-            _ => ".cgview-floor",
+            Some(2) => ".cgview-floor",
+            _ => "sys/devices/system/node/node",
         }
     }
 }

@@ -3,10 +3,11 @@
 #   tests/vm/boot.sh <cgview binary> <console log>
 # Environment: CGVIEW_VM_INIT, the guest's /init (default tests/vm/guest-init.sh); CGVIEW_VM_MACHINE, QEMU's
 # memory, CPU and NUMA options (default "-m 1024 -smp 2"); CGVIEW_VM_PROGRAMS, more host programs copied to
-# the guest's /bin with their libraries (e.g. "numactl lscpu").
+# the guest's /bin with their libraries, each as PROGRAM:DEBIAN-PACKAGE (installed when the program is
+# missing), e.g. "numactl:numactl lscpu:util-linux".
 # Installs Debian's qemu-system-x86, linux-image-amd64, busybox-static and cpio when missing. Exits non-zero
-# (loudly) when the VM cannot be built or does not finish; what the guest reports is asserted by
-# tests/v2_vm.rs.
+# (loudly) when the VM cannot be built or does not finish; what the guest reports is asserted by the test
+# that boots it (tests/v2_vm.rs, tests/numa_vm.rs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 binary="$(realpath "$1")"
@@ -15,11 +16,6 @@ console_log="$2"
 : "${CGVIEW_VM_INIT:=$here/guest-init.sh}"
 : "${CGVIEW_VM_MACHINE:=-m 1024 -smp 2}"
 : "${CGVIEW_VM_PROGRAMS:=}"
-programs=()
-for program in $CGVIEW_VM_PROGRAMS; do
-  path="$(command -v "$program")" || { echo "vm: $program is not installed" >&2; exit 1; }
-  programs+=("$path")
-done
 
 kernel_version() {
   local v
@@ -37,6 +33,9 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
 command -v cpio >/dev/null || missing+=(cpio)
 command -v xz >/dev/null || missing+=(xz-utils)
+for wanted in $CGVIEW_VM_PROGRAMS; do
+  command -v "${wanted%%:*}" >/dev/null || missing+=("${wanted#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "vm: installing ${missing[*]}" >&2
   apt-get update -qq
@@ -44,6 +43,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 version="$(kernel_version)"
 [ -n "$version" ] || { echo "vm: no kernel with fuse.ko under /boot and /lib/modules" >&2; exit 1; }
+programs=()
+for wanted in $CGVIEW_VM_PROGRAMS; do
+  path="$(command -v "${wanted%%:*}")" || { echo "vm: ${wanted%%:*} is not installed" >&2; exit 1; }
+  programs+=("$path")
+done
 
 work="$(mktemp -d /tmp/cgview-vm.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
