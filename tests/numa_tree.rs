@@ -568,6 +568,12 @@ fn a_v1_container_splits_by_its_hierarchical_numa_stat() {
     );
     let alone = read(&tree, &format!("{NODE_DIR}/node0/meminfo"), 611);
     let mine = read(&tree, "proc/meminfo", 611);
+    // Its 512 MiB limit is more than its node holds: its memory is the node's.
+    assert_eq!(
+        meminfo_kb(&mine, "MemTotal"),
+        node_kb(numa!("node0-meminfo"), "MemTotal")
+    );
+    assert!(meminfo_kb(&mine, "MemFree") <= node_kb(numa!("node0-meminfo"), "MemFree"));
     assert_eq!(node_kb(&alone, "MemTotal"), meminfo_kb(&mine, "MemTotal"));
     assert_eq!(node_kb(&alone, "MemFree"), meminfo_kb(&mine, "MemFree"));
 }

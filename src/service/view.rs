@@ -19,7 +19,9 @@ use cgview_core::error_chain;
 use cgview_core::model::cpu::visible_cpus;
 use cgview_core::model::cpu_time::container_cpu_ticks;
 use cgview_core::model::loadavg::{render_loadavg, LoadavgTail};
-use cgview_core::model::numa::{split_memory, visible_nodes, HostNode, NodeSet};
+use cgview_core::model::numa::{
+    host_meminfo_of_nodes, split_memory, visible_nodes, HostNode, NodeSet,
+};
 use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
 use cgview_core::parse::diskstats::DeviceId;
 use cgview_core::parse::meminfo::meminfo_value;
@@ -304,6 +306,46 @@ impl View {
         }
     }
 
+    /// The host's `/proc/meminfo` as `container` sees the machine: with its memory nodes restricted
+    /// (`cpuset.mems`), only those nodes' memory (see [`host_meminfo_of_nodes`]), so its `MemTotal` and
+    /// `MemFree` never exceed what its nodes hold and each node's share of them fits in the node.
+    fn host_meminfo_for<'h>(
+        &self,
+        container: &Container,
+        files: &dyn FileSource,
+        host: &'h str,
+    ) -> Result<std::borrow::Cow<'h, str>, NotVirtualized> {
+        let Some(shown) = self.restricted_nodes(container, files)? else {
+            return Ok(std::borrow::Cow::Borrowed(host));
+        };
+        let texts = self.node_meminfos(&shown)?;
+        let nodes: Vec<HostNode<'_>> = texts
+            .iter()
+            .map(|(id, text)| HostNode {
+                id: *id,
+                meminfo: text,
+            })
+            .collect();
+        let path = self.node_file(shown.ids()[0], NodeAttr::Meminfo);
+        host_meminfo_of_nodes(host, &nodes)
+            .map(std::borrow::Cow::Owned)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))
+    }
+
+    /// The host's `meminfo` of each of `nodes`.
+    fn node_meminfos(&self, nodes: &NodeSet) -> Result<Vec<(u32, String)>, NotVirtualized> {
+        nodes
+            .ids()
+            .iter()
+            .map(|&id| {
+                let path = self.node_file(id, NodeAttr::Meminfo);
+                read_text(&path).map(|text| (id, text))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.failure(e))
+    }
+
     /// Node `node`'s share of the container's memory, from `meminfo`, the container's `/proc/meminfo`,
     /// split over the nodes it is shown by its `memory.numa_stat`.
     fn node_meminfo(
@@ -320,15 +362,7 @@ impl View {
             Some(shown) => shown,
             None => self.host_online_nodes()?,
         };
-        let texts = shown
-            .ids()
-            .iter()
-            .map(|&id| {
-                let path = self.node_file(id, NodeAttr::Meminfo);
-                read_text(&path).map(|text| (id, text))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.failure(e))?;
+        let texts = self.node_meminfos(&shown)?;
         let hosts: Vec<HostNode<'_>> = texts
             .iter()
             .map(|(id, text)| HostNode {
@@ -480,7 +514,8 @@ impl View {
                     return Ok(None);
                 };
                 let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
-                self.rendered(file, render_meminfo(host, &memory))
+                let host = self.host_meminfo_for(container, files, host)?;
+                self.rendered(file, render_meminfo(&host, &memory))
             }
             ServedFile::Cpuinfo => Ok(self
                 .restricted_cpus(container, files)?

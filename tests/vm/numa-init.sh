@@ -35,11 +35,15 @@ mkdir -p $MNT $R/system
 inside $R/system "exec /cgview --log info mount $MNT >/tmp/cgview.log 2>&1" &
 for i in $(seq 100); do [ -r $MNT/proc/meminfo ] && break; sleep 0.2; done
 
-# one: node 1 and its CPU; both: the two nodes and CPUs; quota: both nodes, one CPU's worth of quota.
+# one: node 1 and its CPU; both: the two nodes and CPUs; quota: both nodes, one CPU's worth of quota;
+# unlimited: node 1 and its CPU without a memory limit.
 ONE=$R/one
 BOTH=$R/both
 QUOTA=$R/quota
-mkdir -p $ONE $BOTH $QUOTA
+UNLIMITED=$R/unlimited
+mkdir -p $ONE $BOTH $QUOTA $UNLIMITED
+echo 1 > $UNLIMITED/cpuset.cpus
+echo 1 > $UNLIMITED/cpuset.mems
 echo 1 > $ONE/cpuset.cpus
 echo 1 > $ONE/cpuset.mems
 echo 402653184 > $ONE/memory.max
@@ -56,14 +60,17 @@ inside $BOTH "dd if=/dev/zero of=/tmp/both/data bs=1M count=16 2>/dev/null"
 # What the kernel shows a process of cgroup one without cgview: both nodes.
 check one.kernel.numactl "$(inside $ONE 'numactl --hardware')"
 
-for name in one both quota; do
+check host.node1-meminfo "$(grep -E ' (MemTotal|MemFree):' /sys/devices/system/node/node1/meminfo)"
+for name in one both quota unlimited; do
   cg=$R/$name
   check $name.numactl "$(container $cg 'numactl --hardware')"
   check $name.lscpu-numa "$(container $cg 'lscpu' | grep -i numa)"
   check $name.node-dir "$(container $cg 'ls /sys/devices/system/node')"
   check $name.node-lists "$(container $cg 'cd /sys/devices/system/node; for f in online possible has_cpu has_memory has_normal_memory; do echo "$f=$(cat $f)"; done')"
-  check $name.meminfo "$(container $cg 'grep -E "^(MemTotal|MemFree|Shmem|Cached):" /proc/meminfo')"
-  check $name.node-meminfo "$(container $cg 'cat /sys/devices/system/node/node*/meminfo' | grep -E ' (MemTotal|MemFree|MemUsed|Shmem|FilePages):')"
+  # One reader, one snapshot: the node files are made from the /proc/meminfo it has just read.
+  both="$(container $cg 'cat /proc/meminfo /sys/devices/system/node/node*/meminfo')"
+  check $name.meminfo "$(echo "$both" | grep -E '^(MemTotal|MemFree|Shmem|Cached):')"
+  check $name.node-meminfo "$(echo "$both" | grep -E '^Node [0-9]+ (MemTotal|MemFree|MemUsed|Shmem|FilePages):')"
 done
 check one.numa-stat "$(cat $ONE/memory.numa_stat | grep -E '^(file|shmem) ')"
 

@@ -50,6 +50,57 @@ pub fn split_exact(total: u64, weights: &[u64]) -> Vec<u64> {
     parts
 }
 
+/// Splits `total` as [`split_exact`] does, but no part above its cap: a part that would exceed its cap
+/// gets the cap, and what it could not take goes to the others by their weights (by the room they have
+/// left when their weights are all 0). When the caps together hold less than `total`, every part gets
+/// its cap and the rest is split by the weights: the sum is `total` whatever the caps.
+pub fn split_capped(total: u64, weights: &[u64], caps: &[u64]) -> Vec<u64> {
+    let room: u128 = caps.iter().map(|&c| u128::from(c)).sum();
+    if u128::from(total) >= room {
+        let beyond = total - room as u64;
+        return caps
+            .iter()
+            .zip(split_exact(beyond, weights))
+            .map(|(&cap, more)| cap + more)
+            .collect();
+    }
+    let mut parts = vec![0u64; weights.len()];
+    let mut open: Vec<bool> = caps.iter().map(|&cap| cap > 0).collect();
+    let mut left = total;
+    // Each round either places everything or closes at least one part at its cap.
+    while left > 0 {
+        let mut round: Vec<u64> = weights
+            .iter()
+            .zip(&open)
+            .map(|(&w, &o)| if o { w } else { 0 })
+            .collect();
+        if round.iter().all(|&w| w == 0) {
+            round = caps
+                .iter()
+                .zip(&parts)
+                .zip(&open)
+                .map(|((&cap, &part), &o)| if o { cap - part } else { 0 })
+                .collect();
+        }
+        let shares = split_exact(left, &round);
+        let over: Vec<usize> = (0..parts.len())
+            .filter(|&i| open[i] && parts[i] + shares[i] > caps[i])
+            .collect();
+        if over.is_empty() {
+            for (part, share) in parts.iter_mut().zip(shares) {
+                *part += share;
+            }
+            break;
+        }
+        for i in over {
+            left -= caps[i] - parts[i];
+            parts[i] = caps[i];
+            open[i] = false;
+        }
+    }
+    parts
+}
+
 /// Which cgroup version's `memory.numa_stat` weighs the split (v1 has four keys in pages, v2 one per
 /// `memory.stat` key in bytes; only proportions are used, so the unit does not matter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,11 +247,14 @@ impl NodeMemory {
 
 /// Splits the container's memory, as its `/proc/meminfo` (`container_meminfo`, the text it reads)
 /// shows it, over `nodes`, its visible nodes:
+/// - `MemTotal` in proportion to the host nodes' sizes (none above its node's while the container's
+///   total fits in its nodes), so a node's total changes only with the container's;
 /// - used memory (`MemTotal - MemFree`) in proportion to the container's memory on each node
-///   (`memory.numa_stat`), or to the host's use of the nodes when the cgroup has none there yet;
-/// - free memory in proportion to each node's free memory on the host;
-/// - each node's `MemTotal` is its used plus its free memory, so the nodes' totals add up to the
-///   container's `MemTotal`, and `MemUsed` never exceeds `MemTotal`;
+///   (`memory.numa_stat`), or to the host's use of the nodes when the cgroup has none there yet, within
+///   each node's total, and at least what leaves no node more free memory than the host has free
+///   there (when the container's free memory fits in its nodes' free memory);
+/// - `MemFree` is each node's total less its used memory: the nodes' `MemTotal`, `MemFree` and
+///   `MemUsed` add up to the container's;
 /// - every other line in [`SPLIT_LINES`] is the container's value of that line split by the node
 ///   values of its `memory.numa_stat` keys; each line's node values add up to the container's value.
 ///
@@ -260,8 +314,29 @@ pub fn split_memory(
         NumaStatVersion::V1 => weights(&["total"]),
     };
     let used_weights = either(either(cgroup_used, &host_used), &host_totals);
-    let used = split_exact(used_kb, &used_weights);
-    let free = split_exact(free_kb, &either(host_free, &host_totals));
+    // Totals follow the nodes' sizes only, so that they stay put from one read to the next while use
+    // moves (numactl reads node after node), and fit in the host's nodes when the container's total
+    // does (its /proc/meminfo is capped by its nodes).
+    let totals = split_capped(total_kb, &host_totals, &host_totals);
+    // A node is shown at most the free memory the host has there: the rest of its share counts as used
+    // (possible whenever the container's free memory fits in its nodes' free memory).
+    let least_used: Vec<u64> = totals
+        .iter()
+        .zip(&host_free)
+        .map(|(&total, &free)| total.saturating_sub(free))
+        .collect();
+    let least: u64 = least_used.iter().sum();
+    let used = if least <= used_kb {
+        let room: Vec<u64> = totals.iter().zip(&least_used).map(|(t, l)| t - l).collect();
+        split_capped(used_kb - least, &used_weights, &room)
+            .into_iter()
+            .zip(&least_used)
+            .map(|(more, least)| more + least)
+            .collect()
+    } else {
+        split_capped(used_kb, &used_weights, &totals)
+    };
+    let free: Vec<u64> = totals.iter().zip(&used).map(|(t, u)| t - u).collect();
 
     let mut per_node: Vec<NodeMemory> = nodes
         .iter()
@@ -301,6 +376,50 @@ fn stat_value(stat: &NumaStat, version: NumaStatVersion, key: &str, node: u32) -
         NumaStatVersion::V2 => stat.node_value(key, node),
     };
     value.unwrap_or(0)
+}
+
+/// The host's `/proc/meminfo` as a container allowed only `nodes` sees the machine: `MemTotal` and
+/// `MemFree` at most the nodes' sums, other lines unchanged, so that a container's `/proc/meminfo` made
+/// from it never holds more than its nodes do. Fails when a node's text has no `MemTotal`.
+pub fn host_meminfo_of_nodes(host: &str, nodes: &[HostNode<'_>]) -> Result<String, ParseError> {
+    let mut total_kb = 0u64;
+    let mut free_kb = 0u64;
+    for node in nodes {
+        let total = node_meminfo_value(node.meminfo, "MemTotal")
+            .ok_or_else(|| ParseError::new("node meminfo", node.meminfo))?;
+        total_kb = total_kb.saturating_add(total);
+        free_kb = free_kb.saturating_add(
+            node_meminfo_value(node.meminfo, "MemFree").map_or(0, |f| f.min(total)),
+        );
+    }
+    let mut out = String::with_capacity(host.len());
+    for line in host.lines() {
+        let capped = parse_meminfo_line(line).and_then(|parsed| {
+            let cap = match parsed.name {
+                "MemTotal" => total_kb,
+                "MemFree" => free_kb,
+                _ => return None,
+            };
+            (parsed.value > cap).then_some((parsed, cap))
+        });
+        match capped {
+            Some((parsed, cap)) => {
+                let digits = cap.to_string();
+                let label_end = parsed.name.len() + 1;
+                let padding = parsed
+                    .value_end
+                    .saturating_sub(label_end + digits.len())
+                    .max(1);
+                out.push_str(&line[..label_end]);
+                out.extend(std::iter::repeat_n(' ', padding));
+                out.push_str(&digits);
+                out.push_str(&line[parsed.value_end..]);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// The value of line `name` in a node's `meminfo` (`Node 1 MemTotal:  468180 kB`).
@@ -396,8 +515,8 @@ mod tests {
             zero.kb("MemFree").unwrap() + one.kb("MemFree").unwrap(),
             300_000
         );
-        // Free memory follows the host's free memory on each node.
-        assert_eq!(zero.kb("MemFree"), Some(picked(300_000, 492_900, 440_472)));
+        // Totals follow the nodes' sizes.
+        assert_eq!(zero.kb("MemTotal"), Some(picked(400_000, 514_632, 468_180)));
         assert_eq!(one.kb("FilePages"), Some(8192));
         assert_eq!(zero.kb("FilePages"), Some(0));
         assert_eq!(one.kb("Shmem"), Some(8192));
@@ -487,6 +606,90 @@ mod tests {
             split[0].kb("MemUsed").unwrap() + split[1].kb("MemUsed").unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn split_memory_totals_stay_while_use_moves() {
+        let stat = parse_numa_stat("anon N0=0 N1=4096\n").unwrap();
+        let before = split_memory(
+            "MemTotal: 400000 kB\nMemFree: 390000 kB\n",
+            &nodes(),
+            &stat,
+            NumaStatVersion::V2,
+        )
+        .unwrap();
+        let after = split_memory(
+            "MemTotal: 400000 kB\nMemFree: 100000 kB\n",
+            &nodes(),
+            &stat,
+            NumaStatVersion::V2,
+        )
+        .unwrap();
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!(b.kb("MemTotal"), a.kb("MemTotal"));
+        }
+        // 300000 kB used, all the cgroup's on node 1: node 1 is full, the rest spills to node 0.
+        assert_eq!(after[1].kb("MemFree"), Some(0));
+        assert_eq!(
+            after[0].kb("MemUsed").unwrap() + after[1].kb("MemUsed").unwrap(),
+            300_000
+        );
+    }
+
+    #[test]
+    fn split_capped_moves_what_a_cap_refuses_to_the_others() {
+        assert_eq!(split_capped(10, &[1, 1], &[10, 10]), [5, 5]);
+        assert_eq!(split_capped(10, &[9, 1], &[3, 10]), [3, 7]);
+        assert_eq!(split_capped(10, &[1, 1, 0], &[2, 2, 10]), [2, 2, 6]);
+        assert_eq!(split_capped(10, &[0, 0], &[4, 6]), [4, 6]);
+        assert_eq!(split_capped(3, &[0, 0], &[0, 6]), [0, 3]);
+        // More than the caps hold: every cap, and the rest by weight.
+        assert_eq!(split_capped(12, &[1, 3], &[4, 4]), [5, 7]);
+        assert_eq!(split_capped(0, &[1, 3], &[0, 0]), [0, 0]);
+        let big = split_capped(u64::MAX, &[1, u64::MAX], &[u64::MAX, 7]);
+        assert_eq!(
+            big.iter().map(|&p| u128::from(p)).sum::<u128>(),
+            u128::from(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn split_memory_never_gives_a_node_more_than_the_host_node_has() {
+        // Everything the cgroup has sits on node 1, more than node 1 has in use on the host.
+        let container = "MemTotal: 982812 kB\nMemFree: 933372 kB\n";
+        let stat = parse_numa_stat("anon N0=0 N1=4096\n").unwrap();
+        let split = split_memory(container, &nodes(), &stat, NumaStatVersion::V2).unwrap();
+        let host_total = [514_632, 468_180];
+        let host_free = [492_900, 440_472];
+        for (index, node) in split.iter().enumerate() {
+            assert!(
+                node.kb("MemTotal").unwrap() <= host_total[index],
+                "{node:?}"
+            );
+            assert!(node.kb("MemFree").unwrap() <= host_free[index], "{node:?}");
+        }
+        assert_eq!(
+            split[0].kb("MemTotal").unwrap() + split[1].kb("MemTotal").unwrap(),
+            982_812
+        );
+    }
+
+    #[test]
+    fn the_host_as_a_nodes_container_sees_it() {
+        let host = "MemTotal:        1000000 kB\nMemFree:          900000 kB\nMemAvailable:     950000 kB\n";
+        let one = host_meminfo_of_nodes(host, &[nodes()[1]]).unwrap();
+        assert_eq!(
+            one,
+            "MemTotal:         468180 kB\nMemFree:          440472 kB\nMemAvailable:     950000 kB\n"
+        );
+        // Both nodes hold more than this host text says: nothing changes.
+        let small = "MemTotal:         900000 kB\nMemFree:          800000 kB\n";
+        assert_eq!(host_meminfo_of_nodes(small, &nodes()).unwrap(), small);
+        let odd = [HostNode {
+            id: 0,
+            meminfo: "Node 0 MemFree: 1 kB\n",
+        }];
+        host_meminfo_of_nodes(host, &odd).unwrap_err();
     }
 
     #[test]
