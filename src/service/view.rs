@@ -417,6 +417,15 @@ impl View {
         let Some(cpuset) = container.cgroups.cpuset.as_ref().and_then(|d| non_root(d)) else {
             return Ok(None);
         };
+        // A kernel without NUMA support has no node directory, and every cgroup its one node.
+        if !self
+            .resolver
+            .paths()
+            .served_file(ServedFile::NodeOnline)
+            .exists()
+        {
+            return Ok(None);
+        }
         let mems = read_memory_nodes(files, cpuset).map_err(|e| self.failure(e))?;
         if mems.is_none() {
             return Ok(None);

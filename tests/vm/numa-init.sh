@@ -61,16 +61,23 @@ inside $BOTH "dd if=/dev/zero of=/tmp/both/data bs=1M count=16 2>/dev/null"
 check one.kernel.numactl "$(inside $ONE 'numactl --hardware')"
 
 check host.node1-meminfo "$(grep -E ' (MemTotal|MemFree):' /sys/devices/system/node/node1/meminfo)"
+# section NAME FILE: the lines between `=== NAME` and the next `===` line of FILE.
+section() { sed -n "/^=== $1\$/,/^===/p" "$2" | sed '1d;$d'; }
 for name in one both quota unlimited; do
-  cg=$R/$name
-  check $name.numactl "$(container $cg 'numactl --hardware')"
-  check $name.lscpu-numa "$(container $cg 'lscpu' | grep -i numa)"
-  check $name.node-dir "$(container $cg 'ls /sys/devices/system/node')"
-  check $name.node-lists "$(container $cg 'cd /sys/devices/system/node; for f in online possible has_cpu has_memory has_normal_memory; do echo "$f=$(cat $f)"; done')"
-  # One reader, one snapshot: the node files are made from the /proc/meminfo it has just read.
-  both="$(container $cg 'cat /proc/meminfo /sys/devices/system/node/node*/meminfo')"
-  check $name.meminfo "$(echo "$both" | grep -E '^(MemTotal|MemFree|Shmem|Cached):')"
-  check $name.node-meminfo "$(echo "$both" | grep -E '^Node [0-9]+ (MemTotal|MemFree|MemUsed|Shmem|FilePages):')"
+  # One container each. Its output goes through a pipe to a file written from outside the cgroup, so
+  # that the file's tmpfs pages are not the container's. One `cat` reads /proc/meminfo, then the node
+  # files, which are made from the snapshot of /proc/meminfo it has just read.
+  out=/tmp/out-$name
+  container $R/$name "echo === numactl; numactl --hardware; echo === lscpu; lscpu; \
+    echo === dir; ls /sys/devices/system/node; echo === lists; cd /sys/devices/system/node; \
+    for f in online possible has_cpu has_memory has_normal_memory; do echo \$f=\$(cat \$f); done; \
+    echo === meminfo; cat /proc/meminfo /sys/devices/system/node/node*/meminfo; echo === end" | cat >$out
+  check $name.numactl "$(section numactl $out)"
+  check $name.lscpu-numa "$(section lscpu $out | grep -i numa)"
+  check $name.node-dir "$(section dir $out)"
+  check $name.node-lists "$(section lists $out)"
+  check $name.meminfo "$(section meminfo $out | grep -E '^(MemTotal|MemFree|Shmem|Cached):')"
+  check $name.node-meminfo "$(section meminfo $out | grep -E '^Node [0-9]+ (MemTotal|MemFree|MemUsed|Shmem|FilePages):')"
 done
 check one.numa-stat "$(cat $ONE/memory.numa_stat | grep -E '^(file|shmem) ')"
 
