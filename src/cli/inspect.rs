@@ -183,7 +183,11 @@ pub fn render_path(fs: &Fs, path: &str, pid: u32) -> Result<Vec<u8>, String> {
             }
             Ok(rendered.bytes)
         }
-        NodeKind::HostFile | NodeKind::BlockStat | NodeKind::HostCpuList(_) | NodeKind::Floor => {
+        NodeKind::HostFile
+        | NodeKind::BlockStat
+        | NodeKind::HostCpuList(_)
+        | NodeKind::NodeAttr(_)
+        | NodeKind::Floor => {
             let handle = fs.open(&caller, node.inode, false).map_err(failed)?;
             let snapshot = fs.read(&caller, node.inode, handle, 0, ReadInto::Buffer);
             fs.release(handle);

@@ -72,6 +72,7 @@ impl From<NodeKind> for FileKind {
             | NodeKind::HostFile
             | NodeKind::BlockStat
             | NodeKind::HostCpuList(_)
+            | NodeKind::NodeAttr(_)
             | NodeKind::Floor => FileKind::RegularFile,
             NodeKind::HostSymlink => FileKind::Symlink,
         }

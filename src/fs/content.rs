@@ -1,9 +1,10 @@
 //! What an open file reads: a served file's render for its caller (through the cache), a block device's
 //! `stat` as the caller's own I/O, a cpu directory file that prints a set of CPUs restricted to the
-//! caller's, a mirrored host file passed through, or the diagnostic floor.
+//! caller's, a NUMA node's own files for the caller, a mirrored host file passed through, or the
+//! diagnostic floor.
 
 use super::handles::Snapshot;
-use super::host_mirror::{HostMirror, BLOCK_STAT_MODE};
+use super::host_mirror::{node_entry_id, HostMirror, BLOCK_STAT_MODE};
 use super::nodes::{Inode, Node, NodeKind, FLOOR_INODE};
 use crate::host::kernel_file::{open_kernel_file, read_kernel_prefix, read_kernel_text};
 use crate::service::cache::{Purpose, ViewCache};
@@ -25,6 +26,8 @@ pub(crate) struct Content {
     /// Host `stat` path and device of each `sys/block` stat file served so far (they never change while
     /// the device exists).
     block_devices: Mutex<HashMap<Inode, Arc<(PathBuf, DeviceId)>>>,
+    /// Node, host path and node id of each `sys/devices/system/node/nodeN` file served per caller so far.
+    node_attrs: Mutex<HashMap<Inode, Arc<KnownNodeAttr>>>,
     /// The fixed content of the diagnostic file, when enabled.
     floor: Option<Snapshot>,
 }
@@ -34,6 +37,7 @@ impl Content {
         Content {
             cache,
             block_devices: Mutex::new(HashMap::new()),
+            node_attrs: Mutex::new(HashMap::new()),
             floor: None,
         }
     }
@@ -72,9 +76,16 @@ impl Content {
             })
     }
 
+    /// A node's own file, once served, is known without asking the host again (as a block device's
+    /// `stat` is).
+    pub fn known_node_attr(&self, inode: Inode) -> Option<Node> {
+        self.node_attrs.lock().get(&inode).map(|known| known.node)
+    }
+
     /// The kernel no longer holds `inode`: what was kept about it goes.
     pub fn forget(&self, inode: Inode) {
         self.block_devices.lock().remove(&inode);
+        self.node_attrs.lock().remove(&inode);
     }
 
     /// What `node` shows `caller` now, for `purpose` (a read counts a fallback, a size does not);
@@ -99,6 +110,17 @@ impl Content {
                 self.cache
                     .serve_cpu_list(node.inode, &host_file, format, caller, purpose)
             }
+            NodeKind::NodeAttr(attr) => {
+                let known = self.node_attr(node, mirror)?;
+                self.cache.serve_node_attr(
+                    node.inode,
+                    attr,
+                    known.node_id,
+                    &known.host_path,
+                    caller,
+                    purpose,
+                )
+            }
             NodeKind::Floor => return self.floor.clone().ok_or(Failure::NotFound),
             _ => return Ok(read_host(&mirror.path_of(node.inode)?)?.into()),
         };
@@ -109,6 +131,26 @@ impl Content {
                 Err(Failure::from_host_errno(None))
             }
         }
+    }
+
+    fn node_attr(&self, node: &Node, mirror: &HostMirror) -> Result<Arc<KnownNodeAttr>, Failure> {
+        if let Some(known) = self.node_attrs.lock().get(&node.inode) {
+            return Ok(known.clone());
+        }
+        let host_path = mirror.path_of(node.inode)?;
+        let node_id = host_path
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .and_then(node_entry_id)
+            .ok_or(Failure::NotFound)?;
+        let known = Arc::new(KnownNodeAttr {
+            node: *node,
+            host_path,
+            node_id,
+        });
+        self.node_attrs.lock().insert(node.inode, known.clone());
+        Ok(known)
     }
 
     fn block_device(
@@ -131,6 +173,15 @@ impl Content {
     }
 }
 
+/// What a node's own file is: its node (kind, mode, owner never change while the kernel holds it), its
+/// host file and the node's id.
+#[derive(Debug)]
+struct KnownNodeAttr {
+    node: Node,
+    host_path: PathBuf,
+    node_id: u32,
+}
+
 fn read_host(path: &Path) -> Result<Vec<u8>, Failure> {
     let file = open_kernel_file(path).map_err(|e| Failure::from_io(&e))?;
     read_kernel_prefix(&file, MAX_PASSTHROUGH_BYTES).map_err(|e| Failure::from_io(&e))
@@ -151,6 +202,7 @@ pub(crate) fn metric_file(kind: NodeKind) -> Option<MetricFile> {
         NodeKind::File(served) => Some(MetricFile::Served(served)),
         NodeKind::BlockStat => Some(MetricFile::BlockStat),
         NodeKind::HostCpuList(_) => Some(MetricFile::CpuList),
+        NodeKind::NodeAttr(_) => Some(MetricFile::NodeAttr),
         NodeKind::HostFile => Some(MetricFile::HostFile),
         NodeKind::Floor => Some(MetricFile::Floor),
         NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => None,

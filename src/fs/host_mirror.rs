@@ -2,16 +2,23 @@
 //! - `sys/devices/system/cpu`, with the four CPU lists replaced by served files, `cpuN` listed only for
 //!   the caller's visible CPUs, and the files that print a set of CPUs (topology, cache sharing) shown
 //!   restricted to them;
+//! - `sys/devices/system/node`, with the node lists replaced by served files, `nodeN` listed only for the
+//!   caller's visible nodes, and in each `nodeN` the caller's own `cpulist`, `cpumap`, `distance` and
+//!   `meminfo`, and `cpuN` links only for its visible CPUs;
 //! - `sys/block`, whose entries (symlinks on the host) are directories here, so that each device's and
 //!   partition's `stat` can be the caller's own I/O (sysstat's `iostat` reads these, not
 //!   `/proc/diskstats`). Symlinks inside point to absolute `/sys/...` paths, which resolve in a
 //!   container's `/sys` wherever this directory is mounted.
 
 use super::mirror::{Mirror, MirrorKey, MirrorRoot, MirrorSeed};
-use super::nodes::{self, DirEntry, Inode, Node, NodeKind, BLOCK_DIR_INODE, CPU_DIR_INODE};
+use super::nodes::{
+    self, DirEntry, Inode, Node, NodeKind, BLOCK_DIR_INODE, CPU_DIR_INODE, NODE_DIR_INODE,
+};
 use crate::host::paths::HostPaths;
 use cgview_core::catalog::cpu_dir_cpu_set_file;
+use cgview_core::catalog::NodeAttr;
 use cgview_core::failure::Failure;
+use cgview_core::model::numa::NodeSet;
 use cgview_core::parse::cpuset::CpuSet;
 use cgview_core::permissions::Owner;
 use cgview_core::render::cpu_list::CpuListFormat;
@@ -29,6 +36,7 @@ pub(crate) const BLOCK_STAT_MODE: u16 = 0o444;
 pub(crate) struct HostMirror {
     cpu_dir: PathBuf,
     block_dir: PathBuf,
+    node_dir: PathBuf,
     /// The host's `/sys`, to turn mirrored symlinks into absolute `/sys/...` targets.
     sys_root: PathBuf,
     /// `sys_root` with every symlink resolved, once it could be: no mirrored symlink may lead out of it.
@@ -57,6 +65,7 @@ impl HostMirror {
         HostMirror {
             cpu_dir: paths.sys_file("devices/system/cpu"),
             block_dir: paths.sys_file("block"),
+            node_dir: paths.sys_file("devices/system/node"),
             sys_root: paths.sys_root.clone(),
             real_sys_root: OnceLock::new(),
             mirror: Mutex::new(Mirror::with_seed(seed)),
@@ -87,7 +96,7 @@ impl HostMirror {
     /// are walked for the entry whose number it is. Not found: gone from the host, as for any daemon.
     fn recognise(&self, inode: Inode) -> Result<MirrorKey, Failure> {
         let mut seen = 0;
-        for root in [MirrorRoot::Cpu, MirrorRoot::Block] {
+        for root in [MirrorRoot::Cpu, MirrorRoot::Block, MirrorRoot::Node] {
             let mut pending = vec![(PathBuf::new(), 0usize)];
             while let Some((relative, depth)) = pending.pop() {
                 let dir = self.host_path(&(root, relative.clone()));
@@ -131,6 +140,7 @@ impl HostMirror {
         match root {
             MirrorRoot::Cpu => self.cpu_dir.join(relative),
             MirrorRoot::Block => self.block_dir.join(relative),
+            MirrorRoot::Node => self.node_dir.join(relative),
         }
     }
 
@@ -195,6 +205,13 @@ impl HostMirror {
                 ..node
             });
         }
+        if let Some(attr) = node_attr_of(key).filter(|_| node.kind == NodeKind::HostFile) {
+            // The host's mode and owner stay: who may read it is the kernel's decision there too.
+            return Ok(Node {
+                kind: NodeKind::NodeAttr(attr),
+                ..node
+            });
+        }
         Ok(node)
     }
 
@@ -229,13 +246,13 @@ impl HostMirror {
     }
 
     /// The host entries of mirrored directory `key` (numbered `inode`), sorted by name. In
-    /// `sys/devices/system/cpu`, the host's own CPU lists are left out (cgview serves them) and so is
-    /// every `cpuN` not in `visible` (`None`: all are).
+    /// `sys/devices/system/cpu` and `sys/devices/system/node`, the host's own lists are left out (cgview
+    /// serves them), and so is every `cpuN` (also in a `nodeN`) and `nodeN` that `shown` hides.
     pub fn list(
         &self,
         inode: Inode,
         key: &MirrorKey,
-        visible: Option<&CpuSet>,
+        shown: &Shown<'_>,
     ) -> Result<Vec<DirEntry>, Failure> {
         let (root, relative) = key;
         let host_dir = self.host_path(key);
@@ -251,16 +268,21 @@ impl HostMirror {
             .collect();
         // Host order is the file system's; sorted output is stable across calls and callers.
         names.sort_by(|a, b| a.0.cmp(&b.0));
+        let is_node_dir = is_node_dir(key);
         let mirror = self.mirror.lock();
         Ok(names
             .into_iter()
-            .filter(|(name, _)| {
-                inode != CPU_DIR_INODE
-                    || (nodes::named(CPU_DIR_INODE, name.as_bytes()).is_none()
-                        && cpu_entry_id(name)
-                            .is_none_or(|id| visible.is_none_or(|v| v.contains(id))))
+            .filter(|(name, _)| match inode {
+                CPU_DIR_INODE => {
+                    nodes::named(CPU_DIR_INODE, name.as_bytes()).is_none() && shown.cpu(name)
+                }
+                NODE_DIR_INODE => {
+                    nodes::named(NODE_DIR_INODE, name.as_bytes()).is_none() && shown.node(name)
+                }
+                _ => !is_node_dir || shown.cpu(name),
             })
             .map(|(name, file_type)| {
+                let node_attr = NodeAttr::from_name(&name).filter(|_| is_node_dir);
                 let kind = if file_type.is_dir() || inode == BLOCK_DIR_INODE {
                     NodeKind::HostDirectory
                 } else if file_type.is_symlink() {
@@ -269,6 +291,8 @@ impl HostMirror {
                     NodeKind::BlockStat
                 } else if let Some(format) = cpu_set_file(&(*root, relative.join(&name))) {
                     NodeKind::HostCpuList(format)
+                } else if let Some(attr) = node_attr {
+                    NodeKind::NodeAttr(attr)
                 } else {
                     NodeKind::HostFile
                 };
@@ -278,8 +302,8 @@ impl HostMirror {
             .collect())
     }
 
-    /// The target of a mirrored symlink. Below `sys/devices/system/cpu`, verbatim: the directory is
-    /// mounted where it is on the host, so relative targets resolve in the container's `/sys` as on the
+    /// The target of a mirrored symlink. Below `sys/devices/system/cpu` and `node`, verbatim: the
+    /// directories are mounted where they are on the host, so relative targets resolve in the container's `/sys` as on the
     /// host. Below `sys/block`, made absolute (`/sys/devices/...`): there a relative target would be
     /// resolved from the device directory's new place. A target that leads out of the host's sysfs is
     /// refused (`ENOENT`, as its lookup is).
@@ -287,7 +311,7 @@ impl HostMirror {
         let key = self.key_of(inode)?;
         let target = std::fs::read_link(self.host_path(&key)).map_err(|e| Failure::from_io(&e))?;
         let inside = self.target_in_sys(&key, &target).ok_or(Failure::NotFound)?;
-        if key.0 == MirrorRoot::Cpu && target.is_relative() {
+        if matches!(key.0, MirrorRoot::Cpu | MirrorRoot::Node) && target.is_relative() {
             return Ok(target);
         }
         Ok(Path::new("/sys").join(inside))
@@ -360,6 +384,42 @@ impl HostMirror {
     }
 }
 
+/// What a caller is shown of the directories whose entries depend on it; `None`: all of the host's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shown<'a> {
+    pub cpus: Option<&'a CpuSet>,
+    pub nodes: Option<&'a NodeSet>,
+}
+
+impl Shown<'_> {
+    /// Whether entry `name` is shown when it is a `cpuN` (anything else is).
+    fn cpu(&self, name: &str) -> bool {
+        cpu_entry_id(name).is_none_or(|id| self.cpus.is_none_or(|v| v.contains(id)))
+    }
+
+    /// Whether entry `name` is shown when it is a `nodeN` (anything else is).
+    fn node(&self, name: &str) -> bool {
+        node_entry_id(name).is_none_or(|id| self.nodes.is_none_or(|v| v.contains(id)))
+    }
+}
+
+/// Whether mirrored directory `key` is a `sys/devices/system/node/nodeN`.
+pub(crate) fn is_node_dir((root, relative): &MirrorKey) -> bool {
+    *root == MirrorRoot::Node
+        && relative.components().count() == 1
+        && relative.to_str().and_then(node_entry_id).is_some()
+}
+
+/// The per-caller file `key` is, when it is one of a `nodeN`'s own (`node1/meminfo`).
+fn node_attr_of(key: &MirrorKey) -> Option<NodeAttr> {
+    let (root, relative) = key;
+    let parent = (*root, relative.parent()?.to_owned());
+    if !is_node_dir(&parent) {
+        return None;
+    }
+    NodeAttr::from_name(relative.file_name()?.to_str()?)
+}
+
 /// A host node's mirrored node (its inode number is the caller's to fill in): the host node's owner,
 /// group and mode, so that every access check here is the one the kernel makes on the host's node. Write
 /// bits stay, as on a read-only mount of the host's sysfs: the mount is read-only, so writes fail with
@@ -428,7 +488,16 @@ fn lexical_join(base: &Path, target: &Path) -> PathBuf {
 
 /// The id of a `cpuN` directory name.
 pub(crate) fn cpu_entry_id(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("cpu")?;
+    numbered_entry_id(name, "cpu")
+}
+
+/// The id of a `nodeN` directory name.
+pub(crate) fn node_entry_id(name: &str) -> Option<u32> {
+    numbered_entry_id(name, "node")
+}
+
+fn numbered_entry_id(name: &str, prefix: &str) -> Option<u32> {
+    let digits = name.strip_prefix(prefix)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -447,6 +516,34 @@ mod tests {
         assert_eq!(cpu_entry_id("cpufreq"), None);
         assert_eq!(cpu_entry_id("cpuidle"), None);
         assert_eq!(cpu_entry_id("cpu+1"), None);
+    }
+
+    #[test]
+    fn node_entries_and_files() {
+        assert_eq!(node_entry_id("node0"), Some(0));
+        assert_eq!(node_entry_id("node12"), Some(12));
+        assert_eq!(node_entry_id("node"), None);
+        assert_eq!(node_entry_id("nodes"), None);
+        assert!(is_node_dir(&(MirrorRoot::Node, PathBuf::from("node1"))));
+        assert!(!is_node_dir(&(MirrorRoot::Node, PathBuf::from("power"))));
+        assert!(!is_node_dir(&(MirrorRoot::Cpu, PathBuf::from("node1"))));
+        assert!(!is_node_dir(&(MirrorRoot::Node, PathBuf::from("node1/x"))));
+        assert_eq!(
+            node_attr_of(&(MirrorRoot::Node, PathBuf::from("node1/meminfo"))),
+            Some(NodeAttr::Meminfo)
+        );
+        assert_eq!(
+            node_attr_of(&(MirrorRoot::Node, PathBuf::from("node1/numastat"))),
+            None
+        );
+        assert_eq!(
+            node_attr_of(&(MirrorRoot::Node, PathBuf::from("node1/hugepages/meminfo"))),
+            None
+        );
+        assert_eq!(
+            node_attr_of(&(MirrorRoot::Node, PathBuf::from("meminfo"))),
+            None
+        );
     }
 
     #[test]

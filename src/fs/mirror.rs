@@ -1,7 +1,7 @@
 //! The inode numbers of mirrored host entries: which numbers the kernel holds, for which host path, and
 //! for how long (from the first LOOKUP that names an entry until the kernel FORGETs it).
 
-use super::nodes::{Inode, BLOCK_DIR_INODE, CPU_DIR_INODE, FIRST_MIRROR_INODE};
+use super::nodes::{Inode, BLOCK_DIR_INODE, CPU_DIR_INODE, FIRST_MIRROR_INODE, NODE_DIR_INODE};
 use cgview_core::failure::Failure;
 use siphasher::sip::SipHasher13;
 use std::collections::hash_map::RandomState;
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 pub(crate) enum MirrorRoot {
     Cpu,
     Block,
+    Node,
 }
 
 impl MirrorRoot {
@@ -22,6 +23,7 @@ impl MirrorRoot {
         match self {
             MirrorRoot::Cpu => 1,
             MirrorRoot::Block => 2,
+            MirrorRoot::Node => 3,
         }
     }
 
@@ -29,6 +31,7 @@ impl MirrorRoot {
         match inode {
             CPU_DIR_INODE => Some(MirrorRoot::Cpu),
             BLOCK_DIR_INODE => Some(MirrorRoot::Block),
+            NODE_DIR_INODE => Some(MirrorRoot::Node),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl MirrorRoot {
         match self {
             MirrorRoot::Cpu => CPU_DIR_INODE,
             MirrorRoot::Block => BLOCK_DIR_INODE,
+            MirrorRoot::Node => NODE_DIR_INODE,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! cgview makes, with their inode numbers. Everything else is mirrored from the host
 //! ([`host_mirror`](super::host_mirror)) or is the diagnostic floor ([`content`](super::content)).
 
-use cgview_core::catalog::ServedFile;
+use cgview_core::catalog::{NodeAttr, ServedFile};
 use cgview_core::permissions::{Access, Owner};
 use cgview_core::render::cpu_list::CpuListFormat;
 
@@ -12,6 +12,8 @@ pub const ROOT_INODE: Inode = 1;
 pub(crate) const CPU_DIR_INODE: Inode = 6;
 /// `sys/block`, a mirrored directory.
 pub(crate) const BLOCK_DIR_INODE: Inode = 8;
+/// `sys/devices/system/node`, a mirrored directory (on hosts with NUMA support).
+pub(crate) const NODE_DIR_INODE: Inode = 9;
 /// Mirrored entries are numbered from here up (see [`Mirror`](super::mirror::Mirror)).
 pub(crate) const FIRST_MIRROR_INODE: Inode = 1000;
 pub(crate) const FLOOR_INODE: Inode = 999;
@@ -32,6 +34,8 @@ pub enum NodeKind {
     /// `cpuN/cache/index0/shared_cpu_map`, see [`cgview_core::catalog::cpu_dir_cpu_set_file`]): the host's
     /// set restricted to the caller's visible CPUs, in the host's format.
     HostCpuList(CpuListFormat),
+    /// A file of a `sys/devices/system/node/nodeN` directory that is the caller's own.
+    NodeAttr(NodeAttr),
     /// The diagnostic file that serves a fixed buffer (`--diagnostic-floor`): the cost of FUSE itself.
     Floor,
 }
@@ -45,7 +49,10 @@ impl NodeKind {
     pub fn is_per_caller(self) -> bool {
         matches!(
             self,
-            NodeKind::File(_) | NodeKind::BlockStat | NodeKind::HostCpuList(_)
+            NodeKind::File(_)
+            | NodeKind::BlockStat
+            | NodeKind::HostCpuList(_)
+            | NodeKind::NodeAttr(_)
         )
     }
 
@@ -56,6 +63,7 @@ impl NodeKind {
                 | NodeKind::HostFile
                 | NodeKind::BlockStat
                 | NodeKind::HostCpuList(_)
+                | NodeKind::NodeAttr(_)
                 | NodeKind::Floor
         )
     }
@@ -152,7 +160,7 @@ const fn file(inode: Inode, parent: Inode, name: &'static str, served: ServedFil
 }
 
 /// Names never change, so this part of the tree is a constant.
-const NODES: [StaticNode; 24] = [
+const NODES: [StaticNode; 32] = [
     dir(ROOT_INODE, ROOT_INODE, ""),
     dir(2, ROOT_INODE, "proc"),
     dir(3, ROOT_INODE, "sys"),
@@ -177,6 +185,29 @@ const NODES: [StaticNode; 24] = [
     file(23, CPU_DIR_INODE, "possible", ServedFile::CpuPossible),
     file(24, CPU_DIR_INODE, "offline", ServedFile::CpuOffline),
     file(25, 2, "vmstat", ServedFile::Vmstat),
+    dir(NODE_DIR_INODE, 5, "node"),
+    file(26, NODE_DIR_INODE, "online", ServedFile::NodeOnline),
+    file(27, NODE_DIR_INODE, "possible", ServedFile::NodePossible),
+    file(28, NODE_DIR_INODE, "has_cpu", ServedFile::NodeHasCpu),
+    file(29, NODE_DIR_INODE, "has_memory", ServedFile::NodeHasMemory),
+    file(
+        30,
+        NODE_DIR_INODE,
+        "has_normal_memory",
+        ServedFile::NodeHasNormalMemory,
+    ),
+    file(
+        31,
+        NODE_DIR_INODE,
+        "has_high_memory",
+        ServedFile::NodeHasHighMemory,
+    ),
+    file(
+        32,
+        NODE_DIR_INODE,
+        "has_generic_initiator",
+        ServedFile::NodeHasGenericInitiator,
+    ),
 ];
 
 /// The table entry named `name` in directory `parent`, whether or not this host has it.
@@ -192,15 +223,19 @@ pub(crate) fn parent_of(inode: Inode) -> Option<Inode> {
 }
 
 /// The constant nodes this host has: a served file whose host file is missing (no PSI in this kernel) is
-/// left out of the tree.
+/// left out of the tree, and so is a directory the host lacks (`node`, on a kernel without NUMA).
 #[derive(Debug)]
 pub(crate) struct StaticTree {
     absent: Vec<ServedFile>,
+    absent_dirs: Vec<Inode>,
 }
 
 impl StaticTree {
-    pub fn new(absent: Vec<ServedFile>) -> StaticTree {
-        StaticTree { absent }
+    pub fn new(absent: Vec<ServedFile>, absent_dirs: Vec<Inode>) -> StaticTree {
+        StaticTree {
+            absent,
+            absent_dirs,
+        }
     }
 
     /// Table entry `inode`, if this host has it.
@@ -219,6 +254,9 @@ impl StaticTree {
     }
 
     fn has(&self, node: &StaticNode) -> bool {
+        if self.absent_dirs.contains(&node.inode) || self.absent_dirs.contains(&node.parent) {
+            return false;
+        }
         match node.kind {
             NodeKind::File(served) => !self.absent.contains(&served),
             _ => true,

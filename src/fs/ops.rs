@@ -8,11 +8,11 @@ use super::attr::{
 };
 use super::content::{metric_file, Content};
 use super::handles::{Handles, NextRead, Snapshot};
-use super::host_mirror::{cpu_entry_id, HostMirror};
+use super::host_mirror::{cpu_entry_id, is_node_dir, node_entry_id, HostMirror, Shown};
 use super::mirror::{MirrorKey, MirrorRoot, MirrorSeed};
 use super::nodes::{
     self, DirEntry, Inode, NameLifetime, Node, NodeKind, StaticTree, CPU_DIR_INODE, FLOOR_INODE,
-    FLOOR_NAME, ROOT_INODE,
+    FLOOR_NAME, NODE_DIR_INODE, ROOT_INODE,
 };
 use super::open_reply::MmapRefusal;
 use crate::host::credentials::CredentialReader;
@@ -55,8 +55,13 @@ impl Fs {
             .into_iter()
             .filter(|f| f.host_may_lack() && !paths.served_file(*f).exists())
             .collect();
+        // A kernel without NUMA support has no node directory.
+        let absent_dirs = (!paths.sys_file("devices/system/node").is_dir())
+            .then_some(NODE_DIR_INODE)
+            .into_iter()
+            .collect();
         Fs {
-            nodes: StaticTree::new(absent),
+            nodes: StaticTree::new(absent, absent_dirs),
             mirror: HostMirror::new(paths),
             credentials: CredentialReader::new(paths.proc_root.clone()),
             content: Content::new(ViewCache::new(view, settings)),
@@ -377,6 +382,10 @@ impl Fs {
     /// The node numbered `inode`.
     fn node(&self, inode: Inode) -> Result<Node, Failure> {
         if let Some(root) = MirrorRoot::of_static_dir(inode) {
+            // The node directory of a host without NUMA support is not in the tree.
+            if self.nodes.get(inode).is_none() {
+                return Err(Failure::NotFound);
+            }
             return Ok(self.mirror.root_node(root));
         }
         if let Some(node) = self.nodes.get(inode) {
@@ -386,6 +395,9 @@ impl Fs {
             return self.content.floor_node().ok_or(Failure::NotFound);
         }
         if let Some(node) = self.content.known_block_stat(inode) {
+            return Ok(node);
+        }
+        if let Some(node) = self.content.known_node_attr(inode) {
             return Ok(node);
         }
         self.mirror.node(inode)
@@ -437,11 +449,25 @@ impl Fs {
             return Err(Failure::NotFound);
         }
         let mut lifetime = NameLifetime::Stable;
-        if parent == CPU_DIR_INODE {
+        // `cpuN` in the cpu directory and in each `nodeN`, and `nodeN` in the node directory, exist for
+        // the callers that are shown them.
+        if parent == CPU_DIR_INODE || is_node_dir(&parent_key) {
             if let Some(id) = cpu_entry_id(name) {
                 lifetime = NameLifetime::PerCaller;
                 if !self
                     .visible_cpus(caller.tid())
+                    .is_none_or(|v| v.contains(id))
+                {
+                    return Err(Failure::NotFound);
+                }
+            }
+        }
+        if parent == NODE_DIR_INODE {
+            if let Some(id) = node_entry_id(name) {
+                lifetime = NameLifetime::PerCaller;
+                if !self
+                    .cache()
+                    .visible_nodes(caller.tid())
                     .is_none_or(|v| v.contains(id))
                 {
                     return Err(Failure::NotFound);
@@ -486,10 +512,17 @@ impl Fs {
             name: n.name.to_owned(),
         }));
         if let Some(key) = self.mirrored_dir(inode)? {
-            let visible = (inode == CPU_DIR_INODE)
+            let cpus = (inode == CPU_DIR_INODE || is_node_dir(&key))
                 .then(|| self.visible_cpus(caller))
                 .flatten();
-            entries.extend(self.mirror.list(inode, &key, visible.as_ref())?);
+            let nodes = (inode == NODE_DIR_INODE)
+                .then(|| self.cache().visible_nodes(caller))
+                .flatten();
+            let shown = Shown {
+                cpus: cpus.as_ref(),
+                nodes: nodes.as_ref(),
+            };
+            entries.extend(self.mirror.list(inode, &key, &shown)?);
         }
         Ok(entries)
     }
@@ -524,6 +557,7 @@ impl Fs {
             NodeKind::File(_)
             | NodeKind::BlockStat
             | NodeKind::HostCpuList(_)
+            | NodeKind::NodeAttr(_)
             | NodeKind::Floor => Duration::ZERO,
         };
         let attr = Attr {

@@ -9,6 +9,7 @@ use cgview_core::model::cpu_time::CpuUsage;
 use cgview_core::model::io::{BlockTraffic, ContainerIo, DeviceIo};
 use cgview_core::model::memory::{MemoryStat, MemoryState, Swap};
 use cgview_core::model::vmstat::StatFlavor;
+use cgview_core::model::numa::{NodeSet, NumaStatVersion};
 use cgview_core::parse::blkio::{parse_blkio, BlkioReadWrite};
 use cgview_core::parse::cpu_quota::{effective_quota_cpus, parse_cfs, parse_cpu_max, CpuQuota};
 use cgview_core::parse::cpuacct::{parse_usage_all, parse_usage_percpu, PerCpuUsage};
@@ -17,6 +18,7 @@ use cgview_core::parse::diskstats::DeviceId;
 use cgview_core::parse::flat_keyed::{parse_flat_keyed, FlatKeyed};
 use cgview_core::parse::io_stat::parse_io_stat;
 use cgview_core::parse::limit::{effective_limit, parse_counter, parse_limit};
+use cgview_core::parse::numa_stat::{parse_numa_stat, NumaStat};
 use std::path::Path;
 
 mod v1 {
@@ -39,6 +41,10 @@ mod v1 {
     pub const MEMORY_OOM_CONTROL: &str = "memory.oom_control";
     pub const CPUSET_EFFECTIVE: &str = "cpuset.effective_cpus";
     pub const CPUSET_CONFIGURED: &str = "cpuset.cpus";
+    pub const MEMS_EFFECTIVE: &str = "cpuset.effective_mems";
+    pub const MEMS_CONFIGURED: &str = "cpuset.mems";
+    /// Pages per node of `total`, `file`, `anon`, `unevictable` and their `hierarchical_` forms.
+    pub const MEMORY_NUMA_STAT: &str = "memory.numa_stat";
     /// `_recursive` variants include the container's sub-cgroups; older kernels only have the plain ones.
     pub const IO_SERVICE_BYTES: [&str; 2] = [
         "blkio.throttle.io_service_bytes_recursive",
@@ -66,6 +72,9 @@ mod v2 {
     pub const CPU_MAX: &str = "cpu.max";
     pub const CPU_STAT: &str = "cpu.stat";
     pub const CPUSET_EFFECTIVE: &str = "cpuset.cpus.effective";
+    pub const MEMS_EFFECTIVE: &str = "cpuset.mems.effective";
+    /// Bytes per node of each `memory.stat` key the kernel splits by node.
+    pub const MEMORY_NUMA_STAT: &str = "memory.numa_stat";
     pub const IO_STAT: &str = "io.stat";
 }
 
@@ -268,6 +277,48 @@ fn read_cpuset(files: &dyn FileSource, dir: &CgroupDir) -> Result<Option<CpuSet>
         }
     }
     Ok(None)
+}
+
+/// The memory nodes the container may allocate from: the effective set of the nearest cgroup that has
+/// one, as [`read_cpuset`] finds CPUs; `None` when no cgroup up the chain has a set.
+pub fn read_memory_nodes(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<Option<NodeSet>, ReadError> {
+    let names: &[&str] = match dir.version {
+        CgroupVersion::V1 => &[v1::MEMS_EFFECTIVE, v1::MEMS_CONFIGURED],
+        CgroupVersion::V2 => &[v2::MEMS_EFFECTIVE],
+    };
+    for cgroup in dir.chain() {
+        for name in names {
+            let path = cgroup.join(name);
+            if let Some(text) = files.read_optional_text(&path)? {
+                let set = parse_cpu_list(&text).wrap_path(&path)?;
+                if !set.is_empty() {
+                    return Ok(Some(set));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The container's memory per node (`memory.numa_stat`) and its format; an empty table when the kernel
+/// has no such file (built without NUMA).
+pub fn read_numa_stat(
+    files: &dyn FileSource,
+    dir: &CgroupDir,
+) -> Result<(NumaStat, NumaStatVersion), ReadError> {
+    let (name, version) = match dir.version {
+        CgroupVersion::V1 => (v1::MEMORY_NUMA_STAT, NumaStatVersion::V1),
+        CgroupVersion::V2 => (v2::MEMORY_NUMA_STAT, NumaStatVersion::V2),
+    };
+    let path = dir.file(name);
+    let stat = match files.read_optional_text(&path)? {
+        Some(text) => parse_numa_stat(&text).wrap_path(&path)?,
+        None => NumaStat::default(),
+    };
+    Ok((stat, version))
 }
 
 /// Total CPU time the container has used, in nanoseconds; `None` when the kernel does not account it.

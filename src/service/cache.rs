@@ -27,7 +27,8 @@ use crate::host::files::{FileSource, KeptOpen, OpenEachTime};
 use crate::host::resolve::Container;
 use crate::service::fallback::FallbackCause;
 use crate::service::view::{render_host, Rendered, Source, View};
-use cgview_core::catalog::ServedFile;
+use cgview_core::catalog::{NodeAttr, ServedFile};
+use cgview_core::model::numa::NodeSet;
 use cgview_core::parse::cpuset::CpuSet;
 use cgview_core::parse::diskstats::DeviceId;
 use cgview_core::render::cpu_list::CpuListFormat;
@@ -106,6 +107,9 @@ pub struct Cached {
 /// The CPUs a container is shown (`None`: all the host's online CPUs), or why they cannot be told.
 type VisibleCpus = Result<Option<CpuSet>, FallbackCause>;
 
+/// The NUMA nodes a container is shown (`None`: all the host's online nodes), or why they cannot be told.
+type VisibleNodes = Result<Option<NodeSet>, FallbackCause>;
+
 /// A value and when the render that made it started: it is at least this fresh.
 #[derive(Debug, Clone)]
 struct Stamped<T> {
@@ -152,10 +156,14 @@ struct ContainerEntry {
     slots: [Slot; ServedFile::ALL.len()],
     /// The CPUs it is shown, for listings of `sys/devices/system/cpu`; computed as its CPU files are.
     cpus: Slot<VisibleCpus>,
+    /// The NUMA nodes it is shown, for listings of `sys/devices/system/node`.
+    nodes: Slot<VisibleNodes>,
     /// `sys/block/<dev>[/<part>]/stat` snapshots by tree inode.
     block_stats: Mutex<HashMap<u64, Arc<Slot>>>,
     /// Snapshots of the cpu directory's files that print a set of CPUs, by tree inode.
     cpu_lists: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// `sys/devices/system/node/nodeN/{cpulist,cpumap,distance,meminfo}` snapshots by tree inode.
+    node_files: Mutex<HashMap<u64, Arc<Slot>>>,
     last_used: AtomicU64,
     /// A render found the cgroup gone: callers resolve again.
     vanished: AtomicBool,
@@ -173,8 +181,10 @@ impl ContainerEntry {
             files: KeptOpen::new(budget),
             slots: Default::default(),
             cpus: Slot::default(),
+            nodes: Slot::default(),
             block_stats: Mutex::new(HashMap::new()),
             cpu_lists: Mutex::new(HashMap::new()),
+            node_files: Mutex::new(HashMap::new()),
             last_used: AtomicU64::new(0),
             vanished: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -468,6 +478,80 @@ impl ViewCache {
         })
     }
 
+    /// File `attr` of NUMA node `node` (tree inode `inode`, host file `host_file`) for the caller, asked
+    /// for `purpose`; fallbacks count under the served file with the same source. A node's `meminfo` is
+    /// made from the caller's `/proc/meminfo` snapshot, so the two agree while it lives.
+    pub fn serve_node_attr(
+        &self,
+        inode: u64,
+        attr: NodeAttr,
+        node: u32,
+        host_file: &Path,
+        caller: Option<u32>,
+        purpose: Purpose,
+    ) -> Result<Cached, ReadError> {
+        let Some(tid) = caller else {
+            return Ok(cached(render_host(host_file)?));
+        };
+        let render = |entry: &ContainerEntry| {
+            let meminfo = match attr {
+                NodeAttr::Meminfo => Some(self.through_slot(
+                    &entry.slots[ServedFile::Meminfo as usize],
+                    || {
+                        let rendered = self.view.render_for(
+                            ServedFile::Meminfo,
+                            &entry.container,
+                            tid,
+                            entry.file_source(),
+                        )?;
+                        Ok(cached(rendered))
+                    },
+                )?),
+                _ => None,
+            };
+            let slot = entry.node_files.lock().entry(inode).or_default().clone();
+            self.through_slot(&slot, || {
+                let rendered = self.view.render_node_attr_for(
+                    attr,
+                    node,
+                    host_file,
+                    &entry.container,
+                    entry.file_source(),
+                    meminfo.as_ref().map(|m| (&m.bytes[..], m.source)),
+                )?;
+                Ok(cached(rendered))
+            })
+        };
+        let unresolved = |error| {
+            let rendered = self
+                .view
+                .render_unresolved(attr.fallback_file(), host_file, error)?;
+            Ok(cached(rendered))
+        };
+        let cached = self.for_caller(tid, render, found_cgroup_gone, unresolved)?;
+        self.count_read(attr.fallback_file(), purpose, &cached);
+        Ok(cached)
+    }
+
+    /// The NUMA nodes the caller is shown; `None` when it sees all of the host's online nodes or when
+    /// they cannot be determined. Cached as [`ViewCache::visible_cpus`] is.
+    pub fn visible_nodes(&self, caller: Option<u32>) -> Option<NodeSet> {
+        let tid = caller?;
+        let render = |entry: &ContainerEntry| {
+            self.through_slot(&entry.nodes, || {
+                Ok(self
+                    .view
+                    .visible_nodes_for(&entry.container, entry.file_source()))
+            })
+        };
+        let vanished = |nodes: &VisibleNodes| *nodes == Err(FallbackCause::CgroupVanished);
+        let unresolved = |_| Ok(Err(FallbackCause::CallerGone));
+        self.for_caller(tid, render, vanished, unresolved)
+            .ok()?
+            .ok()
+            .flatten()
+    }
+
     /// The CPUs the caller is shown; `None` when it sees all of the host's online CPUs or when they cannot
     /// be determined. Computed as the CPU files are rendered, and cached as their snapshots are (for as
     /// long, so listings and those files agree within a snapshot's life).
@@ -683,8 +767,9 @@ impl ViewCache {
                 slot.forget_older_than(snapshot_deadline);
             }
             entry.cpus.forget_older_than(snapshot_deadline);
-            for slots in [&entry.block_stats, &entry.cpu_lists] {
-                slots.lock().retain(|_, slot| {
+            entry.nodes.forget_older_than(snapshot_deadline);
+            for per_inode in [&entry.block_stats, &entry.cpu_lists, &entry.node_files] {
+                per_inode.lock().retain(|_, slot| {
                     slot.current()
                         .is_some_and(|c| c.rendered_at >= snapshot_deadline)
                 });

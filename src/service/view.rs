@@ -3,7 +3,7 @@
 
 use crate::host::cgroup_reader::{
     read_block_traffic, read_cpu_limits, read_cpu_usage, read_cpu_usage_ns, read_io, read_memory,
-    read_pressure, read_slabinfo, read_vm_sources,
+    read_memory_nodes, read_numa_stat, read_pressure, read_slabinfo, read_vm_sources,
 };
 use crate::host::error::{read_text, ReadError, WrapPath};
 use crate::host::files::{FileSource, OpenEachTime};
@@ -15,13 +15,16 @@ use crate::service::fallback::{FallbackCause, FallbackLog};
 use crate::service::task_tracker::{
     ContainerAge, TaskTracker, TaskView, TrackRequest, TrackerSettings,
 };
-use cgview_core::catalog::ServedFile;
+use cgview_core::catalog::{NodeAttr, ServedFile};
 use cgview_core::error_chain;
 use cgview_core::model::cpu::visible_cpus;
 use cgview_core::model::cpu_time::container_cpu_ticks;
 use cgview_core::model::loadavg::{render_loadavg, LoadavgTail};
 use cgview_core::model::memory::{ContainerMeminfo, MemoryState};
 use cgview_core::model::vmstat::{ContainerVm, MemoryStatKeys, PageUnits};
+use cgview_core::model::numa::{
+    host_meminfo_of_nodes, split_memory, visible_nodes, HostNode, NodeSet,
+};
 use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
 use cgview_core::parse::diskstats::DeviceId;
 use cgview_core::parse::meminfo::parse_host_meminfo;
@@ -32,6 +35,10 @@ use cgview_core::render::cpu_list::{render_cpu_list, render_restricted_cpus, Cpu
 use cgview_core::render::cpuinfo::render_cpuinfo;
 use cgview_core::render::diskstats::render_diskstats;
 use cgview_core::render::meminfo::render_meminfo;
+use cgview_core::render::node::{
+    render_node_cpulist, render_node_cpumap, render_node_distance, render_node_list,
+    render_node_meminfo,
+};
 use cgview_core::render::stat::{render_stat, CpuLines, ProcsCounts};
 use cgview_core::render::swaps::render_swaps;
 use cgview_core::render::uptime::{container_uptime, render_uptime};
@@ -238,6 +245,254 @@ impl View {
         })
     }
 
+    /// The NUMA nodes `container` is shown (`Ok(None)` when they are all of the host's online nodes),
+    /// computed as its node files are rendered. A failure is logged under `node/online`, not counted.
+    pub fn visible_nodes_for(
+        &self,
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Option<NodeSet>, FallbackCause> {
+        self.restricted_nodes(container, files).map_err(|failure| {
+            self.fallbacks
+                .log(ServedFile::NodeOnline, failure.cause, &failure);
+            failure.cause
+        })
+    }
+
+    /// File `attr` of node `node` (host file `host_file`) for `container`. A node's `meminfo` is made
+    /// from `meminfo`, the container's `/proc/meminfo` as it is served now (its bytes and source), so the
+    /// two always agree: a host `/proc/meminfo` (the caller's view is the host's, or fell back), or
+    /// none, gives the host's node file.
+    /// Fallbacks are logged under the served file with the same source ([`NodeAttr::fallback_file`])
+    /// and counted as [`View::render_for`]'s are.
+    pub fn render_node_attr_for(
+        &self,
+        attr: NodeAttr,
+        node: u32,
+        host_file: &Path,
+        container: &Container,
+        files: &dyn FileSource,
+        meminfo: Option<(&[u8], Source)>,
+    ) -> Result<Rendered, ReadError> {
+        let host = match host_text(host_file)? {
+            Ok(text) => text,
+            Err(odd) => return Ok(self.fell_back(attr.fallback_file(), odd.bytes, odd.failure)),
+        };
+        let virtualized = match attr {
+            NodeAttr::CpuList | NodeAttr::CpuMap => {
+                self.restricted_cpus(container, files).and_then(|visible| {
+                    let Some(visible) = visible else {
+                        return Ok(None);
+                    };
+                    let text = match attr {
+                        NodeAttr::CpuList => render_node_cpulist(&host, &visible),
+                        _ => render_node_cpumap(&host, &visible),
+                    };
+                    text.wrap_path(host_file)
+                        .map(Some)
+                        .map_err(|e| self.failure(e))
+                })
+            }
+            NodeAttr::Distance => self.restricted_nodes(container, files).and_then(|shown| {
+                let Some(shown) = shown else {
+                    return Ok(None);
+                };
+                let host_online = self.host_online_nodes()?;
+                render_node_distance(&host, &host_online, &shown)
+                    .wrap_path(host_file)
+                    .map(Some)
+                    .map_err(|e| self.failure(e))
+            }),
+            NodeAttr::Meminfo => match meminfo {
+                Some((bytes, Source::Container)) => {
+                    self.node_meminfo(node, container, files, bytes)
+                }
+                None | Some((_, Source::Host)) => Ok(None),
+                Some((_, Source::Fallback(cause))) => Err(NotVirtualized {
+                    cause,
+                    detail: "the container's /proc/meminfo is the host's".to_owned(),
+                }),
+            },
+        };
+        match virtualized {
+            Ok(Some(text)) => Ok(Rendered {
+                bytes: text.into_bytes(),
+                source: Source::Container,
+            }),
+            Ok(None) => Ok(host_rendered(host.into_bytes(), Source::Host)),
+            Err(failure) => Ok(self.fell_back(attr.fallback_file(), host.into_bytes(), failure)),
+        }
+    }
+
+    /// The host's `/proc/meminfo` as `container` sees the machine: with its memory nodes restricted
+    /// (`cpuset.mems`), only those nodes' memory (see [`host_meminfo_of_nodes`]), so its `MemTotal` and
+    /// `MemFree` never exceed what its nodes hold and each node's share of them fits in the node.
+    fn host_meminfo_for<'h>(
+        &self,
+        container: &Container,
+        files: &dyn FileSource,
+        host: &'h str,
+    ) -> Result<std::borrow::Cow<'h, str>, NotVirtualized> {
+        let Some(shown) = self.restricted_nodes(container, files)? else {
+            return Ok(std::borrow::Cow::Borrowed(host));
+        };
+        let texts = self.node_meminfos(&shown)?;
+        let nodes: Vec<HostNode<'_>> = texts
+            .iter()
+            .map(|(id, text)| HostNode {
+                id: *id,
+                meminfo: text,
+            })
+            .collect();
+        let path = self.node_file(shown.ids()[0], NodeAttr::Meminfo);
+        host_meminfo_of_nodes(host, &nodes)
+            .map(std::borrow::Cow::Owned)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))
+    }
+
+    /// The host's `meminfo` of each of `nodes`.
+    fn node_meminfos(&self, nodes: &NodeSet) -> Result<Vec<(u32, String)>, NotVirtualized> {
+        nodes
+            .ids()
+            .iter()
+            .map(|&id| {
+                let path = self.node_file(id, NodeAttr::Meminfo);
+                read_text(&path).map(|text| (id, text))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.failure(e))
+    }
+
+    /// Node `node`'s share of the container's memory, from `meminfo`, the container's `/proc/meminfo`,
+    /// split over the nodes it is shown by its `memory.numa_stat`.
+    fn node_meminfo(
+        &self,
+        node: u32,
+        container: &Container,
+        files: &dyn FileSource,
+        meminfo: &[u8],
+    ) -> Result<Option<String>, NotVirtualized> {
+        let Some(memory_dir) = container_dir(container.cgroups.memory.as_ref(), "memory")? else {
+            return Ok(None);
+        };
+        let shown = match self.restricted_nodes(container, files)? {
+            Some(shown) => shown,
+            None => self.host_online_nodes()?,
+        };
+        let texts = self.node_meminfos(&shown)?;
+        let hosts: Vec<HostNode<'_>> = texts
+            .iter()
+            .map(|(id, text)| HostNode {
+                id: *id,
+                meminfo: text,
+            })
+            .collect();
+        let (stat, version) = read_numa_stat(files, memory_dir).map_err(|e| self.failure(e))?;
+        let meminfo = std::str::from_utf8(meminfo).map_err(|_| NotVirtualized {
+            cause: FallbackCause::Unparsable,
+            detail: "the container's /proc/meminfo is not text".to_owned(),
+        })?;
+        let path = self.node_file(node, NodeAttr::Meminfo);
+        let split = split_memory(meminfo, &hosts, &stat, version)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))?;
+        let Some((memory, (_, host))) = split
+            .iter()
+            .zip(&texts)
+            .find(|(memory, _)| memory.id == node)
+        else {
+            return Err(NotVirtualized {
+                cause: FallbackCause::Unreadable,
+                detail: format!("node {node} is not shown to the caller"),
+            });
+        };
+        Ok(Some(render_node_meminfo(host, memory)))
+    }
+
+    /// The host file `attr` of node `node`.
+    fn node_file(&self, node: u32, attr: NodeAttr) -> std::path::PathBuf {
+        self.resolver
+            .paths()
+            .sys_file(format!("devices/system/node/node{node}/{}", attr.name()))
+    }
+
+    /// The host's online NUMA nodes.
+    fn host_online_nodes(&self) -> Result<NodeSet, NotVirtualized> {
+        let path = self.resolver.paths().served_file(ServedFile::NodeOnline);
+        let text = read_text(&path).map_err(|e| self.failure(e))?;
+        parse_cpu_list(&text)
+            .wrap_path(&path)
+            .map_err(|e| self.failure(e))
+    }
+
+    /// The container's visible nodes; `None` when they are all the host's online nodes.
+    fn restricted_nodes(
+        &self,
+        container: &Container,
+        files: &dyn FileSource,
+    ) -> Result<Option<NodeSet>, NotVirtualized> {
+        let Some(cpuset) = container.cgroups.cpuset.as_ref().and_then(|d| non_root(d)) else {
+            return Ok(None);
+        };
+        // A kernel without NUMA support has no node directory, and every cgroup its one node.
+        if !self
+            .resolver
+            .paths()
+            .served_file(ServedFile::NodeOnline)
+            .exists()
+        {
+            return Ok(None);
+        }
+        let mems = read_memory_nodes(files, cpuset).map_err(|e| self.failure(e))?;
+        if mems.is_none() {
+            return Ok(None);
+        }
+        let host_online = self.host_online_nodes()?;
+        let shown = visible_nodes(&host_online, mems.as_ref());
+        Ok((shown != host_online).then_some(shown))
+    }
+
+    /// `has_cpu`: the shown nodes that have a CPU the container is shown, so that it agrees with each
+    /// node's `cpulist`.
+    fn nodes_with_cpus(
+        &self,
+        container: &Container,
+        host: &str,
+        files: &dyn FileSource,
+    ) -> Result<Option<String>, NotVirtualized> {
+        let restricted_nodes = self.restricted_nodes(container, files)?;
+        let restricted_cpus = self.restricted_cpus(container, files)?;
+        if restricted_nodes.is_none() && restricted_cpus.is_none() {
+            return Ok(None);
+        }
+        let shown = match restricted_nodes {
+            Some(shown) => shown,
+            None => self.host_online_nodes()?,
+        };
+        let mut with_cpus = Vec::new();
+        for &node in shown.ids() {
+            let has_visible_cpu = match &restricted_cpus {
+                None => true,
+                Some(visible) => {
+                    let path = self.node_file(node, NodeAttr::CpuList);
+                    let text = read_text(&path).map_err(|e| self.failure(e))?;
+                    let cpus = parse_cpu_list(&text)
+                        .wrap_path(&path)
+                        .map_err(|e| self.failure(e))?;
+                    !cpus.intersection(visible).is_empty()
+                }
+            };
+            if has_visible_cpu {
+                with_cpus.push(node);
+            }
+        }
+        render_node_list(host, &NodeSet::from_ids(with_cpus))
+            .wrap_path(&self.resolver.paths().served_file(ServedFile::NodeHasCpu))
+            .map(Some)
+            .map_err(|e| self.failure(e))
+    }
+
     /// A block device's or partition's sysfs `stat` (`host_stat`, of device `device`) for `container`: its
     /// I/O there. Fallbacks are logged under `/proc/diskstats`, which has the same source, and counted as
     /// [`View::render_for`]'s are.
@@ -319,7 +574,8 @@ impl View {
                     return Ok(None);
                 };
                 let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
-                self.rendered(file, render_meminfo(host, &memory))
+                let host = self.host_meminfo_for(container, files, host)?;
+                self.rendered(file, render_meminfo(&host, &memory))
             }
             ServedFile::Cpuinfo => Ok(self
                 .restricted_cpus(container, files)?
@@ -331,6 +587,18 @@ impl View {
             ServedFile::CpuOffline => Ok(self
                 .restricted_cpus(container, files)?
                 .map(|_| "\n".to_owned())),
+            ServedFile::NodeHasCpu => self.nodes_with_cpus(container, host, files),
+            ServedFile::NodeOnline
+            | ServedFile::NodePossible
+            | ServedFile::NodeHasMemory
+            | ServedFile::NodeHasNormalMemory
+            | ServedFile::NodeHasHighMemory
+            | ServedFile::NodeHasGenericInitiator => Ok(self
+                .restricted_nodes(container, files)?
+                .map(|shown| render_node_list(host, &shown))
+                .transpose()
+                .wrap_path(&self.resolver.paths().served_file(file))
+                .map_err(|e| self.failure(e))?),
             ServedFile::Uptime => self.uptime(container, host, files),
             ServedFile::Stat => self.stat(container, tid, host, files),
             ServedFile::Loadavg => self.loadavg(container, tid, host),

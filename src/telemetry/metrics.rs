@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What a metric's `file` label names: each served file, plus the per-device block stats, the
-/// passed-through host files, the diagnostic floor and the cpu directory's files that print a set of CPUs.
+/// passed-through host files, the diagnostic floor, the cpu directory's files that print a set of CPUs and
+/// the per-node files of the node directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricFile {
     Served(ServedFile),
@@ -16,9 +17,10 @@ pub enum MetricFile {
     HostFile,
     Floor,
     CpuList,
+    NodeAttr,
 }
 
-const FILE_SLOTS: usize = ServedFile::ALL.len() + 4;
+const FILE_SLOTS: usize = ServedFile::ALL.len() + 5;
 
 impl MetricFile {
     fn index(self) -> usize {
@@ -28,6 +30,7 @@ impl MetricFile {
             MetricFile::HostFile => ServedFile::ALL.len() + 1,
             MetricFile::Floor => ServedFile::ALL.len() + 2,
             MetricFile::CpuList => ServedFile::ALL.len() + 3,
+            MetricFile::NodeAttr => ServedFile::ALL.len() + 4,
         }
     }
 
@@ -37,7 +40,8 @@ impl MetricFile {
             Some(0) => "sys/block/stat",
             Some(1) => "host_passthrough",
             Some(2) => ".cgview-floor",
-            _ => "cpu_lists",
+            Some(3) => "cpu_lists",
+            _ => "sys/devices/system/node/node",
         }
     }
 }

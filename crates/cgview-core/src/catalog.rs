@@ -23,10 +23,17 @@ pub enum ServedFile {
     CpuPresent,
     CpuPossible,
     CpuOffline,
+    NodeOnline,
+    NodePossible,
+    NodeHasCpu,
+    NodeHasMemory,
+    NodeHasNormalMemory,
+    NodeHasHighMemory,
+    NodeHasGenericInitiator,
 }
 
 impl ServedFile {
-    pub const ALL: [ServedFile; 16] = [
+    pub const ALL: [ServedFile; 23] = [
         ServedFile::Meminfo,
         ServedFile::Cpuinfo,
         ServedFile::Stat,
@@ -43,6 +50,13 @@ impl ServedFile {
         ServedFile::CpuPresent,
         ServedFile::CpuPossible,
         ServedFile::CpuOffline,
+        ServedFile::NodeOnline,
+        ServedFile::NodePossible,
+        ServedFile::NodeHasCpu,
+        ServedFile::NodeHasMemory,
+        ServedFile::NodeHasNormalMemory,
+        ServedFile::NodeHasHighMemory,
+        ServedFile::NodeHasGenericInitiator,
     ];
 
     /// The path below the mount point (and, with a leading `/`, on the host).
@@ -64,6 +78,13 @@ impl ServedFile {
             ServedFile::CpuPresent => "sys/devices/system/cpu/present",
             ServedFile::CpuPossible => "sys/devices/system/cpu/possible",
             ServedFile::CpuOffline => "sys/devices/system/cpu/offline",
+            ServedFile::NodeOnline => "sys/devices/system/node/online",
+            ServedFile::NodePossible => "sys/devices/system/node/possible",
+            ServedFile::NodeHasCpu => "sys/devices/system/node/has_cpu",
+            ServedFile::NodeHasMemory => "sys/devices/system/node/has_memory",
+            ServedFile::NodeHasNormalMemory => "sys/devices/system/node/has_normal_memory",
+            ServedFile::NodeHasHighMemory => "sys/devices/system/node/has_high_memory",
+            ServedFile::NodeHasGenericInitiator => "sys/devices/system/node/has_generic_initiator",
         }
     }
 
@@ -76,7 +97,8 @@ impl ServedFile {
         }
     }
 
-    /// Files the host may lack (no PSI in the kernel, or `psi=0`); the tree leaves them out then.
+    /// Files the host may lack (no PSI in the kernel, or `psi=0`; no NUMA in the kernel, a node list
+    /// of a later kernel or of 32-bit high memory); the tree leaves them out then.
     pub fn host_may_lack(self) -> bool {
         matches!(
             self,
@@ -84,6 +106,20 @@ impl ServedFile {
                 | ServedFile::PressureMemory
                 | ServedFile::PressureIo
                 | ServedFile::Slabinfo
+        ) || self.is_node_list()
+    }
+
+    /// The lists of `sys/devices/system/node`: which nodes exist, have CPUs, have memory, ...
+    pub fn is_node_list(self) -> bool {
+        matches!(
+            self,
+            ServedFile::NodeOnline
+                | ServedFile::NodePossible
+                | ServedFile::NodeHasCpu
+                | ServedFile::NodeHasMemory
+                | ServedFile::NodeHasNormalMemory
+                | ServedFile::NodeHasHighMemory
+                | ServedFile::NodeHasGenericInitiator
         )
     }
 
@@ -141,12 +177,59 @@ fn is_numbered(name: &str, prefix: &str) -> bool {
         .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A file of each `sys/devices/system/node/nodeN` directory that is the caller's own; the directory's
+/// other entries are the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeAttr {
+    /// The node's CPUs the caller is shown, as a list.
+    CpuList,
+    /// The same as a mask.
+    CpuMap,
+    /// Distances to the nodes the caller is shown.
+    Distance,
+    /// The node's share of the caller's memory.
+    Meminfo,
+}
+
+impl NodeAttr {
+    pub const ALL: [NodeAttr; 4] = [
+        NodeAttr::CpuList,
+        NodeAttr::CpuMap,
+        NodeAttr::Distance,
+        NodeAttr::Meminfo,
+    ];
+
+    /// Its name in `nodeN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeAttr::CpuList => "cpulist",
+            NodeAttr::CpuMap => "cpumap",
+            NodeAttr::Distance => "distance",
+            NodeAttr::Meminfo => "meminfo",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<NodeAttr> {
+        Self::ALL.into_iter().find(|attr| attr.name() == name)
+    }
+
+    /// The served file whose fallbacks its own are logged with (the one with the same source).
+    pub fn fallback_file(self) -> ServedFile {
+        match self {
+            NodeAttr::CpuList | NodeAttr::CpuMap => ServedFile::CpuOnline,
+            NodeAttr::Distance => ServedFile::NodeOnline,
+            NodeAttr::Meminfo => ServedFile::Meminfo,
+        }
+    }
+}
+
 /// What a container gets bound at one of its paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
     File(ServedFile),
     /// A directory bound whole: the cpu directory, so `cpuN` entries hidden from the container are gone
-    /// too (binding `online` alone leaves them); `sys/block` for `iostat`, which reads `/sys/block/*/stat`.
+    /// too (binding `online` alone leaves them); the node directory likewise for `nodeN` (libnuma and
+    /// `lscpu` list the directory); `sys/block` for `iostat`, which reads `/sys/block/*/stat`.
     Directory(&'static str),
 }
 
@@ -183,7 +266,7 @@ const fn path(bound: Bound, docker_args: bool, webhook_default: bool) -> Contain
 /// Every path a container binds. `/proc/pressure/*` and `/proc/vmstat` are absent: runc (1.1 and later)
 /// refuses to mount over anything under `/proc` but the files listed here, and a container asking for
 /// another fails to start.
-pub const CONTAINER_PATHS: [ContainerPath; 11] = [
+pub const CONTAINER_PATHS: [ContainerPath; 12] = [
     path(Bound::File(ServedFile::Cpuinfo), true, true),
     path(Bound::File(ServedFile::Meminfo), true, true),
     path(Bound::File(ServedFile::Stat), true, true),
@@ -194,6 +277,8 @@ pub const CONTAINER_PATHS: [ContainerPath; 11] = [
     path(Bound::File(ServedFile::Slabinfo), true, false),
     path(Bound::File(ServedFile::CpuOnline), false, true),
     path(Bound::Directory("sys/devices/system/cpu"), true, false),
+    // Absent on a host without NUMA support: docker-args then leaves it out.
+    path(Bound::Directory("sys/devices/system/node"), true, false),
     path(Bound::Directory("sys/block"), true, false),
 ];
 
@@ -354,7 +439,7 @@ mod tests {
     #[test]
     fn every_path_goes_over_its_proc_or_sys_path_read_only_with_the_mount_form() {
         let args = docker_args(&all_binds("/var/lib/cgview")).unwrap();
-        assert_eq!(args.len(), 20);
+        assert_eq!(args.len(), 22);
         assert!(args.chunks(2).all(|pair| pair[0] == "--mount"));
         assert!(args.contains(
             &"type=bind,source=/var/lib/cgview/proc/meminfo,target=/proc/meminfo,readonly"
@@ -362,6 +447,10 @@ mod tests {
         ));
         assert!(args.contains(
             &"type=bind,source=/var/lib/cgview/sys/devices/system/cpu,target=/sys/devices/system/cpu,readonly"
+                .to_owned()
+        ));
+        assert!(args.contains(
+            &"type=bind,source=/var/lib/cgview/sys/devices/system/node,target=/sys/devices/system/node,readonly"
                 .to_owned()
         ));
         assert!(!args.iter().any(|a| a.contains("pressure")));
@@ -375,15 +464,18 @@ mod tests {
     #[test]
     fn missing_files_are_left_out() {
         let bound = docker_bound(&[]).unwrap();
-        let binds = container_binds(Path::new("/m"), &bound, |p| !p.ends_with("proc/slabinfo"));
+        let binds = container_binds(Path::new("/m"), &bound, |p| {
+            !p.ends_with("proc/slabinfo") && !p.ends_with("sys/devices/system/node")
+        });
         assert_eq!(binds.len(), 9);
         assert!(binds.iter().all(|b| b.target != "/proc/slabinfo"));
+        assert!(binds.iter().all(|b| b.target != "/sys/devices/system/node"));
     }
 
     #[test]
     fn without_leaves_out_named_paths_and_refuses_unknown_ones() {
         let bound = docker_bound(&["proc/uptime".into(), "/sys/block".into()]).unwrap();
-        assert_eq!(bound.len(), 8);
+        assert_eq!(bound.len(), 9);
         assert!(!bound.contains(&Bound::File(ServedFile::Uptime)));
         assert!(!bound.contains(&Bound::Directory("sys/block")));
         let error = docker_bound(&["proc/uptim".into()]).unwrap_err();
@@ -421,6 +513,7 @@ mod tests {
             "sys/devices",
             "sys/devices/system/cpu",
             "sys/devices/system/cpu/online",
+            "sys/devices/system/node",
             "sys/block",
             "proc/pressure",
             "proc/pressure/io",
@@ -433,6 +526,7 @@ mod tests {
             "proc/meminfo/x",
             "pro",
             "sys/devices/system/cpu/cpu0",
+            "sys/devices/system/node/node0",
             "data",
         ] {
             assert!(!may_be_left_by_a_runtime(Path::new(foreign)), "{foreign}");
@@ -476,6 +570,22 @@ mod tests {
         ] {
             assert_eq!(cpu_dir_cpu_set_file(relative), format, "{relative}");
         }
+    }
+
+    #[test]
+    fn node_attrs_are_named_as_the_kernel_names_them() {
+        for attr in NodeAttr::ALL {
+            assert_eq!(NodeAttr::from_name(attr.name()), Some(attr));
+        }
+        assert_eq!(NodeAttr::from_name("numastat"), None);
+        assert_eq!(
+            ServedFile::from_tree_path("sys/devices/system/node/has_cpu"),
+            Some(ServedFile::NodeHasCpu)
+        );
+        assert!(ServedFile::ALL
+            .iter()
+            .filter(|f| f.is_node_list())
+            .all(|f| f.tree_path().starts_with("sys/devices/system/node/") && f.host_may_lack()));
     }
 
     #[test]

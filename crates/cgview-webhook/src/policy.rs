@@ -45,7 +45,8 @@ impl InjectionConfig {
             .map(|file| {
                 let tree_path = file.tree_path();
                 Injection {
-                    volume_name: format!("cgview-{}", tree_path.replace('/', "-")),
+                    // A volume name is a DNS label: the node lists' `_` (`has_cpu`) becomes `-` too.
+                    volume_name: format!("cgview-{}", tree_path.replace(['/', '_'], "-")),
                     host_path: format!("{}/{tree_path}", self.mount_root.trim_end_matches('/')),
                     host_path_type: "File",
                     mount_path: format!("/{tree_path}"),

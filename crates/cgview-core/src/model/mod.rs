@@ -7,3 +7,4 @@ pub mod io;
 pub mod loadavg;
 pub mod memory;
 pub mod vmstat;
+pub mod numa;

@@ -13,6 +13,7 @@ pub mod io_stat;
 pub mod limit;
 pub mod meminfo;
 pub mod mountinfo;
+pub mod numa_stat;
 pub mod pid_stat;
 pub mod task_credentials;
 pub mod uptime;
