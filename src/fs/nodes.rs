@@ -50,9 +50,9 @@ impl NodeKind {
         matches!(
             self,
             NodeKind::File(_)
-            | NodeKind::BlockStat
-            | NodeKind::HostCpuList(_)
-            | NodeKind::NodeAttr(_)
+                | NodeKind::BlockStat
+                | NodeKind::HostCpuList(_)
+                | NodeKind::NodeAttr(_)
         )
     }
 

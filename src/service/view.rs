@@ -21,10 +21,10 @@ use cgview_core::model::cpu::visible_cpus;
 use cgview_core::model::cpu_time::container_cpu_ticks;
 use cgview_core::model::loadavg::{render_loadavg, LoadavgTail};
 use cgview_core::model::memory::{ContainerMeminfo, MemoryState};
-use cgview_core::model::vmstat::{ContainerVm, MemoryStatKeys, PageUnits};
 use cgview_core::model::numa::{
     host_meminfo_of_nodes, split_memory, visible_nodes, HostNode, NodeSet,
 };
+use cgview_core::model::vmstat::{ContainerVm, MemoryStatKeys, PageUnits};
 use cgview_core::parse::cpuset::{parse_cpu_list, CpuSet};
 use cgview_core::parse::diskstats::DeviceId;
 use cgview_core::parse::meminfo::parse_host_meminfo;
@@ -608,7 +608,10 @@ impl View {
                 };
                 let memory = read_memory(files, dir).map_err(|e| self.failure(e))?;
                 // The swap the container's meminfo shows, derived the same way from the same host figures.
-                Ok(Some(render_swaps(host, self.container_meminfo(&memory)?.swap)))
+                Ok(Some(render_swaps(
+                    host,
+                    self.container_meminfo(&memory)?.swap,
+                )))
             }
             ServedFile::Vmstat => self.vmstat(container, host, files),
             ServedFile::PressureCpu | ServedFile::PressureMemory | ServedFile::PressureIo => {

@@ -6,5 +6,5 @@ pub mod cpu_time;
 pub mod io;
 pub mod loadavg;
 pub mod memory;
-pub mod vmstat;
 pub mod numa;
+pub mod vmstat;

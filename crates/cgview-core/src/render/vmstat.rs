@@ -271,7 +271,11 @@ nr_unstable 0
     fn vm<'a>(memory: &'a MemoryState, raw: &'a FlatKeyed, flavor: StatFlavor) -> ContainerVm<'a> {
         ContainerVm {
             memory,
-            mem_free_bytes: (24u64 << 30).saturating_sub(memory.usage_bytes),
+            // MemFree as meminfo shows it on a 24 GiB host with plenty free: the limit's headroom.
+            mem_free_bytes: memory
+                .limit_bytes
+                .map_or(24u64 << 30, |limit| limit.min(24 << 30))
+                .saturating_sub(memory.usage_bytes),
             stat: MemoryStatKeys { flavor, raw },
             io: Some(BlockTraffic {
                 sectors_read: 2048,
