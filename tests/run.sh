@@ -24,7 +24,9 @@ command -v getconf >/dev/null || missing+=(libc-bin)
 command -v python3 >/dev/null || missing+=(python3)
 # tests/abuse.rs runs python as uid 65534, which cannot reach a python under /root (pyenv): Debian's.
 [ -x /usr/bin/python3 ] || missing+=(python3)
-command -v prlimit >/dev/null || missing+=(util-linux)
+command -v prlimit >/dev/null && command -v lscpu >/dev/null || missing+=(util-linux)
+# numactl --hardware reads the node directory in the two-node VM (tests/numa_vm.rs).
+command -v numactl >/dev/null || missing+=(numactl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v iostat >/dev/null && command -v mpstat >/dev/null || missing+=(sysstat)
 [ -x /bin/busybox ] || missing+=(busybox-static)
