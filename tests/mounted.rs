@@ -17,7 +17,7 @@ fn render(pid_expr: &str, path: &str) -> String {
 }
 
 fn render_with(options: &str, pid_expr: &str, path: &str) -> String {
-    format!("{BIN} {options} render --pid {pid_expr} {path}")
+    format!("{BIN} render {options} --pid {pid_expr} {path}")
 }
 
 #[test]
