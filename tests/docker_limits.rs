@@ -416,17 +416,28 @@ fn disagreements(observation: &Observation, host: &Host) -> Vec<String> {
         format!("top's MiB Mem total {top_mem:?} is not MemTotal {mem_total:?} kB"),
     );
     // Used memory is the container's: MemTotal - MemFree is its usage, which the host read just before
-    // and just after the report (the report's own processes come and go in between).
+    // and just after the report (the report's own processes come and go in between); unless the host has
+    // less free memory than the container's headroom, when MemFree is the host's (never more than the
+    // host can give). Either way MemFree never exceeds the container's headroom.
     let used_kb = mem_total
         .zip(field_kb(meminfo, "MemFree"))
         .map(|(total, free)| total - free);
     let usage_kb = |bytes: u64| bytes / 1024;
     let low = usage_kb(observation.usage_before.min(facts.usage)).saturating_sub(8 * 1024);
     let high = usage_kb(observation.usage_before.max(facts.usage)) + 16 * 1024;
+    let host_free_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| field_kb(&text, "MemFree"));
+    let shown_free = field_kb(meminfo, "MemFree");
+    let capped_by_host = shown_free
+        .zip(host_free_kb)
+        .is_some_and(|(free, host)| free <= host + 256 * 1024);
     check(
-        used_kb.is_some_and(|used| (low..=high).contains(&used)),
+        used_kb.is_some_and(|used| used + 8 * 1024 >= low)
+            && (used_kb.is_some_and(|used| (low..=high).contains(&used)) || capped_by_host),
         format!(
-            "MemTotal - MemFree = {used_kb:?} kB, the cgroup's usage was {} then {} kB",
+            "MemTotal - MemFree = {used_kb:?} kB, the cgroup's usage was {} then {} kB, the host's \
+             MemFree {host_free_kb:?} kB",
             usage_kb(observation.usage_before),
             usage_kb(facts.usage)
         ),
