@@ -179,11 +179,12 @@ fn numactl_and_lscpu_see_the_containers_nodes() {
         !numactl.iter().any(|l| l.starts_with("node 0")),
         "{numactl:?}"
     );
-    // Read a moment apart from the container's meminfo: a megabyte may come or go.
+    // Read a moment apart from the container's meminfo, and free memory is capped by the guest's own
+    // free memory, which moves under TCG: a few megabytes may come or go.
     let free_mb = r.number("one.numactl", "node 1 free:");
     let container_free_kb = r.number("one.meminfo", "MemFree:");
     assert!(
-        free_mb.abs_diff(container_free_kb / 1024) <= 1,
+        free_mb.abs_diff(container_free_kb / 1024) <= 8,
         "node free {free_mb} MB is the container's {container_free_kb} kB"
     );
     assert!(free_mb < 384);
