@@ -13,7 +13,7 @@ mod input;
 use cgview::host::cgroup_reader::{read_block_traffic, read_vm_sources};
 use cgview::host::layout::CgroupVersion;
 use cgview::model::vmstat::{ContainerVm, CounterCarry, MemoryStatKeys, PageUnits};
-use cgview::parse::meminfo::meminfo_value;
+use cgview::parse::meminfo::parse_host_meminfo;
 use cgview::parse::vmstat::{parse_vmstat, vmstat_value};
 use cgview::render::vmstat::render_vmstat;
 use input::{container_dir, version, Input, MemFiles};
@@ -55,13 +55,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(io) = read_block_traffic(&files, &dir) else {
         return;
     };
-    let meminfo = input.text(1);
-    let host_kb = |name| meminfo_value(meminfo, name).unwrap_or(0).saturating_mul(1024);
+    let Ok(host_meminfo) = parse_host_meminfo(input.text(1)) else {
+        return;
+    };
+    let shown_meminfo = sources.memory.meminfo(&host_meminfo);
     let vm = ContainerVm {
         memory: &sources.memory,
-        totals: sources
-            .memory
-            .totals(host_kb("MemTotal"), host_kb("SwapTotal")),
+        mem_free_bytes: shown_meminfo.mem_free.saturating_mul(1024),
         stat: MemoryStatKeys {
             flavor: sources.flavor,
             raw: &sources.stat,
@@ -82,8 +82,8 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(names_of(&shown), names_of(&host_lines));
     if let Some(free) = vmstat_value(&shown, "nr_free_pages") {
-        assert_eq!(free, vm.totals.mem_free / UNITS.page_bytes);
-        assert!(free <= vm.totals.mem_total / UNITS.page_bytes);
+        assert_eq!(free, vm.mem_free_bytes / UNITS.page_bytes);
+        assert!(free <= shown_meminfo.mem_total.saturating_mul(1024) / UNITS.page_bytes);
     }
     for name in ["nr_dirty_threshold", "nr_dirty_background_threshold"] {
         if let (Some(container), Some(host)) =
