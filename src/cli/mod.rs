@@ -2,6 +2,7 @@
 
 mod inspect;
 mod mount;
+mod nri;
 #[cfg(feature = "webhook")]
 mod webhook;
 
@@ -110,6 +111,8 @@ struct MountCommand {
     roots: HostRoots,
     #[command(flatten)]
     view: ViewArgs,
+    #[command(flatten)]
+    nri: nri::NriArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +193,19 @@ enum Command {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Run the NRI plugin: the container runtime (containerd 1.7+, CRI-O 1.26+, with NRI on) asks it at
+    /// every container's creation, and it answers with read-only binds of the files served at
+    /// MOUNTPOINT over the container's /proc/... and /sys/devices/system/cpu. Pods need no hostPath.
+    ///
+    /// Connects to --nri-socket and reconnects with back-off whenever the runtime restarts; when the
+    /// runtime launched it (a pre-installed plugin, NRI_PLUGIN_SOCKET set) it serves that connection
+    /// and exits with it. `cgview mount --nri` runs the same plugin inside the daemon.
+    Nri {
+        #[command(flatten)]
+        command: nri::NriCommand,
+        #[command(flatten)]
+        proc: ProcRoot,
+    },
     /// Serve the mutating admission webhook that adds cgview's files to pods (daemonset/webhook/
     /// installs it), or generate its certificates with `cgview webhook certs`.
     ///
@@ -227,9 +243,13 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Mount(MountCommand { mount, roots, view }) => {
-            mount::mount(roots.paths(), view.options(), mount)
-        }
+        Command::Mount(MountCommand {
+            mount,
+            roots,
+            view,
+            nri,
+        }) => mount::mount(roots.paths(), view.options(), mount, nri),
+        Command::Nri { command, proc } => nri::run(command, proc.paths()),
         Command::Keeper(args) => mount::keeper(args),
         Command::Superseded { mountpoint } => {
             cgview::daemon::holder::wait_superseded(&mountpoint).map_err(|e| e.to_string())

@@ -1,6 +1,7 @@
 //! `cgview mount`: the daemon's start.
 
 use super::inspect::{build_view, report_layout};
+use super::nri::{start_in_daemon, NriArgs};
 use cgview::daemon::holder::{ConnectionHolder, Holder, KeeperLink};
 use cgview::daemon::keeper::KeeperOptions;
 use cgview::daemon::{join_host_cgroup_namespace, prepare_mount_point, serve, Start, Transport};
@@ -63,6 +64,10 @@ pub struct MountArgs {
     /// and a keeper in different containers of a pod share it through a volume.
     #[arg(long, value_name = "PATH", env = "CGVIEW_KEEPER_SOCKET")]
     pub keeper_socket: Option<PathBuf>,
+    /// Also run the NRI plugin (see `cgview nri --help` and the --nri-* options): the runtime binds
+    /// the served files into the containers it creates; its counters join --metrics-addr's.
+    #[arg(long)]
+    pub nri: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,7 +149,12 @@ pub fn keeper(args: KeeperArgs) -> Result<(), String> {
     cgview::daemon::keeper::run(&options).map_err(|e| format!("keeper: {e}"))
 }
 
-pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<(), String> {
+pub fn mount(
+    paths: HostPaths,
+    options: ViewOptions,
+    args: MountArgs,
+    nri_args: NriArgs,
+) -> Result<(), String> {
     let MountArgs {
         mountpoint,
         threads,
@@ -156,6 +166,7 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         connection_holder,
         resume_within,
         keeper_socket,
+        nri,
     } = args;
     if !nix::unistd::geteuid().is_root() {
         return Err(error_chain(&cgview::daemon::MountError::NotRoot));
@@ -224,6 +235,7 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
     if !keep_cgroup_namespace && paths.is_live_system() {
         join_host_cgroup_namespace(&paths);
     }
+    let probe_paths = paths.clone();
     let view = build_view(paths, options)?;
     report_layout(view.resolver().layout());
     let threads =
@@ -241,6 +253,13 @@ pub fn mount(paths: HostPaths, options: ViewOptions, args: MountArgs) -> Result<
         let content = std::fs::read(&meminfo)
             .map_err(|e| format!("cannot read {}: {e}", meminfo.display()))?;
         fs = fs.with_floor(content);
+    }
+    if nri {
+        let counters = Arc::new(cgview_nri::counters::Counters::default());
+        fs.metrics().attach_nri(Arc::clone(&counters));
+        // Started before serving: its check of the mount point answers "not served" until the
+        // daemon's workers run, and a creation in between is refused or left alone as configured.
+        start_in_daemon(&nri_args, &mountpoint, probe_paths, counters)?;
     }
     let transport = if io_uring {
         Transport::IoUring

@@ -3,8 +3,10 @@
 
 use cgview_core::catalog::ServedFile;
 use cgview_core::failure::FallbackCause;
+use cgview_nri::counters::Counters as NriCounters;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// What a metric's `file` label names: each served file, plus the per-device block stats, the
@@ -101,6 +103,8 @@ pub struct Metrics {
     moved_mounts: AtomicU64,
     /// A gauge kept by the tree: the mirrored host entries the kernel holds.
     mirrored_inodes: AtomicU64,
+    /// The NRI plugin's counters, when it runs in this daemon (`cgview mount --nri`).
+    nri: OnceLock<Arc<NriCounters>>,
 }
 
 impl Metrics {
@@ -141,6 +145,11 @@ impl Metrics {
 
     pub fn record_handle_adopted(&self) {
         self.adopted_handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the NRI plugin's series to every scrape (the first call wins).
+    pub fn attach_nri(&self, counters: Arc<NriCounters>) {
+        let _ = self.nri.set(counters);
     }
 
     /// Containers' mounts replaced: `dead` ones after a crash, or moved off a taken-over daemon.
@@ -465,6 +474,9 @@ impl Metrics {
             &[],
             u64::from(extras.mount_live),
         );
+        if let Some(nri) = self.nri.get() {
+            nri.render(&mut out);
+        }
         out
     }
 }

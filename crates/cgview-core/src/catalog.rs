@@ -253,13 +253,24 @@ pub struct ContainerPath {
     /// each as a hostPath of type `File`, so it leaves out what a host may lack (kubelet would refuse to
     /// start the pod) and binds the CPU count file instead of the cpu directory.
     pub webhook_default: bool,
+    /// The NRI plugin binds it unless `--nri-files` says otherwise: the files under `/proc` the webhook
+    /// binds and the whole cpu directory (a runtime binds a directory as well as a file). The node
+    /// directory and `sys/block` stay out (a host may lack them, and a missing bind source fails the
+    /// container's start), as does the root-only `slabinfo`.
+    pub nri_default: bool,
 }
 
-const fn path(bound: Bound, docker_args: bool, webhook_default: bool) -> ContainerPath {
+const fn path(
+    bound: Bound,
+    docker_args: bool,
+    webhook_default: bool,
+    nri_default: bool,
+) -> ContainerPath {
     ContainerPath {
         bound,
         docker_args,
         webhook_default,
+        nri_default,
     }
 }
 
@@ -267,19 +278,29 @@ const fn path(bound: Bound, docker_args: bool, webhook_default: bool) -> Contain
 /// refuses to mount over anything under `/proc` but the files listed here, and a container asking for
 /// another fails to start.
 pub const CONTAINER_PATHS: [ContainerPath; 12] = [
-    path(Bound::File(ServedFile::Cpuinfo), true, true),
-    path(Bound::File(ServedFile::Meminfo), true, true),
-    path(Bound::File(ServedFile::Stat), true, true),
-    path(Bound::File(ServedFile::Uptime), true, true),
-    path(Bound::File(ServedFile::Diskstats), true, true),
-    path(Bound::File(ServedFile::Swaps), true, true),
-    path(Bound::File(ServedFile::Loadavg), true, true),
-    path(Bound::File(ServedFile::Slabinfo), true, false),
-    path(Bound::File(ServedFile::CpuOnline), false, true),
-    path(Bound::Directory("sys/devices/system/cpu"), true, false),
+    path(Bound::File(ServedFile::Cpuinfo), true, true, true),
+    path(Bound::File(ServedFile::Meminfo), true, true, true),
+    path(Bound::File(ServedFile::Stat), true, true, true),
+    path(Bound::File(ServedFile::Uptime), true, true, true),
+    path(Bound::File(ServedFile::Diskstats), true, true, true),
+    path(Bound::File(ServedFile::Swaps), true, true, true),
+    path(Bound::File(ServedFile::Loadavg), true, true, true),
+    path(Bound::File(ServedFile::Slabinfo), true, false, false),
+    path(Bound::File(ServedFile::CpuOnline), false, true, false),
+    path(
+        Bound::Directory("sys/devices/system/cpu"),
+        true,
+        false,
+        true,
+    ),
     // Absent on a host without NUMA support: docker-args then leaves it out.
-    path(Bound::Directory("sys/devices/system/node"), true, false),
-    path(Bound::Directory("sys/block"), true, false),
+    path(
+        Bound::Directory("sys/devices/system/node"),
+        true,
+        false,
+        false,
+    ),
+    path(Bound::Directory("sys/block"), true, false, false),
 ];
 
 /// The files the admission webhook injects by default, in catalog order.

@@ -1,0 +1,139 @@
+//! Whether cgview serves its mount point right now, asked without ever making the runtime wait: a
+//! thread runs the (possibly slow) check over and over, and a container's creation reads its latest
+//! answer, which counts only while fresh.
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The check: `Ok` when the mount point is a live cgview mount whose files read, or why not.
+pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// How often the check runs.
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// An answer older than this no longer counts: the check itself is stuck (a hung mount), which is
+/// "not served".
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+struct Answer {
+    result: Result<(), String>,
+    at: Instant,
+}
+
+/// The latest answer of a check run by a thread of its own until the watch is dropped.
+pub struct ServingWatch {
+    latest: Arc<Mutex<Option<Answer>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ServingWatch {
+    /// Starts checking now; the first answer comes after one run of `check`.
+    pub fn start(check: Check) -> ServingWatch {
+        let latest = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_latest, thread_stop) = (Arc::clone(&latest), Arc::clone(&stop));
+        let spawned = std::thread::Builder::new()
+            .name("cgview-nri-serving".to_owned())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    let result = check();
+                    *thread_latest.lock() = Some(Answer {
+                        result,
+                        at: Instant::now(),
+                    });
+                    std::thread::sleep(CHECK_EVERY);
+                }
+            });
+        if let Err(e) = spawned {
+            *latest.lock() = Some(Answer {
+                result: Err(format!(
+                    "cannot start the thread that checks the mount point: {e}"
+                )),
+                at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
+            });
+        }
+        ServingWatch { latest, stop }
+    }
+
+    /// A watch whose answer is always `result`: for tests of the plugin's decisions.
+    pub fn fixed(result: Result<(), String>) -> ServingWatch {
+        let watch = ServingWatch {
+            latest: Arc::new(Mutex::new(None)),
+            stop: Arc::new(AtomicBool::new(true)),
+        };
+        *watch.latest.lock() = Some(Answer {
+            result,
+            at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        });
+        watch
+    }
+
+    /// Whether cgview serves, as the latest fresh answer says.
+    pub fn served(&self) -> Result<(), String> {
+        let latest = self.latest.lock().clone();
+        match latest {
+            None => Err("the mount point has not been checked yet".to_owned()),
+            Some(answer) => {
+                let age = answer.at.elapsed();
+                if age > FRESH_FOR {
+                    Err(format!(
+                        "the check of the mount point has not answered for {:.1} s (a hung mount?)",
+                        age.as_secs_f64()
+                    ))
+                } else {
+                    answer.result
+                }
+            }
+        }
+    }
+
+    /// Waits up to `limit` for a first answer (at start, so the first creation does not find none).
+    pub fn wait_first(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.latest.lock().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServingWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn the_answer_follows_the_check_and_a_stuck_check_is_not_served() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let watch = ServingWatch::start(Arc::new(move || {
+            let n = counted.fetch_add(1, Ordering::Relaxed);
+            if n == 0 {
+                Ok(())
+            } else {
+                // Stuck, as a read through a hung mount is.
+                std::thread::sleep(Duration::from_secs(60));
+                Ok(())
+            }
+        }));
+        watch.wait_first(Duration::from_secs(5));
+        assert_eq!(watch.served(), Ok(()));
+        std::thread::sleep(FRESH_FOR + CHECK_EVERY + Duration::from_millis(200));
+        let error = watch.served().unwrap_err();
+        assert!(error.contains("has not answered"), "{error}");
+    }
+
+    #[test]
+    fn a_failing_check_gives_its_reason() {
+        let watch = ServingWatch::start(Arc::new(|| Err("nothing is mounted there".to_owned())));
+        watch.wait_first(Duration::from_secs(5));
+        assert_eq!(watch.served(), Err("nothing is mounted there".to_owned()));
+    }
+}
