@@ -115,3 +115,68 @@ fn health_columns_have_distinct_headers() {
         "repeated header in {header:?} ({columns:?})"
     );
 }
+
+#[test]
+fn nri_lists_its_options_and_mount_runs_the_same_plugin() {
+    let nri = help(&["nri"]);
+    for option in [
+        "--nri-socket",
+        "--nri-plugin-name",
+        "--nri-plugin-index",
+        "--nri-files",
+        "--nri-namespaces",
+        "--nri-skip-namespaces",
+        "--nri-default",
+        "--nri-when-not-served",
+        "--nri-lock-dir",
+        "--metrics-addr",
+        "--proc-root",
+        "--log",
+    ] {
+        assert!(nri.contains(option), "nri lacks {option}:\n{nri}");
+    }
+    for option in ["--sys-root", "--cgroup-root", "--no-cpu-quota"] {
+        assert!(!nri.contains(option), "nri lists {option}:\n{nri}");
+    }
+    let mount = help(&["mount"]);
+    for option in ["--nri\n", "--nri-socket", "--nri-when-not-served"] {
+        assert!(mount.contains(option), "mount lacks {option}:\n{mount}");
+    }
+}
+
+#[test]
+fn nri_refuses_bad_settings_with_the_reason() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (
+            &["nri", "--nri-plugin-index", "7"],
+            &[],
+            "two decimal digits",
+        ),
+        (
+            &["nri", "--nri-plugin-name", "cg view"],
+            &[],
+            "letters, digits",
+        ),
+        (&["nri", "--nri-files", "proc/vmstat"], &[], "proc/meminfo"),
+        (
+            &["nri"],
+            &[("NRI_PLUGIN_SOCKET", "three")],
+            "not a descriptor number",
+        ),
+        (
+            &["nri"],
+            &[("NRI_PLUGIN_SOCKET", "987")],
+            "no such open descriptor",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let output = Command::new(BIN)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
+    }
+}

@@ -6,6 +6,7 @@ use cgview::telemetry::http;
 use cgview_core::catalog::Bound;
 use cgview_nri::counters::Counters;
 use cgview_nri::handler::{Handler, PluginConfig, WhenNotServed};
+use cgview_nri::node_lock;
 use cgview_nri::policy::{self, Selection};
 use cgview_nri::protocol;
 use cgview_nri::serving::ServingWatch;
@@ -81,6 +82,11 @@ pub struct NriArgs {
     /// the reason (the kubelet retries), `open` starts it with the host's view.
     #[arg(long, value_enum, default_value = "closed")]
     pub nri_when_not_served: NotServedPolicy,
+    /// Where the plugin takes its lock before registering: one cgview plugin per runtime socket on a
+    /// node (two would make the runtime fail every creation: both set the same mounts). A directory
+    /// every cgview pod of the node shares, as the DaemonSet's /run/cgview.
+    #[arg(long, value_name = "DIR", default_value = node_lock::DEFAULT_LOCK_DIR)]
+    pub nri_lock_dir: PathBuf,
 }
 
 fn plugin_name(text: &str) -> Result<String, String> {
@@ -124,6 +130,13 @@ impl NriArgs {
                 NotServedPolicy::Closed => WhenNotServed::Closed,
             },
         }
+    }
+
+    /// Waits for, and takes, the node's lock for `socket`.
+    fn lock(&self, socket: &Path) -> Result<node_lock::NodeLock, String> {
+        let path = node_lock::lock_path(&self.nri_lock_dir, socket);
+        node_lock::acquire(&path)
+            .map_err(|e| format!("cannot take the lock {}: {e}", path.display()))
     }
 
     /// The plugin for a cgview mounted at `mount_point`, checking it as `cgview probe` does.
@@ -185,6 +198,11 @@ pub fn run(command: NriCommand, paths: HostPaths) -> Result<(), String> {
     }
     let handler = command.nri.handler(&command.mountpoint, paths, counters);
     log_start(&command.nri, &command.mountpoint);
+    // A launched plugin is the runtime's only instance of it: no lock.
+    let _lock = match &endpoint {
+        Endpoint::Socket(socket) => Some(command.nri.lock(socket)?),
+        Endpoint::Inherited(_) => None,
+    };
     let stop = AtomicBool::new(false);
     session::run(&handler, endpoint, &stop).map_err(|e| e.to_string())
 }
@@ -203,6 +221,13 @@ pub fn start_in_daemon(
         .spawn(move || {
             let handler = args.handler(&mount_point, paths, counters);
             log_start(&args, &mount_point);
+            let _lock = match args.lock(&args.nri_socket) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    tracing::error!("the NRI plugin does not start: {e}");
+                    return;
+                }
+            };
             let stop = AtomicBool::new(false);
             if let Err(e) = session::run(&handler, Endpoint::Socket(args.nri_socket.clone()), &stop)
             {

@@ -10,11 +10,13 @@
 //! - [`handler`]: one request in, its answer out;
 //! - [`session`]: the connection to the runtime, registration and reconnection;
 //! - [`serving`]: whether cgview serves its mount point, asked without blocking;
+//! - [`node_lock`]: one plugin per runtime socket on a node (a rollout runs two daemons);
 //! - [`registry`]: the containers the runtime described, with their ids and cgroup paths;
 //! - [`counters`]: the plugin's metrics.
 
 pub mod counters;
 pub mod handler;
+pub mod node_lock;
 pub mod policy;
 pub mod proto;
 pub mod protocol;
