@@ -146,7 +146,8 @@ fn nri_lists_its_options_and_mount_runs_the_same_plugin() {
 
 #[test]
 fn nri_refuses_bad_settings_with_the_reason() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
         (
             &["nri", "--nri-plugin-index", "7"],
             &[],

@@ -5,8 +5,8 @@ use crate::counters::{Counters, ErrorKind};
 use crate::policy::{bind_mounts, select, Decision, Selection, SkipReason};
 use crate::proto::{
     ConfigureRequest, ConfigureResponse, Container, ContainerAdjustment, CreateContainerRequest,
-    CreateContainerResponse, Empty, Mount, PodSandbox, RemoveContainerRequest, Status,
-    SynchronizeRequest, SynchronizeResponse, CONTAINER_RUNNING,
+    CreateContainerResponse, Empty, Mount, PodSandbox, RemoveContainerRequest, StateChangeEvent,
+    Status, SynchronizeRequest, SynchronizeResponse, CONTAINER_RUNNING,
 };
 use crate::protocol::{self, code};
 use crate::registry::{Registry, Tracked};
@@ -114,7 +114,17 @@ impl Handler {
                     Empty {}.encode_to_vec()
                 })
             }
-            protocol::METHOD_STATE_CHANGE => Ok(Empty {}.encode_to_vec()),
+            // Runtimes before NRI 0.12 (containerd up to 2.2, CRI-O up to 1.36) report a removal as
+            // a state change, not as a call of its own.
+            protocol::METHOD_STATE_CHANGE => decode(payload).map(|event: StateChangeEvent| {
+                if event.event == protocol::EVENT_REMOVE_CONTAINER {
+                    self.remove_container(RemoveContainerRequest {
+                        pod: event.pod,
+                        container: event.container,
+                    });
+                }
+                Empty {}.encode_to_vec()
+            }),
             protocol::METHOD_SHUTDOWN => {
                 tracing::info!("the runtime asked the NRI plugin to shut down");
                 return (Ok(Empty {}.encode_to_vec()), After::Shutdown);
