@@ -43,6 +43,7 @@ command -v kubectl >/dev/null || missing+=(kubernetes-client)
 # tests/docker_limits.rs).
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
