@@ -3,14 +3,22 @@
 OpenAPI schemas of current Kubernetes releases (kubernetes-validate, strict), and the fields that make
 cgview work and keep it safe are what they must be. The admission webhook (daemonset/webhook) is rendered
 the two ways it is installed, with cert-manager and with `cgview webhook certs`, and checked the same way.
-Run by tests/run.sh."""
+The NRI component (daemonset/components/nri) is rendered and checked, and an application pod of a namespace
+enforcing PodSecurity `restricted` (tests/fixtures/nri) is checked against the schemas and against the
+profile's rules as Pod Security Admission applies them: admitted as it is (the NRI plugin leaves pods
+unchanged), refused as `cgview webhook` patches it (hostPath volumes). Run by tests/run.sh."""
 import base64
 import copy
+import http.client
+import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 import yaml
 
@@ -534,6 +542,627 @@ def check_generated_certs(directory, daemon_pod_labels):
     return len(docs)
 
 
+# The NRI plugin (daemonset/components/nri) ----------------------------------------------------------
+
+NRI_SOCKET_DIR = "/var/run/nri"
+
+
+def help_default(help_text, flag):
+    """The `[default: ...]` clap prints for `flag` in a command's --help."""
+    section = help_text.split(flag + " ", 1)
+    check(len(section) == 2, f"the binary's help has no {flag}")
+    text = section[1].split("\n  -", 1)[0].split("\n      --", 1)[0]
+    check("[default: " in text, f"the binary's help gives no default for {flag}")
+    return text.split("[default: ", 1)[1].split("]", 1)[0]
+
+
+def parses(args):
+    """Whether `cgview <args>` parses: clap checks every argument (names and values) before it reaches the
+    trailing --help, then prints the help and exits 0 without running anything. Returns (ok, stderr)."""
+    run = subprocess.run([cgview_binary(), *args, "--help"], capture_output=True, text=True)
+    return run.returncode == 0, run.stderr
+
+
+def check_nri_component(base):
+    """components/nri in an overlay: validates; the daemon runs the plugin (`mount --nri`) with the
+    options README documents; the runtime's NRI socket directory is a host directory mounted where the
+    plugin looks for the socket; the plugin's lock is in a host directory every cgview pod of the node
+    shares; no webhook object comes with it; nothing else changes. Returns the daemon's arguments."""
+    with tempfile.TemporaryDirectory() as directory:
+        text, docs = render(overlay(["components/nri"], directory))
+    for version in VERSIONS:
+        ok, report = validate(text, version)
+        check(ok, f"with the nri component, validation against {version} failed:\n{report}")
+    kinds = sorted(d["kind"] for d in docs)
+    check(kinds == ["DaemonSet", "Namespace"], f"the nri component brings more than the DaemonSet: {kinds}")
+    ds = one(docs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    container = daemon_container(pod)
+    args = container["args"]
+    base_container = base["spec"]["template"]["spec"]["containers"][0]
+    base_args = base_container["args"]
+    check("--nri" not in base_args, f"the default DaemonSet runs the NRI plugin: {base_args}")
+    check(args[:len(base_args)] == base_args, f"the nri component changes the daemon's arguments: {args}")
+    added = args[len(base_args):]
+    check(added[:1] == ["--nri"], f"the nri component does not run the plugin in the daemon: {added}")
+    help_text = subprocess.run([cgview_binary(), "mount", "--help"], check=True, capture_output=True,
+                               text=True).stdout
+    for flag in [a for a in added if a.startswith("--")]:
+        check(flag == "--nri" or flag.startswith("--nri-"), f"the nri component adds {flag}, not an NRI option")
+        check(f"{flag} " in help_text or f"{flag}\n" in help_text, f"`cgview mount` has no option {flag}")
+    # The binary itself takes the rendered command line (names and values); and this check can fail.
+    ok, error = parses(args)
+    check(ok, f"`cgview {' '.join(args)}` does not parse:\n{error}")
+    ok, _ = parses(args + ["--nri-when-not-served", "shut"])
+    check(not ok, "a bad --nri-when-not-served value parsed; the parse check checks nothing")
+
+    def option(flag):
+        return arg(args, flag, help_default(help_text, flag))
+
+    # Never this DaemonSet's own pods (a refused daemon could never come back to serve), never
+    # kube-system's, whatever their annotations.
+    skipped = [n.strip() for n in option("--nri-skip-namespaces").split(",")]
+    own = ds["metadata"]["namespace"]
+    check({"kube-system", own} <= set(skipped), f"--nri-skip-namespaces {skipped} leaves out kube-system or {own}")
+    check(option("--nri-when-not-served") == "closed", "the component must be fail-closed")
+    check(option("--nri-default") == "enabled", "README documents the plugin's default as enabled")
+    check(not option_given(args, "--nri-namespaces"), "README documents every namespace as selected")
+
+    # The binds' sources are the daemon's mount point as the runtime sees it: the host path of the
+    # mount point's volume, at the same path in the daemon's container.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mount_point = args[1]
+    check(mounts.get(mount_point, {}).get("name") == "cgview-root"
+          and volumes["cgview-root"]["hostPath"]["path"] == mount_point,
+          f"the binds' sources ({mount_point}) are not the same path on the host")
+
+    # The socket: its directory from the host (a restarted runtime makes a new socket there).
+    socket = option("--nri-socket")
+    socket_dir = socket.rsplit("/", 1)[0]
+    check(socket_dir == NRI_SOCKET_DIR, f"--nri-socket {socket} is not the runtimes' default socket")
+    nri_mount = mounts.get(socket_dir)
+    check(nri_mount is not None, f"{socket_dir} is not mounted in the daemon's container")
+    check(not nri_mount.get("subPath") and not nri_mount.get("subPathExpr"),
+          "a subPath mount never sees the socket a restarted runtime makes")
+    nri_volume = volumes[nri_mount["name"]]
+    check(nri_volume.get("hostPath") == {"path": NRI_SOCKET_DIR, "type": "Directory"},
+          f"the NRI socket's volume must be the host's {NRI_SOCKET_DIR}, type Directory: {nri_volume}")
+    check(not any(m["name"] == nri_mount["name"] for m in pod["containers"][1]["volumeMounts"]),
+          "the keeper has no use for the NRI socket")
+
+    # One plugin per runtime on a node: the lock is in a host directory both pods of a rollout mount.
+    lock_dir = option("--nri-lock-dir").rstrip("/")
+    lock_mount = mounts.get(lock_dir)
+    check(lock_mount is not None, f"--nri-lock-dir {lock_dir} is not mounted in the daemon's container")
+    check(not lock_mount.get("readOnly"), f"--nri-lock-dir {lock_dir} is mounted read-only")
+    check(volumes[lock_mount["name"]].get("hostPath", {}).get("path") == lock_dir,
+          f"--nri-lock-dir {lock_dir} is not a host directory: two daemons of a rollout would both register")
+
+    # Nothing else changes.
+    container["args"] = base_args
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != nri_mount["name"]]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != nri_mount["name"]]
+    check(ds == base, "the nri component changes more than the daemon's arguments and the NRI socket's volume")
+
+    # It composes with the other components (each appends to, or replaces by index in, the same list).
+    with tempfile.TemporaryDirectory() as directory:
+        _, docs = render(overlay(["components/nri", "components/metrics", "components/io-uring"], directory))
+    combined = daemon_container(one(docs, "DaemonSet")["spec"]["template"]["spec"])["args"]
+    check("--nri" in combined and "--io-uring" in combined and arg(combined, "--metrics-addr") == "0.0.0.0:9477",
+          f"nri, metrics and io-uring together: {combined}")
+    ok, error = parses(combined)
+    check(ok, f"nri, metrics and io-uring together do not parse:\n{error}")
+    return args
+
+
+def option_given(args, flag):
+    return flag in args or any(a.startswith(flag + "=") for a in args)
+
+
+# Pod Security Admission -----------------------------------------------------------------------------
+#
+# The `baseline` and `restricted` profiles as Pod Security Admission applies them
+# (k8s.io/pod-security-admission, policy/check_*.go): each check is an id, a level, the first version it
+# applies to, and the ids of the checks it replaces at its level. A check returns why the pod is refused,
+# or None. A check applies in the newest form whose version is at most the enforced one.
+
+def all_containers(spec):
+    return (spec.get("initContainers", []) + spec.get("containers", [])
+            + spec.get("ephemeralContainers", []))
+
+
+def context(container):
+    return container.get("securityContext") or {}
+
+
+def bad_containers(spec, bad):
+    names = [c["name"] for c in all_containers(spec) if bad(context(c), c)]
+    return f"containers {names}" if names else None
+
+
+def windows(spec):
+    return (spec.get("os") or {}).get("name") == "windows"
+
+
+def user_namespace(spec):
+    return spec.get("hostUsers") is False
+
+
+def psa_windows_host_process(meta, spec, version):
+    pod = ((spec.get("securityContext") or {}).get("windowsOptions") or {}).get("hostProcess") is True
+    bad = bad_containers(spec, lambda sc, c: (sc.get("windowsOptions") or {}).get("hostProcess") is True)
+    return "hostProcess" if pod or bad else None
+
+
+def psa_host_namespaces(meta, spec, version):
+    bad = [f"{field}=true" for field in ["hostNetwork", "hostPID", "hostIPC"] if spec.get(field)]
+    return ", ".join(bad) or None
+
+
+def psa_privileged(meta, spec, version):
+    return bad_containers(spec, lambda sc, c: sc.get("privileged") is True)
+
+
+BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+
+
+def psa_capabilities_baseline(meta, spec, version):
+    return bad_containers(spec, lambda sc, c: not set((sc.get("capabilities") or {}).get("add") or [])
+                          <= BASELINE_CAPABILITIES)
+
+
+def psa_host_path_volumes(meta, spec, version):
+    bad = [v["name"] for v in spec.get("volumes", []) if "hostPath" in v]
+    return f"hostPath volumes {bad}" if bad else None
+
+
+def psa_host_ports(meta, spec, version):
+    return bad_containers(spec, lambda sc, c: any(p.get("hostPort", 0) != 0 for p in c.get("ports", [])))
+
+
+def psa_host_probes(meta, spec, version):
+    def hosts(handler):
+        handler = handler or {}
+        return [h.get("host") for h in [handler.get("httpGet"), handler.get("tcpSocket")] if h and h.get("host")]
+    def bad(sc, c):
+        lifecycle = c.get("lifecycle") or {}
+        return any(hosts(c.get(p)) for p in ["livenessProbe", "readinessProbe", "startupProbe"]) \
+            or any(hosts(lifecycle.get(h)) for h in ["postStart", "preStop"])
+    return bad_containers(spec, bad)
+
+
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+
+
+def psa_app_armor(meta, spec, version):
+    def ok(profile):
+        return profile is None or profile.get("type") in ("RuntimeDefault", "Localhost")
+    bad = [] if ok((spec.get("securityContext") or {}).get("appArmorProfile")) else ["pod"]
+    containers = bad_containers(spec, lambda sc, c: not ok(sc.get("appArmorProfile")))
+    bad += [containers] if containers else []
+    bad += [f"{k}={v}" for k, v in (meta.get("annotations") or {}).items() if k.startswith(APPARMOR_ANNOTATION)
+            and not (v in ("", "runtime/default") or v.startswith("localhost/"))]
+    return f"AppArmor profiles of {bad}" if bad else None
+
+
+def psa_se_linux(meta, spec, version):
+    types = {"", "container_t", "container_init_t", "container_kvm_t"}
+    if version >= (1, 31):
+        types.add("container_engine_t")
+    def bad(options):
+        return options is not None and (options.get("type", "") not in types or options.get("user")
+                                        or options.get("role"))
+    pod = bad((spec.get("securityContext") or {}).get("seLinuxOptions"))
+    containers = bad_containers(spec, lambda sc, c: bad(sc.get("seLinuxOptions")))
+    return "seLinuxOptions" if pod or containers else None
+
+
+def psa_proc_mount(meta, spec, version):
+    return bad_containers(spec, lambda sc, c: sc.get("procMount", "Default") != "Default")
+
+
+def psa_proc_mount_baseline(meta, spec, version):
+    if version >= (1, 35) and user_namespace(spec):
+        return None
+    return psa_proc_mount(meta, spec, version)
+
+
+SECCOMP_ALLOWED = ("RuntimeDefault", "Localhost")
+
+
+def psa_seccomp_baseline(meta, spec, version):
+    # Since 1.19 the fields, not the alpha annotations, are checked.
+    def bad(profile):
+        return profile is not None and profile.get("type") not in SECCOMP_ALLOWED
+    pod = bad((spec.get("securityContext") or {}).get("seccompProfile"))
+    containers = bad_containers(spec, lambda sc, c: bad(sc.get("seccompProfile")))
+    return "seccompProfile" if pod or containers else None
+
+
+SAFE_SYSCTLS = [((1, 0), {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+                          "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"}),
+                ((1, 27), {"net.ipv4.ip_local_reserved_ports"}),
+                ((1, 29), {"net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                           "net.ipv4.tcp_keepalive_probes"}),
+                ((1, 32), {"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}),
+                ((1, 37), {"net.ipv4.tcp_slow_start_after_idle", "net.ipv4.tcp_notsent_lowat"})]
+
+
+def psa_sysctls(meta, spec, version):
+    safe = set().union(*[names for since, names in SAFE_SYSCTLS if version >= since])
+    bad = [s["name"] for s in (spec.get("securityContext") or {}).get("sysctls", []) if s["name"] not in safe]
+    return f"sysctls {bad}" if bad else None
+
+
+RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "image",
+                           "persistentVolumeClaim", "projected", "secret"}
+
+
+def psa_restricted_volumes(meta, spec, version):
+    bad = [v["name"] for v in spec.get("volumes", []) if not set(v) - {"name"} <= RESTRICTED_VOLUME_TYPES]
+    return f"volumes {bad} of restricted types" if bad else None
+
+
+def psa_allow_privilege_escalation(meta, spec, version):
+    if windows(spec):
+        return None
+    return bad_containers(spec, lambda sc, c: sc.get("allowPrivilegeEscalation") is not False)
+
+
+def psa_run_as_non_root(meta, spec, version):
+    if version >= (1, 35) and user_namespace(spec):
+        return None
+    pod = (spec.get("securityContext") or {}).get("runAsNonRoot")
+    if pod is False:
+        return "the pod sets runAsNonRoot=false"
+    return bad_containers(spec, lambda sc, c: sc.get("runAsNonRoot") is False
+                          or (sc.get("runAsNonRoot") is None and pod is not True))
+
+
+def psa_run_as_user(meta, spec, version):
+    if version >= (1, 35) and user_namespace(spec):
+        return None
+    if (spec.get("securityContext") or {}).get("runAsUser") == 0:
+        return "the pod sets runAsUser=0"
+    return bad_containers(spec, lambda sc, c: sc.get("runAsUser") == 0)
+
+
+def psa_seccomp_restricted(meta, spec, version):
+    if windows(spec):
+        return None
+    pod = (spec.get("securityContext") or {}).get("seccompProfile")
+    if pod is not None and pod.get("type") not in SECCOMP_ALLOWED:
+        return f"the pod's seccompProfile {pod}"
+
+    def bad(sc, c):
+        own = sc.get("seccompProfile")
+        if own is not None:
+            return own.get("type") not in SECCOMP_ALLOWED
+        # Unset: the pod's profile applies, which must then be set.
+        return pod is None
+    return bad_containers(spec, bad)
+
+
+def psa_capabilities_restricted(meta, spec, version):
+    if windows(spec):
+        return None
+    def bad(sc, c):
+        capabilities = sc.get("capabilities") or {}
+        return "ALL" not in (capabilities.get("drop") or []) \
+            or not set(capabilities.get("add") or []) <= {"NET_BIND_SERVICE"}
+    return bad_containers(spec, bad)
+
+
+# (id, level, since, check, the ids it replaces)
+PSA_CHECKS = [
+    ("windowsHostProcess", "baseline", (1, 0), psa_windows_host_process, []),
+    ("hostNamespaces", "baseline", (1, 0), psa_host_namespaces, []),
+    ("privileged", "baseline", (1, 0), psa_privileged, []),
+    ("capabilities_baseline", "baseline", (1, 0), psa_capabilities_baseline, []),
+    ("hostPathVolumes", "baseline", (1, 0), psa_host_path_volumes, []),
+    ("hostPorts", "baseline", (1, 0), psa_host_ports, []),
+    ("hostProbesAndHostLifecycle", "baseline", (1, 34), psa_host_probes, []),
+    ("appArmorProfile", "baseline", (1, 0), psa_app_armor, []),
+    ("seLinuxOptions", "baseline", (1, 0), psa_se_linux, []),
+    ("procMount", "baseline", (1, 0), psa_proc_mount_baseline, []),
+    ("seccompProfile_baseline", "baseline", (1, 0), psa_seccomp_baseline, []),
+    ("sysctls", "baseline", (1, 0), psa_sysctls, []),
+    ("restrictedVolumes", "restricted", (1, 0), psa_restricted_volumes, ["hostPathVolumes"]),
+    ("allowPrivilegeEscalation", "restricted", (1, 8), psa_allow_privilege_escalation, []),
+    ("runAsNonRoot", "restricted", (1, 0), psa_run_as_non_root, []),
+    ("runAsUser", "restricted", (1, 23), psa_run_as_user, []),
+    ("seccompProfile_restricted", "restricted", (1, 19), psa_seccomp_restricted, ["seccompProfile_baseline"]),
+    ("capabilities_restricted", "restricted", (1, 22), psa_capabilities_restricted, ["capabilities_baseline"]),
+    ("procMount_restricted", "restricted", (1, 35), psa_proc_mount, ["procMount"]),
+]
+
+
+def psa_version(text):
+    """A PodSecurity version label's value (`v1.33`, `latest`) as (major, minor)."""
+    if text == "latest":
+        return max(psa_version("v" + v.rsplit(".", 1)[0]) for v in VERSIONS)
+    major, minor = text.lstrip("v").split(".")
+    return int(major), int(minor)
+
+
+def psa_violations(pod, level, version):
+    """{check id: why} for each rule of the PodSecurity `level` (privileged, baseline, restricted) at
+    `version` that `pod` breaks."""
+    check(level in ("privileged", "baseline", "restricted"), f"no PodSecurity level {level}")
+    levels = {"privileged": [], "baseline": ["baseline"], "restricted": ["baseline", "restricted"]}[level]
+    checks = [c for c in PSA_CHECKS if c[1] in levels and version >= c[2]]
+    replaced = {r for c in checks for r in c[4]}
+    found = {}
+    for check_id, _, _, rule, _ in checks:
+        if check_id not in replaced:
+            why = rule(pod.get("metadata", {}), pod["spec"], version)
+            if why:
+                found[check_id] = why
+    return found
+
+
+def admitted(namespace, pod):
+    """What the namespace's `enforce` labels make of the pod: {check id: why} (empty: admitted)."""
+    labels = namespace["metadata"].get("labels", {})
+    level = labels.get("pod-security.kubernetes.io/enforce", "privileged")
+    version = psa_version(labels.get("pod-security.kubernetes.io/enforce-version", "latest"))
+    return psa_violations(pod, level, version)
+
+
+def check_psa_checker(pod):
+    """The checker refuses what the profiles refuse, and admits what they admit: each change below to the
+    admitted `pod` breaks exactly the named checks at `restricted` (a function of the version where the
+    rules changed between versions), or none. Returns how many changes were tried."""
+    def container(p, index=0):
+        return p["spec"]["containers"][index]
+    def sc(p, index=0):
+        return container(p, index).setdefault("securityContext", {})
+    def pod_sc(p):
+        return p["spec"].setdefault("securityContext", {})
+    def init(p):
+        return p["spec"]["initContainers"][0].setdefault("securityContext", {})
+    host = {"name": "host-etc", "hostPath": {"path": "/etc", "type": "Directory"}}
+    changes = [
+        ("a hostPath volume", lambda p: p["spec"]["volumes"].append(host), {"restrictedVolumes"}),
+        ("an nfs volume", lambda p: p["spec"]["volumes"].append({"name": "n", "nfs": {"server": "s", "path": "/"}}),
+         {"restrictedVolumes"}),
+        ("hostNetwork", lambda p: p["spec"].update(hostNetwork=True), {"hostNamespaces"}),
+        ("hostPID", lambda p: p["spec"].update(hostPID=True), {"hostNamespaces"}),
+        ("hostIPC", lambda p: p["spec"].update(hostIPC=True), {"hostNamespaces"}),
+        ("privileged", lambda p: sc(p).update(privileged=True), {"privileged"}),
+        ("a host port", lambda p: container(p)["ports"][0].update(hostPort=80), {"hostPorts"}),
+        ("capability SYS_ADMIN", lambda p: sc(p)["capabilities"]["add"].append("SYS_ADMIN"),
+         {"capabilities_restricted"}),
+        ("capability CHOWN (baseline allows it)", lambda p: sc(p)["capabilities"]["add"].append("CHOWN"),
+         {"capabilities_restricted"}),
+        ("no drop ALL in an init container", lambda p: init(p)["capabilities"].update(drop=["NET_RAW"]),
+         {"capabilities_restricted"}),
+        ("runAsNonRoot false in a container", lambda p: sc(p).update(runAsNonRoot=False), {"runAsNonRoot"}),
+        ("no runAsNonRoot anywhere", lambda p: pod_sc(p).pop("runAsNonRoot"), {"runAsNonRoot"}),
+        ("runAsUser 0", lambda p: sc(p).update(runAsUser=0), {"runAsUser"}),
+        ("seccomp Unconfined", lambda p: sc(p).update(seccompProfile={"type": "Unconfined"}),
+         {"seccompProfile_restricted"}),
+        ("no seccomp profile", lambda p: pod_sc(p).pop("seccompProfile"), {"seccompProfile_restricted"}),
+        ("allowPrivilegeEscalation unset", lambda p: init(p).pop("allowPrivilegeEscalation"),
+         {"allowPrivilegeEscalation"}),
+        # From 1.35 restricted's own check replaces baseline's (which then admits user-namespace pods).
+        ("procMount Unmasked", lambda p: sc(p).update(procMount="Unmasked"),
+         lambda v: {"procMount_restricted" if v >= (1, 35) else "procMount"}),
+        ("an unsafe sysctl", lambda p: pod_sc(p)["sysctls"].append({"name": "kernel.msgmax", "value": "1"}),
+         {"sysctls"}),
+        ("a sysctl made safe in 1.37", lambda p: pod_sc(p)["sysctls"].append(
+            {"name": "net.ipv4.tcp_notsent_lowat", "value": "16384"}),
+         lambda v: set() if v >= (1, 37) else {"sysctls"}),
+        ("AppArmor Unconfined", lambda p: sc(p).update(appArmorProfile={"type": "Unconfined"}), {"appArmorProfile"}),
+        ("an AppArmor annotation unconfined", lambda p: p["metadata"].setdefault("annotations", {}).update(
+            {APPARMOR_ANNOTATION + "web": "unconfined"}), {"appArmorProfile"}),
+        ("SELinux type spc_t", lambda p: pod_sc(p).update(seLinuxOptions={"type": "spc_t"}), {"seLinuxOptions"}),
+        ("an SELinux user", lambda p: sc(p).update(seLinuxOptions={"user": "system_u"}), {"seLinuxOptions"}),
+        ("a Windows host process", lambda p: sc(p).update(windowsOptions={"hostProcess": True}),
+         {"windowsHostProcess"}),
+        # A rule of 1.34 and later.
+        ("a probe on another host", lambda p: container(p)["readinessProbe"]["httpGet"].update(host="10.0.0.1"),
+         lambda v: {"hostProbesAndHostLifecycle"} if v >= (1, 34) else set()),
+        # Admitted.
+        ("capability NET_BIND_SERVICE only", lambda p: sc(p)["capabilities"].update(add=["NET_BIND_SERVICE"]), set()),
+        ("seccomp Localhost", lambda p: sc(p).update(seccompProfile={"type": "Localhost",
+                                                                      "localhostProfile": "app.json"}), set()),
+        ("AppArmor RuntimeDefault", lambda p: sc(p).update(appArmorProfile={"type": "RuntimeDefault"}), set()),
+        ("SELinux type container_t", lambda p: sc(p).update(seLinuxOptions={"type": "container_t"}), set()),
+        ("a safe sysctl", lambda p: pod_sc(p)["sysctls"].append({"name": "net.ipv4.tcp_keepalive_time",
+                                                                 "value": "600"}), set()),
+        ("procMount Default", lambda p: sc(p).update(procMount="Default"), set()),
+        ("an ephemeral volume", lambda p: p["spec"]["volumes"].append({"name": "scratch", "ephemeral": {
+            "volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"],
+                                             "resources": {"requests": {"storage": "1Gi"}}}}}}), set()),
+    ]
+    for what, change, expected in changes:
+        changed = copy.deepcopy(pod)
+        change(changed)
+        for version in [psa_version("v" + v.rsplit(".", 1)[0]) for v in VERSIONS]:
+            wanted = expected(version) if callable(expected) else expected
+            got = psa_violations(changed, "restricted", version)
+            check(set(got) == wanted, f"PodSecurity restricted {version}, pod with {what}: {got or 'admitted'}, "
+                                      f"expected {sorted(wanted) or 'admitted'}")
+    # Baseline admits what only restricted forbids.
+    lax = copy.deepcopy(pod)
+    del lax["spec"]["securityContext"]
+    for c in all_containers(lax["spec"]):
+        c.pop("securityContext", None)
+    latest = psa_version("latest")
+    check(not psa_violations(lax, "baseline", latest), "baseline refuses a pod with no security context")
+    check(set(psa_violations(lax, "restricted", latest)) == {
+        "allowPrivilegeEscalation", "runAsNonRoot", "seccompProfile_restricted", "capabilities_restricted"},
+        f"restricted, pod with no security context: {psa_violations(lax, 'restricted', latest)}")
+    return len(changes)
+
+
+class Webhook:
+    """`cgview webhook` on the loopback with certificates `cgview webhook certs` made, run with the
+    Deployment's own options: reviews a pod as the API server would send it."""
+
+    def __init__(self, directory, deployment_args):
+        self.directory = directory
+        certs = os.path.join(directory, "certs")
+        subprocess.run([cgview_binary(), "webhook", "certs", "--namespace", "cgview", "--service",
+                        "cgview-webhook", "--out-dir", certs], check=True, capture_output=True)
+        self.ca = os.path.join(certs, "ca.crt")
+        args = list(deployment_args)
+        for flag, value in [("--listen", "127.0.0.1:0"), ("--tls-cert", os.path.join(certs, "tls.crt")),
+                            ("--tls-key", os.path.join(certs, "tls.key")), ("--shutdown-delay", "0")]:
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+        self.log_path = os.path.join(directory, "webhook.log")
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen([cgview_binary(), *args], stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = None
+
+    def __enter__(self):
+        deadline = time.monotonic() + 20
+        marker = "webhook serving https://127.0.0.1:"
+        while self.port is None:
+            with open(self.log_path) as f:
+                text = f.read()
+            if marker in text:
+                self.port = int(text.split(marker, 1)[1].split("/", 1)[0])
+            elif self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                check(False, f"cgview webhook did not start:\n{text}")
+            else:
+                time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+    def review(self, pod):
+        """The AdmissionReview response for creating `pod`."""
+        context = ssl.create_default_context(cafile=self.ca)
+        port = self.port
+        class Connection(http.client.HTTPSConnection):
+            def connect(self):
+                raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+                # The name the API server uses for the webhook's Service.
+                self.sock = context.wrap_socket(raw, server_hostname="cgview-webhook.cgview.svc")
+        with open("tests/fixtures/webhook/plain-pod.json") as f:
+            review = json.load(f)
+        request = review["request"]
+        request.update(uid="6b1f7c0e-2a7d-4f53-9a8e-1d2c3b4a5e6f", name=pod["metadata"]["name"],
+                       namespace=pod["metadata"]["namespace"], object=pod)
+        connection = Connection("cgview-webhook.cgview.svc", timeout=10)
+        try:
+            connection.request("POST", "/mutate", body=json.dumps(review),
+                               headers={"Content-Type": "application/json"})
+            reply = connection.getresponse()
+            body = reply.read()
+        finally:
+            connection.close()
+        check(reply.status == 200, f"the webhook answered {reply.status}: {body[:500]!r}")
+        response = json.loads(body)["response"]
+        check(response["uid"] == request["uid"] and response["allowed"] is True, f"webhook response {response}")
+        return response
+
+
+def json_patch(document, operations):
+    """RFC 6902 `add` and `remove` (the operations the webhook emits) applied to a copy of `document`."""
+    document = copy.deepcopy(document)
+    for operation in operations:
+        keys = [k.replace("~1", "/").replace("~0", "~") for k in operation["path"].split("/")[1:]]
+        parent = document
+        for key in keys[:-1]:
+            parent = parent[int(key)] if isinstance(parent, list) else parent[key]
+        last = keys[-1]
+        if operation["op"] == "add":
+            if isinstance(parent, list):
+                parent.insert(len(parent) if last == "-" else int(last), operation["value"])
+            else:
+                parent[last] = operation["value"]
+        elif operation["op"] == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        else:
+            check(False, f"the webhook emitted a JSON patch operation {operation['op']}")
+    return document
+
+
+def check_restricted_pod(nri_args):
+    """An application pod in a namespace enforcing PodSecurity `restricted` (tests/fixtures/nri): it
+    validates and is admitted as it is, which is how it stays with the NRI plugin (the runtime adds the
+    binds, the pod spec is unchanged) and the plugin selects it; the same pod as the webhook patches it in
+    a namespace opted in to the webhook has hostPath volumes and is refused, by `baseline` too."""
+    path = "tests/fixtures/nri/restricted-app.yaml"
+    with open(path) as f:
+        text = f.read()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    for version in VERSIONS:
+        ok, report = validate(text, version)
+        check(ok, f"{path}: schema validation against {version} failed:\n{report}")
+    ok, _ = validate(text.replace("allowPrivilegeEscalation:", "allowPrivilegeEscalations:"), VERSIONS[-1])
+    check(not ok, f"{path}: a misspelt field passed validation; the schema check checks nothing")
+    namespace, pod = one(docs, "Namespace"), one(docs, "Pod")
+    check(namespace["metadata"]["labels"].get("pod-security.kubernetes.io/enforce") == "restricted",
+          f"{path}: the namespace does not enforce restricted")
+    check(pod["metadata"]["namespace"] == namespace["metadata"]["name"], f"{path}: the pod is not in the namespace")
+    changes = check_psa_checker(pod)
+
+    # With NRI: the pod as written, at every version.
+    for version in VERSIONS:
+        refused = psa_violations(pod, "restricted", psa_version("v" + version.rsplit(".", 1)[0]))
+        check(not refused, f"restricted {version} refuses the application pod: {refused}")
+    check(not admitted(namespace, pod), f"the namespace refuses the application pod: {admitted(namespace, pod)}")
+    # ... and the plugin the component runs selects it (the default is on, its namespace is not skipped,
+    # it does not opt out).
+    skipped = arg(nri_args, "--nri-skip-namespaces", "kube-system").split(",")
+    check(pod["metadata"]["namespace"] not in skipped, f"the plugin skips the namespace {pod['metadata']['namespace']}")
+    check(arg(nri_args, "--nri-default", "enabled") == "enabled"
+          and (pod["metadata"].get("annotations") or {}).get("cgview.io/inject") in (None, "enabled"),
+          "the plugin would not select the application pod")
+
+    # With the webhook: the namespace opted in as README says, the pod sent to the webhook by the
+    # shipped configuration, patched by the webhook with the shipped Deployment's options.
+    with tempfile.TemporaryDirectory() as directory:
+        _, webhook_docs = render(overlay(["webhook", "webhook/cert-manager"], directory))
+    config = one(webhook_docs, "MutatingWebhookConfiguration")
+    deployment = one(webhook_docs, "Deployment", "cgview-webhook")
+    opted_in = copy.deepcopy(namespace)
+    opted_in["metadata"]["labels"]["cgview.io/inject"] = "enabled"
+    namespace_labels = {**opted_in["metadata"]["labels"], "kubernetes.io/metadata.name": namespace["metadata"]["name"]}
+    sent = [w["name"] for w in config["webhooks"] if selects(w["namespaceSelector"], namespace_labels)
+            and selects(w["objectSelector"], pod["metadata"].get("labels", {}))]
+    check(len(sent) == 1, f"the opted-in namespace's pod is sent to {sent}")
+    with tempfile.TemporaryDirectory() as directory:
+        with Webhook(directory, deployment["spec"]["template"]["spec"]["containers"][0]["args"]) as webhook:
+            response = webhook.review(pod)
+    check(response.get("patchType") == "JSONPatch" and response.get("patch"), f"the webhook did not patch: {response}")
+    patched = json_patch(pod, json.loads(base64.b64decode(response["patch"])))
+    check((patched["metadata"].get("annotations") or {}).get("cgview.io/status") == "injected",
+          f"the webhook did not inject: {patched['metadata'].get('annotations')}")
+    host_paths = [v["name"] for v in patched["spec"]["volumes"] if "hostPath" in v]
+    check(host_paths, "the webhook added no hostPath volume")
+    patched_text = yaml.safe_dump(patched)
+    for version in VERSIONS:
+        ok, report = validate(patched_text, version)
+        check(ok, f"the webhook's patched pod does not validate against {version}:\n{report}")
+        as_version = psa_version("v" + version.rsplit(".", 1)[0])
+        refused = psa_violations(patched, "restricted", as_version)
+        check(set(refused) == {"restrictedVolumes"} and all(n in refused["restrictedVolumes"] for n in host_paths),
+              f"restricted {version} on the webhook's pod: {refused}, expected its hostPath volumes only")
+        refused = psa_violations(patched, "baseline", as_version)
+        check(set(refused) == {"hostPathVolumes"}, f"baseline {version} on the webhook's pod: {refused}")
+        check(not psa_violations(patched, "privileged", as_version), "privileged refuses a pod")
+    check(admitted(opted_in, patched), "the restricted namespace admits the webhook's pod")
+    return changes
+
+
 def main():
     text, docs = render()
     for version in VERSIONS:
@@ -596,10 +1225,14 @@ def main():
     check_metrics_component(copy.deepcopy(ds), labels)
     check_podmonitor_component(labels)
     check_io_uring_component(copy.deepcopy(ds))
+    nri_args = check_nri_component(copy.deepcopy(ds))
     with_cert_manager = check_cert_manager_overlay(labels)
     with_generated_certs = check_generated_certs_overlay(labels)
+    psa_changes = check_restricted_pod(nri_args)
     print(f"manifests: ok ({len(docs)} objects; with the webhook: {with_cert_manager} with cert-manager, "
-          f"{with_generated_certs} with generated certificates; validated against {', '.join(VERSIONS)})")
+          f"{with_generated_certs} with generated certificates; with the NRI plugin; validated against "
+          f"{', '.join(VERSIONS)}; a restricted-namespace pod admitted as NRI leaves it and refused as the "
+          f"webhook patches it, PodSecurity checker tried on {psa_changes} changes)")
 
 
 if __name__ == "__main__":
