@@ -141,8 +141,10 @@ impl NriArgs {
 
     /// The plugin for a cgview mounted at `mount_point`, checking it as `cgview probe` does.
     fn handler(&self, mount_point: &Path, paths: HostPaths, counters: Arc<Counters>) -> Handler {
-        let probed = mount_point.to_owned();
-        let serving = ServingWatch::start(Arc::new(move || probe(&paths, &probed)));
+        let (probed, mounted) = (mount_point.to_owned(), mount_point.to_owned());
+        let quick_paths = paths.clone();
+        let serving = ServingWatch::start(Arc::new(move || probe(&paths, &probed)))
+            .with_quick_check(Arc::new(move || cgview_mounted_at(&quick_paths, &mounted)));
         serving.wait_first(Duration::from_secs(1));
         Handler::new(self.config(mount_point), serving, counters)
     }
@@ -221,6 +223,14 @@ pub fn start_in_daemon(
         .spawn(move || {
             let handler = args.handler(&mount_point, paths, counters);
             log_start(&args, &mount_point);
+            // This daemon is about to serve: registering first would refuse (or leave alone) the
+            // creations of the moments before it does.
+            if !handler.serving().wait_served(Duration::from_secs(10)) {
+                tracing::warn!(
+                    "{} is not served yet; the NRI plugin registers anyway",
+                    mount_point.display()
+                );
+            }
             let _lock = match args.lock(&args.nri_socket) {
                 Ok(lock) => lock,
                 Err(e) => {
@@ -250,4 +260,26 @@ fn log_start(args: &NriArgs, mount_point: &Path) {
         when_not_served = ?args.nri_when_not_served,
         "NRI plugin starting"
     );
+}
+
+/// Whether the mount visible at `mount_point` is a cgview mount, from the mount table alone (never
+/// through the mount, so it cannot hang).
+fn cgview_mounted_at(paths: &HostPaths, mount_point: &Path) -> Result<(), String> {
+    match cgview::daemon::mount_at(mount_point, paths) {
+        Ok(Some(mount)) if cgview::daemon::mount_scan::is_cgview_mount(&mount) => Ok(()),
+        Ok(Some(mount)) => Err(format!(
+            "{} is not served by cgview: {} is mounted there",
+            mount_point.display(),
+            mount.fs_type
+        )),
+        Ok(None) => Err(format!(
+            "{} is not served: nothing is mounted there",
+            mount_point.display()
+        )),
+        Err(e) => Err(format!(
+            "{} is not served: {}",
+            mount_point.display(),
+            cgview::error_chain(&e)
+        )),
+    }
 }

@@ -85,6 +85,10 @@ impl Handler {
         &self.config
     }
 
+    pub fn serving(&self) -> &ServingWatch {
+        &self.serving
+    }
+
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
     }

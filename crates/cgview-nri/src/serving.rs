@@ -26,6 +26,9 @@ struct Answer {
 pub struct ServingWatch {
     latest: Arc<Mutex<Option<Answer>>>,
     stop: Arc<AtomicBool>,
+    /// A check that never blocks (the mount table, not the files), run at every question: the
+    /// background answer may be up to a period old, and a mount gone since must not get binds.
+    quick: Option<Check>,
 }
 
 impl ServingWatch {
@@ -54,7 +57,17 @@ impl ServingWatch {
                 at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
             });
         }
-        ServingWatch { latest, stop }
+        ServingWatch {
+            latest,
+            stop,
+            quick: None,
+        }
+    }
+
+    /// Also runs `quick` at every question, before looking at the background answer.
+    pub fn with_quick_check(mut self, quick: Check) -> ServingWatch {
+        self.quick = Some(quick);
+        self
     }
 
     /// A watch whose answer is always `result`: for tests of the plugin's decisions.
@@ -62,6 +75,7 @@ impl ServingWatch {
         let watch = ServingWatch {
             latest: Arc::new(Mutex::new(None)),
             stop: Arc::new(AtomicBool::new(true)),
+            quick: None,
         };
         *watch.latest.lock() = Some(Answer {
             result,
@@ -72,6 +86,9 @@ impl ServingWatch {
 
     /// Whether cgview serves, as the latest fresh answer says.
     pub fn served(&self) -> Result<(), String> {
+        if let Some(quick) = &self.quick {
+            quick()?;
+        }
         let latest = self.latest.lock().clone();
         match latest {
             None => Err("the mount point has not been checked yet".to_owned()),
@@ -86,6 +103,20 @@ impl ServingWatch {
                     answer.result
                 }
             }
+        }
+    }
+
+    /// Waits up to `limit` until the answer is "served" (a daemon about to serve its own mount).
+    pub fn wait_served(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            if self.served().is_ok() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
