@@ -29,9 +29,13 @@ struct Churn(Vec<Child>);
 impl Drop for Churn {
     fn drop(&mut self) {
         for child in &mut self.0 {
-            let _ = Command::new("kill")
-                .args(["-9", &format!("-{}", child.id())])
-                .status();
+            // killpg(2) itself, never `kill -9 -PGID`: Debian's procps 4.0.2 reads `-12345` after `-9`
+            // as group 1 (its first digit) and kill(-1) ends every process on the machine. The child is
+            // not reaped yet, so its pid (the group it made with setsid) cannot have been reused.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.kill();
             let _ = child.wait();
         }
