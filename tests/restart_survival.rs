@@ -248,6 +248,46 @@ fn stop_leaves_no_stale_mount_and_start_repairs_containers() {
     assert!(healthy, "{report}");
 }
 
+/// `docker start` stats each bind source before the container runs, and an agent container's source is
+/// the mount root: while its daemon is down (the agent is the container being started), that stat must be
+/// answered by the kernel, not wait for the daemon it keeps from starting. Before the root's attributes
+/// were cached, the agent's `docker restart` sat in dockerd's stat until the keeper gave the connection up
+/// (10 s), and every container's read then failed once.
+#[test]
+fn the_mount_root_answers_stat_while_no_daemon_serves() {
+    if !needs_met(MOUNT_AND_CGROUPS) {
+        return;
+    }
+    let mut daemon = Daemon::start(&[], &[]);
+    // The daemon stats its root on a thread as it starts serving; nothing else here has.
+    sleep(Duration::from_millis(300));
+    let mut child = daemon.take_child();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let started = Instant::now();
+    let stat = Command::new("timeout")
+        .args(["3", "stat", "-c", "%F %a"])
+        .arg(&daemon.mount_point)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        stat.status.success(),
+        "stat of the mount root with no daemon serving failed after {took:?}: {}",
+        String::from_utf8_lossy(&stat.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&stat.stdout).trim(),
+        "directory 555"
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // And the connection is still there for the next daemon.
+    daemon.respawn();
+    assert!(fs::read_to_string(daemon.path("proc/meminfo"))
+        .unwrap()
+        .starts_with("MemTotal:"));
+}
+
 /// A process killed when the test ends, even by a failed assertion.
 struct KillOnDrop(Child);
 

@@ -315,6 +315,7 @@ fn serve_until_stopped(
         tracing::info!(address = %bound, "serving /metrics and /healthz");
     }
     tracing::info!(mount_point = %mount_point.display(), threads, device = %own_device, "serving");
+    cache_root_attributes(mount_point);
     if let Err(e) = crate::daemon::notify::notify("READY=1") {
         tracing::warn!("cannot tell the service manager this daemon is ready: {e}");
     }
@@ -381,6 +382,27 @@ fn serve_until_stopped(
             Err(_) => tracing::error!("the session thread panicked"),
         }
         return Ok(());
+    }
+}
+
+/// Has the kernel cache the mount root's attributes (kept for good, see [`crate::fs::attr::ROOT_TTL`]) while
+/// this daemon answers: a `stat` of the root while no daemon serves, `docker start` of the agent's own
+/// container among them, is then answered without one. On a thread: the main one must stay free for
+/// signals whatever the stat does.
+fn cache_root_attributes(mount_point: &Path) {
+    let root = mount_point.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("cgview-root-attr".into())
+        .spawn(move || {
+            if let Err(e) = std::fs::metadata(&root) {
+                tracing::warn!(
+                    "cannot stat {} to cache its attributes: {e}",
+                    root.display()
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the thread caching the root's attributes: {e}");
     }
 }
 

@@ -9,6 +9,13 @@ use std::time::{Duration, SystemTime};
 /// (every open is `direct_io`).
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// The mount root's attributes, which never change, are kept for good. `docker start` stats each bind
+/// source, and an agent container's source is this root: a GETATTR while no daemon serves (the agent is
+/// the container being started) would wait for the very daemon it keeps from starting, until the keeper
+/// gives the connection up. The daemon stats its own root once it serves (`serve`), so the kernel holds
+/// them from then on.
+pub const ROOT_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// How long the kernel keeps the attributes of a passed-through host file: its size follows the host's
 /// content, the same for every reader.
 pub(crate) const HOST_FILE_TTL: Duration = Duration::from_secs(1);

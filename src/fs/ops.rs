@@ -4,7 +4,7 @@
 //! Results are plain values and [`Failure`]s; each transport encodes them (errnos exist only there).
 
 use super::attr::{
-    Attr, Caller, Entry, ReadInto, Statfs, BLOCK_SIZE, HOST_FILE_TTL, NAME_MAX, TTL,
+    Attr, Caller, Entry, ReadInto, Statfs, BLOCK_SIZE, HOST_FILE_TTL, NAME_MAX, ROOT_TTL, TTL,
 };
 use super::content::{metric_file, Content};
 use super::handles::{Handles, NextRead, Snapshot};
@@ -552,6 +552,7 @@ impl Fs {
         let ttl = match node.kind {
             // A size some callers may not be shown must be asked for by each.
             _ if node.answers_per_caller() => Duration::ZERO,
+            _ if node.inode == ROOT_INODE => ROOT_TTL,
             NodeKind::Directory | NodeKind::HostDirectory | NodeKind::HostSymlink => TTL,
             NodeKind::HostFile => HOST_FILE_TTL,
             NodeKind::File(_)
