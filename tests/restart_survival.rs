@@ -810,7 +810,21 @@ fn rollout_between_pods_with_keepers_keeps_open_files() {
     );
     let (rounds, failed) = container.counts();
     eprintln!("rollout: {failed} of {rounds} container rounds failed");
-    assert_eq!(failed, 0, "{}", container.errors());
+    assert_eq!(
+        failed,
+        0,
+        "{}\n{}",
+        container.errors(),
+        [
+            "old-keeper",
+            "old-daemon",
+            "new-keeper",
+            "new-daemon",
+            "restarted-daemon"
+        ]
+        .map(|name| format!("== {name}\n{}", text(name)))
+        .join("\n")
+    );
     assert_eq!(container.status(), format!("MemTotal: {} kB", 288 * 1024));
     let _ = stop_process(&mut new_keeper.0, "KILL");
 }
