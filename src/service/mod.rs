@@ -6,4 +6,5 @@ pub mod counter_ledger;
 pub mod cpu_ledger;
 pub mod fallback;
 pub mod task_tracker;
+pub mod sysinfo;
 pub mod view;
