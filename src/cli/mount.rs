@@ -276,8 +276,8 @@ pub fn mount(
     };
     let fs = Arc::new(fs);
     if let Some(path) = &seccomp_socket {
-        let view: Arc<dyn cgview::daemon::seccomp::AsView> = fs.clone();
-        cgview::daemon::seccomp::start(path, view)
+        let cache: Arc<dyn cgview::daemon::seccomp::AsCache> = fs.clone();
+        cgview::daemon::seccomp::start(path, cache)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     }
     serve(

@@ -76,7 +76,10 @@ pub fn parse_loadavg(text: &str) -> Result<([f64; 3], u64), ParseError> {
         }
         *load = value;
     }
-    let (_, total) = fields.next().and_then(|f| f.split_once('/')).ok_or_else(bad)?;
+    let (_, total) = fields
+        .next()
+        .and_then(|f| f.split_once('/'))
+        .ok_or_else(bad)?;
     let total = total.parse().map_err(|_| bad())?;
     Ok((loads, total))
 }
@@ -280,7 +283,8 @@ mod tests {
             mem_unit: 14,
         };
         let bytes = values.encode();
-        let long_at = |offset: usize| u64::from_ne_bytes(bytes[offset..offset + 8].try_into().unwrap());
+        let long_at =
+            |offset: usize| u64::from_ne_bytes(bytes[offset..offset + 8].try_into().unwrap());
         use std::mem::offset_of;
         assert_eq!(long_at(offset_of!(libc::sysinfo, uptime)), 1);
         assert_eq!(long_at(offset_of!(libc::sysinfo, loads) + 16), 4);

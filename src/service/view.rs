@@ -225,16 +225,6 @@ impl View {
         Ok(self.fell_back(file, host, self.failure(error)))
     }
 
-    /// A caller whose resolution failed with `error` is answered with the host's figures by something
-    /// other than a served file (the seccomp `sysinfo` answer): the fallback is logged under `file` and
-    /// counted, and its cause returned.
-    pub fn count_unresolved(&self, file: ServedFile, error: ReadError) -> FallbackCause {
-        let failure = self.failure(error);
-        self.fallbacks.log(file, failure.cause, &failure);
-        self.count_fallback(file, failure.cause);
-        failure.cause
-    }
-
     /// Counts one read answered with the host file for `cause`.
     pub fn count_fallback(&self, file: ServedFile, cause: FallbackCause) {
         self.fallbacks.count_one(file, cause);

@@ -16,10 +16,10 @@
 
 pub mod notify;
 
-use crate::host::files::OpenEachTime;
+use crate::service::cache::ViewCache;
 use crate::service::fallback::FallbackCause;
 use crate::service::sysinfo::SysinfoValues;
-use crate::service::view::{Source, View};
+use crate::service::view::Source;
 use cgview_core::catalog::ServedFile;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use std::io::{self, IoSliceMut, Read};
@@ -73,14 +73,14 @@ pub struct SeccompListener {
 }
 
 /// Binds `path` (root's alone, mode 0600; a socket left there by an earlier daemon is replaced) and
-/// serves runtimes' descriptors on a thread of its own, answering from `view`.
-pub fn start(path: &Path, view: Arc<dyn AsView>) -> io::Result<SeccompListener> {
+/// serves runtimes' descriptors on a thread of its own, answering from `cache`.
+pub fn start(path: &Path, cache: Arc<dyn AsCache>) -> io::Result<SeccompListener> {
     let listener = bind(path)?;
     let counters = Arc::new(SeccompCounters::default());
     let shared = Arc::clone(&counters);
     std::thread::Builder::new()
         .name("seccomp-accept".into())
-        .spawn(move || accept_loop(&listener, &view, &shared))?;
+        .spawn(move || accept_loop(&listener, &cache, &shared))?;
     tracing::info!(path = %path.display(), "answering sysinfo(2) for seccomp notify descriptors sent here");
     Ok(SeccompListener {
         path: path.to_owned(),
@@ -88,20 +88,20 @@ pub fn start(path: &Path, view: Arc<dyn AsView>) -> io::Result<SeccompListener> 
     })
 }
 
-/// Something that holds the view the answers come from (the daemon's `Fs`, or a bare `View`).
-pub trait AsView: Send + Sync {
-    fn view(&self) -> &View;
+/// What holds the cache the answers come from (the daemon's `Fs`, or a bare `ViewCache`).
+pub trait AsCache: Send + Sync {
+    fn cache(&self) -> &ViewCache;
 }
 
-impl AsView for View {
-    fn view(&self) -> &View {
+impl AsCache for ViewCache {
+    fn cache(&self) -> &ViewCache {
         self
     }
 }
 
-impl AsView for crate::fs::Fs {
-    fn view(&self) -> &View {
-        crate::fs::Fs::view(self)
+impl AsCache for crate::fs::Fs {
+    fn cache(&self) -> &ViewCache {
+        crate::fs::Fs::cache(self)
     }
 }
 
@@ -125,7 +125,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-fn accept_loop(listener: &UnixListener, view: &Arc<dyn AsView>, counters: &Arc<SeccompCounters>) {
+fn accept_loop(listener: &UnixListener, cache: &Arc<dyn AsCache>, counters: &Arc<SeccompCounters>) {
     for connection in listener.incoming() {
         let connection = match connection {
             Ok(connection) => connection,
@@ -136,11 +136,13 @@ fn accept_loop(listener: &UnixListener, view: &Arc<dyn AsView>, counters: &Arc<S
             }
         };
         if !crate::daemon::handover_socket::peer_is_root(&connection) {
-            tracing::warn!("seccomp socket: refused a connection from a process not running as root");
+            tracing::warn!(
+                "seccomp socket: refused a connection from a process not running as root"
+            );
             continue;
         }
         match receive_state(&connection) {
-            Ok((state, fd)) => adopt(state, fd, view, counters),
+            Ok((state, fd)) => adopt(state, fd, cache, counters),
             Err(e) => tracing::warn!("seccomp socket: no descriptor received: {e}"),
         }
     }
@@ -163,8 +165,14 @@ impl ProcessState {
     /// Reads the runtime-spec's `ContainerProcessState`.
     pub fn parse(json: &[u8]) -> io::Result<ProcessState> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| invalid(format!("not a ContainerProcessState: {e}")))?;
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+            let kind = if e.is_eof() {
+                io::ErrorKind::UnexpectedEof
+            } else {
+                io::ErrorKind::InvalidData
+            };
+            io::Error::new(kind, format!("not a ContainerProcessState: {e}"))
+        })?;
         let fds = value["fds"]
             .as_array()
             .ok_or_else(|| invalid("no \"fds\" in the ContainerProcessState".into()))?;
@@ -205,11 +213,19 @@ fn receive_state(connection: &UnixStream) -> io::Result<(ProcessState, OwnedFd)>
         }
     }
     let mut json = buffer[..received.bytes].to_vec();
-    // The runtime writes the state in one message and closes; a stream may still split it.
-    (&*connection)
-        .take((MAX_STATE - json.len().min(MAX_STATE)) as u64)
-        .read_to_end(&mut json)?;
-    let state = ProcessState::parse(&json)?;
+    // The runtime writes the state in one message but may keep the connection open as long as it
+    // runs (runc 1.1 does): the state is complete when it parses, not at the end of the stream.
+    let state = loop {
+        match ProcessState::parse(&json) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && json.len() < MAX_STATE => {}
+            other => break other?,
+        }
+        let read = (&*connection).read(&mut buffer)?;
+        if read == 0 {
+            break ProcessState::parse(&json)?;
+        }
+        json.extend_from_slice(&buffer[..read]);
+    };
     if fds.len() <= state.seccomp_fd_index {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -228,7 +244,7 @@ fn receive_state(connection: &UnixStream) -> io::Result<(ProcessState, OwnedFd)>
 fn adopt(
     state: ProcessState,
     fd: OwnedFd,
-    view: &Arc<dyn AsView>,
+    cache: &Arc<dyn AsCache>,
     counters: &Arc<SeccompCounters>,
 ) {
     let taken = counters
@@ -252,15 +268,18 @@ fn adopt(
         metadata = state.metadata.as_deref().unwrap_or(""),
         "seccomp: serving a container's notify descriptor"
     );
-    let view = Arc::clone(view);
+    let cache = Arc::clone(cache);
     let counters = Arc::clone(counters);
     let label = state.id.clone().unwrap_or_default();
     let spawned = std::thread::Builder::new()
         .name("seccomp-notify".into())
         .spawn(move || {
-            let answer = |tid: u32| container_sysinfo(view.view(), tid);
+            let answer = |tid: u32| container_sysinfo(cache.cache(), tid);
             if let Err(e) = notify::serve_descriptor(&fd, &answer, &counters) {
-                tracing::warn!(container = label, "seccomp: stopped serving a descriptor: {e}");
+                tracing::warn!(
+                    container = label,
+                    "seccomp: stopped serving a descriptor: {e}"
+                );
             } else {
                 tracing::debug!(container = label, "seccomp: the container's tasks are gone");
             }
@@ -273,25 +292,27 @@ fn adopt(
 }
 
 /// The `sysinfo` figures of the container of thread `tid` (in the daemon's pid namespace), from its
-/// rendered meminfo, uptime and loadavg. `Err` when the caller or a file cannot be resolved: the call
-/// is then let through to the kernel (the host's figures), a fallback counted under the file.
-pub fn container_sysinfo(view: &View, tid: u32) -> Result<SysinfoValues, FallbackCause> {
-    let container = view
-        .resolve(tid)
-        .map_err(|error| view.count_unresolved(ServedFile::Meminfo, error))?;
+/// `/proc/meminfo`, `/proc/uptime` and `/proc/loadavg` as the mount serves them (through the same
+/// cache: within a snapshot's life, the call and the files agree exactly). `Err` when its meminfo is
+/// the host's for a failure (the caller cannot be resolved, its cgroup files cannot be read: a
+/// fallback, counted as a read of the file is) or the renders cannot be read back: the call is then
+/// let through to the kernel, whose answer is the host's.
+pub fn container_sysinfo(cache: &ViewCache, tid: u32) -> Result<SysinfoValues, FallbackCause> {
+    let view = cache.view();
     let mut texts = Vec::with_capacity(3);
     for file in [ServedFile::Meminfo, ServedFile::Uptime, ServedFile::Loadavg] {
-        let rendered = view
-            .render_for(file, &container, tid, &OpenEachTime)
-            .map_err(|error| view.count_unresolved(file, error))?;
-        // A file served from the host (counted as the file would be): the answer agrees with it.
-        if let Source::Fallback(cause) = rendered.source {
-            view.count_fallback(file, cause);
+        let served = cache.get(file, Some(tid)).map_err(|e| {
+            tracing::debug!("seccomp: {}: {e}", file.tree_path());
+            view.count_fallback(file, FallbackCause::Unreadable);
+            FallbackCause::Unreadable
+        })?;
+        if let (ServedFile::Meminfo, Source::Fallback(cause)) = (file, served.source) {
+            return Err(cause);
         }
-        texts.push(String::from_utf8_lossy(&rendered.bytes).into_owned());
+        texts.push(String::from_utf8_lossy(&served.bytes).into_owned());
     }
     SysinfoValues::from_rendered(&texts[0], &texts[1], &texts[2], page_bytes()).map_err(|e| {
-        tracing::warn!("seccomp: sysinfo from the rendered files: {e}");
+        tracing::warn!("seccomp: sysinfo from the served files: {e}");
         view.count_fallback(ServedFile::Meminfo, FallbackCause::Unparsable);
         FallbackCause::Unparsable
     })
@@ -327,6 +348,11 @@ mod tests {
             }
         );
         assert!(ProcessState::parse(br#"{"fds":["other"],"pid":1}"#).is_err());
-        assert!(ProcessState::parse(b"{").is_err());
+        let partial = ProcessState::parse(br#"{"fds":["seccompFd"],"pi"#).unwrap_err();
+        assert_eq!(partial.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            ProcessState::parse(b"{]").unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

@@ -266,7 +266,10 @@ fn respond_to(
         }
         Err(e) => {
             // EPERM (a ptrace policy such as Yama's scope 3) or ESRCH: the kernel answers instead.
-            tracing::debug!("seccomp: cannot write sysinfo into tid {}: {e}", notification.pid);
+            tracing::debug!(
+                "seccomp: cannot write sysinfo into tid {}: {e}",
+                notification.pid
+            );
             counters.host_fallbacks.fetch_add(1, Ordering::Relaxed);
             Response::Continue
         }
