@@ -226,6 +226,15 @@ fn fields(text: &str) -> HashMap<String, i64> {
         .collect()
 }
 
+/// The seccomp notify descriptors process `pid` holds.
+fn notify_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("seccomp notify"))
+        .count()
+}
+
 /// busybox `free`'s `Mem:` total, in KiB.
 fn free_total_kib(text: &str) -> u64 {
     text.lines()
@@ -304,6 +313,12 @@ fn runc_containers_get_their_own_memory_and_uptime_from_sysinfo() {
     drop(inner);
     drop(cgroup);
 
+    // Both containers are gone: their descriptors are closed.
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while notify_descriptors(setup.daemon.pid()) > 0 {
+        assert!(Instant::now() < deadline, "notify descriptors left open");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let log = setup.daemon.log_text();
     assert_eq!(
         log.matches("serving a container's notify descriptor")
