@@ -281,7 +281,16 @@ fn adopt(
                     "seccomp: stopped serving a descriptor: {e}"
                 );
             } else {
-                tracing::debug!(container = label, "seccomp: the container's tasks are gone");
+                tracing::debug!(
+                    container = label,
+                    answered = counters.answered.load(Ordering::Relaxed),
+                    host_fallbacks = counters.host_fallbacks.load(Ordering::Relaxed),
+                    faulted = counters.faulted.load(Ordering::Relaxed),
+                    gone = counters.gone.load(Ordering::Relaxed),
+                    continued = counters.continued.load(Ordering::Relaxed),
+                    "seccomp: the container's tasks are gone, its descriptor is closed (totals of \
+                     every descriptor since start)"
+                );
             }
             drop(fd);
             counters.descriptors.fetch_sub(1, Ordering::AcqRel);
