@@ -250,7 +250,7 @@ const VALUES_SCRIPT: &str = "echo ==free==; free; echo ==uptime==; uptime; \
 
 /// A container limited to 512 MiB sees 512 MiB in `free`, `sysinfo`, `sysconf(_SC_PHYS_PAGES)` and
 /// its (cgview's) /proc/meminfo, a small uptime, `mem_unit` 1 and its own task count; a container
-/// with no limit sees the host's total.
+/// with no limit sees the host's total, and one whose parent cgroup has the limit sees the parent's.
 #[test]
 fn runc_containers_get_their_own_memory_and_uptime_from_sysinfo() {
     if !needs() {
@@ -313,7 +313,22 @@ fn runc_containers_get_their_own_memory_and_uptime_from_sysinfo() {
     drop(inner);
     drop(cgroup);
 
-    // Both containers are gone: their descriptors are closed.
+    // Nested: the limit is the parent's; the container's own cgroup has none.
+    let cgroup = runc_cgroup("seccomp-nested");
+    cgroup.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    let inner = cgroup.child("ctr");
+    let bundle = setup.bundle(VALUES_SCRIPT, &inner);
+    let output = bundle.run(&unique_name("sysinfo"));
+    expect_success("runc run (nested limit)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(free_total_kib(&out["free"]), 256 * 1024, "{}", out["free"]);
+    assert_eq!(fields(&out["probe"])["totalram"], 256 << 20);
+    assert_eq!(meminfo_kb(&out["meminfo"], "MemTotal"), 256 * 1024);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+
+    // The containers are gone: their descriptors are closed.
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
     while notify_descriptors(setup.daemon.pid()) > 0 {
         assert!(Instant::now() < deadline, "notify descriptors left open");
@@ -323,7 +338,7 @@ fn runc_containers_get_their_own_memory_and_uptime_from_sysinfo() {
     assert_eq!(
         log.matches("serving a container's notify descriptor")
             .count(),
-        2,
+        3,
         "{log}"
     );
 }
