@@ -42,6 +42,9 @@ const MAX_STATE: usize = 1 << 20;
 /// Descriptors a runtime may attach to one message.
 const MAX_FDS: usize = 8;
 
+/// Runtimes' messages read at once, each on a thread of its own; past that, on the accepting thread.
+const MAX_HANDSHAKES: usize = 16;
+
 /// How long a connected runtime may take to send its message.
 const RECEIVE_WITHIN: Duration = Duration::from_secs(5);
 
@@ -141,9 +144,33 @@ fn accept_loop(listener: &UnixListener, cache: &Arc<dyn AsCache>, counters: &Arc
             );
             continue;
         }
-        match receive_state(&connection) {
-            Ok((state, fd)) => adopt(state, fd, cache, counters),
-            Err(e) => tracing::warn!("seccomp socket: no descriptor received: {e}"),
+        // Each runtime's message is read on a thread of its own (up to MAX_HANDSHAKES at once), so
+        // that a peer that connects and sends nothing delays nobody else's container start.
+        static HANDSHAKES: AtomicUsize = AtomicUsize::new(0);
+        let handshake = {
+            let cache = Arc::clone(cache);
+            let counters = Arc::clone(counters);
+            move || match receive_state(&connection) {
+                Ok((state, fd)) => adopt(state, fd, &cache, &counters),
+                Err(e) => tracing::warn!("seccomp socket: no descriptor received: {e}"),
+            }
+        };
+        let slot = HANDSHAKES.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_HANDSHAKES).then_some(n + 1)
+        });
+        if slot.is_err() {
+            handshake();
+            continue;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("seccomp-handshake".into())
+            .spawn(move || {
+                handshake();
+                HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("seccomp socket: cannot start a thread for a connection: {e}");
         }
     }
 }

@@ -223,9 +223,12 @@ fn respond_to(
         return Response::Error(libc::EFAULT);
     }
     // pid 0: the caller is in a pid namespace the daemon does not see.
+    // A panic while rendering would end this thread and close the descriptor (every later call of
+    // the container failing with ENOSYS): it is answered as a fallback instead.
     let values = match notification.pid {
         0 => Err(FallbackCause::CallerGone),
-        tid => answer(tid),
+        tid => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(tid)))
+            .unwrap_or(Err(FallbackCause::Unreadable)),
     };
     let Ok(values) = values else {
         counters.host_fallbacks.fetch_add(1, Ordering::Relaxed);
