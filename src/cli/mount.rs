@@ -68,6 +68,13 @@ pub struct MountArgs {
     /// the served files into the containers it creates; its counters join --metrics-addr's.
     #[arg(long)]
     pub nri: bool,
+    /// Answer sysinfo(2) per container: listen on this Unix socket (root only, mode 0600) for the
+    /// seccomp notify descriptors OCI runtimes send when a container's seccomp profile has
+    /// `listenerPath` = PATH and `SCMP_ACT_NOTIFY` for `sysinfo` (packaging/seccomp/sysinfo-notify.json).
+    /// `free`, `uptime` and sysconf(_SC_PHYS_PAGES) then agree with the served /proc files. The
+    /// descriptors do not survive this daemon: after it stops, those containers' sysinfo calls fail.
+    #[arg(long, value_name = "PATH", env = "CGVIEW_SECCOMP_SOCKET")]
+    pub seccomp_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +174,7 @@ pub fn mount(
         resume_within,
         keeper_socket,
         nri,
+        seccomp_socket,
     } = args;
     if !nix::unistd::geteuid().is_root() {
         return Err(error_chain(&cgview::daemon::MountError::NotRoot));
@@ -266,8 +274,14 @@ pub fn mount(
     } else {
         Transport::DevFuse
     };
+    let fs = Arc::new(fs);
+    if let Some(path) = &seccomp_socket {
+        let cache: Arc<dyn cgview::daemon::seccomp::AsCache> = fs.clone();
+        cgview::daemon::seccomp::start(path, cache)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    }
     serve(
-        Arc::new(fs),
+        fs,
         &mountpoint,
         threads,
         start,

@@ -19,6 +19,7 @@ mod mount_point;
 pub mod mount_scan;
 pub mod notify;
 pub mod repair;
+pub mod seccomp;
 mod serve;
 
 pub use crate::daemon::mount_scan::FS_NAME;

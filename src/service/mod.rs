@@ -5,5 +5,6 @@ pub mod cache;
 pub mod counter_ledger;
 pub mod cpu_ledger;
 pub mod fallback;
+pub mod sysinfo;
 pub mod task_tracker;
 pub mod view;

@@ -1,0 +1,319 @@
+//! One seccomp notify descriptor served: receive, answer, repeat, until the container's tasks are gone.
+//!
+//! Every notification received is answered (an unanswered one would block its caller for good):
+//! `sysinfo` of the native architecture with the container's figures written into the caller's buffer,
+//! everything else with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`. The write goes through
+//! `process_vm_writev(2)`, which, unlike `/proc/<pid>/mem`, does not force its way into read-only
+//! pages: a read-only, unmapped or NULL buffer gets `EFAULT`, as the kernel's own `copy_to_user` would.
+//! `SECCOMP_IOCTL_NOTIF_ID_VALID` is asked before and after the write, so that a caller that died (and
+//! whose pid may be reused) is never answered through another process's memory.
+
+use super::SeccompCounters;
+use crate::service::fallback::FallbackCause;
+use crate::service::sysinfo::{SysinfoValues, SYSINFO_SIZE};
+use nix::sys::uio::{process_vm_writev, RemoteIoVec};
+use nix::unistd::Pid;
+use rustix::event::{poll, PollFd, PollFlags};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+/// `AUDIT_ARCH_*` of the daemon's own architecture (linux/audit.h: `EM_*` | 64-bit | little-endian):
+/// only its `sysinfo` is answered; a compat caller's (i386 on x86_64) is let through.
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCH: u32 = 0xC000_00B7;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const NATIVE_ARCH: u32 = 0;
+
+/// `struct seccomp_notif`'s fields as the kernel lays them out (linux/seccomp.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notification {
+    pub id: u64,
+    pub pid: u32,
+    pub nr: i32,
+    pub arch: u32,
+    pub args: [u64; 6],
+}
+
+impl Notification {
+    /// Reads a `struct seccomp_notif` as received: id at 0, pid at 8, flags at 12, then
+    /// `struct seccomp_data` (nr, arch, instruction_pointer, args[6]) at 16.
+    pub fn decode(bytes: &[u8]) -> Option<Notification> {
+        let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let mut args = [0u64; 6];
+        for (i, arg) in args.iter_mut().enumerate() {
+            *arg = u64_at(32 + 8 * i)?;
+        }
+        Some(Notification {
+            id: u64_at(0)?,
+            pid: u32_at(8)?,
+            nr: u32_at(16)? as i32,
+            arch: u32_at(20)?,
+            args,
+        })
+    }
+
+    fn is_native_sysinfo(&self) -> bool {
+        self.arch == NATIVE_ARCH && i64::from(self.nr) == libc::SYS_sysinfo
+    }
+}
+
+/// What a notification is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// Return `val` (0 for `sysinfo`).
+    Value(i64),
+    /// Fail with this (positive) errno.
+    Error(i32),
+    /// Let the kernel run the call.
+    Continue,
+}
+
+impl Response {
+    /// `struct seccomp_notif_resp` (id, val, error, flags) in `size` bytes (the kernel's size).
+    pub fn encode(self, id: u64, size: usize) -> Vec<u8> {
+        let (val, error, flags) = match self {
+            Response::Value(val) => (val, 0, 0),
+            Response::Error(errno) => (0, -errno, 0),
+            Response::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        };
+        let mut out = vec![0u8; size.max(24)];
+        out[0..8].copy_from_slice(&id.to_ne_bytes());
+        out[8..16].copy_from_slice(&val.to_ne_bytes());
+        out[16..20].copy_from_slice(&error.to_ne_bytes());
+        out[20..24].copy_from_slice(&flags.to_ne_bytes());
+        out
+    }
+}
+
+/// The kernel's sizes of `seccomp_notif` and `seccomp_notif_resp`.
+fn notif_sizes() -> io::Result<(usize, usize)> {
+    let mut sizes = libc::seccomp_notif_sizes {
+        seccomp_notif: 0,
+        seccomp_notif_resp: 0,
+        seccomp_data: 0,
+    };
+    // SAFETY: SECCOMP_GET_NOTIF_SIZES writes one `struct seccomp_notif_sizes` to the pointer, which
+    // points to one, alive and exclusively borrowed for the call.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_NOTIF_SIZES,
+            0,
+            &mut sizes as *mut libc::seccomp_notif_sizes,
+        )
+    };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((
+        usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>()),
+        usize::from(sizes.seccomp_notif_resp).max(std::mem::size_of::<libc::seccomp_notif_resp>()),
+    ))
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV` into `buffer` (zeroed first: the kernel refuses a dirty one).
+fn receive(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<()> {
+    buffer.fill(0);
+    // SAFETY: the kernel writes at most its `sizeof(struct seccomp_notif)` bytes, and `buffer` is at
+    // least that long (sized by SECCOMP_GET_NOTIF_SIZES), alive and exclusively borrowed for the call.
+    let done = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            buffer.as_mut_ptr(),
+        )
+    };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND` of an encoded response.
+fn send(fd: &OwnedFd, response: &[u8]) -> io::Result<()> {
+    // SAFETY: the kernel reads `sizeof(struct seccomp_notif_resp)` bytes, and `response` is at least
+    // that long (sized by SECCOMP_GET_NOTIF_SIZES) and alive for the call.
+    let done = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            response.as_ptr(),
+        )
+    };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether notification `id`'s caller still waits for it.
+fn still_valid(fd: &OwnedFd, id: u64) -> bool {
+    // SAFETY: the kernel reads one u64 from the pointer, which points to `id`, alive for the call.
+    let done = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        )
+    };
+    done == 0
+}
+
+/// Serves `fd` until the container's tasks are all gone (`POLLHUP`), answering `sysinfo` with
+/// `answer(tid)` (`Err`: let through, the host's figures).
+pub fn serve_descriptor(
+    fd: &OwnedFd,
+    answer: &dyn Fn(u32) -> Result<SysinfoValues, FallbackCause>,
+    counters: &SeccompCounters,
+) -> io::Result<()> {
+    let (notif_size, resp_size) = notif_sizes()?;
+    let mut buffer = vec![0u8; notif_size];
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let events = fds[0].revents();
+        if !events.contains(PollFlags::IN) {
+            if events.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
+                return Ok(());
+            }
+            continue;
+        }
+        match receive(fd, &mut buffer) {
+            Ok(()) => {}
+            // The caller was interrupted or killed between the wake-up and the receive.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+        let Some(notification) = Notification::decode(&buffer) else {
+            return Err(io::Error::other("short seccomp notification"));
+        };
+        let response = respond_to(fd, &notification, answer, counters);
+        match send(fd, &response.encode(notification.id, resp_size)) {
+            Ok(()) => {}
+            // The caller is gone (killed, or interrupted by a signal: it restarts the call).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                counters.gone.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn respond_to(
+    fd: &OwnedFd,
+    notification: &Notification,
+    answer: &dyn Fn(u32) -> Result<SysinfoValues, FallbackCause>,
+    counters: &SeccompCounters,
+) -> Response {
+    if !notification.is_native_sysinfo() {
+        counters.continued.fetch_add(1, Ordering::Relaxed);
+        return Response::Continue;
+    }
+    let target = notification.args[0];
+    if target == 0 {
+        counters.faulted.fetch_add(1, Ordering::Relaxed);
+        return Response::Error(libc::EFAULT);
+    }
+    // pid 0: the caller is in a pid namespace the daemon does not see.
+    // A panic while rendering would end this thread and close the descriptor (every later call of
+    // the container failing with ENOSYS): it is answered as a fallback instead.
+    let values = match notification.pid {
+        0 => Err(FallbackCause::CallerGone),
+        tid => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(tid)))
+            .unwrap_or(Err(FallbackCause::Unreadable)),
+    };
+    let Ok(values) = values else {
+        counters.host_fallbacks.fetch_add(1, Ordering::Relaxed);
+        return Response::Continue;
+    };
+    if !still_valid(fd, notification.id) {
+        counters.gone.fetch_add(1, Ordering::Relaxed);
+        return Response::Error(libc::ESRCH);
+    }
+    let bytes = values.encode();
+    let written = usize::try_from(target)
+        .map_err(|_| nix::errno::Errno::EFAULT)
+        .and_then(|base| {
+            process_vm_writev(
+                Pid::from_raw(notification.pid as i32),
+                &[IoSlice::new(&bytes)],
+                &[RemoteIoVec {
+                    base,
+                    len: SYSINFO_SIZE,
+                }],
+            )
+        });
+    // Checked again: had the caller died and its tid been reused between the first check and the
+    // write, this says so (the write then went to a stranger: the window is the one every seccomp
+    // supervisor has, as narrow as the kernel allows).
+    if !still_valid(fd, notification.id) {
+        counters.gone.fetch_add(1, Ordering::Relaxed);
+        return Response::Error(libc::ESRCH);
+    }
+    match written {
+        Ok(SYSINFO_SIZE) => {
+            counters.answered.fetch_add(1, Ordering::Relaxed);
+            Response::Value(0)
+        }
+        Ok(_) | Err(nix::errno::Errno::EFAULT) => {
+            counters.faulted.fetch_add(1, Ordering::Relaxed);
+            Response::Error(libc::EFAULT)
+        }
+        Err(e) => {
+            // EPERM (a ptrace policy such as Yama's scope 3) or ESRCH: the kernel answers instead.
+            tracing::debug!(
+                "seccomp: cannot write sysinfo into tid {}: {e}",
+                notification.pid
+            );
+            counters.host_fallbacks.fetch_add(1, Ordering::Relaxed);
+            Response::Continue
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_decodes_as_the_kernel_lays_it_out() {
+        let mut bytes = vec![0u8; 80];
+        bytes[0..8].copy_from_slice(&7u64.to_ne_bytes());
+        bytes[8..12].copy_from_slice(&1234u32.to_ne_bytes());
+        bytes[16..20].copy_from_slice(&(libc::SYS_sysinfo as i32).to_ne_bytes());
+        bytes[20..24].copy_from_slice(&NATIVE_ARCH.to_ne_bytes());
+        bytes[32..40].copy_from_slice(&0xdead_b000u64.to_ne_bytes());
+        let notification = Notification::decode(&bytes).unwrap();
+        assert_eq!(notification.id, 7);
+        assert_eq!(notification.pid, 1234);
+        assert_eq!(notification.args[0], 0xdead_b000);
+        assert!(notification.is_native_sysinfo());
+        assert!(Notification::decode(&bytes[..79]).is_none());
+        assert_eq!(
+            std::mem::size_of::<libc::seccomp_notif>(),
+            80,
+            "the layout decoded above"
+        );
+    }
+
+    #[test]
+    fn responses_encode_as_seccomp_notif_resp() {
+        let resp = Response::Error(libc::EFAULT).encode(9, 24);
+        assert_eq!(u64::from_ne_bytes(resp[0..8].try_into().unwrap()), 9);
+        assert_eq!(
+            i32::from_ne_bytes(resp[16..20].try_into().unwrap()),
+            -libc::EFAULT
+        );
+        let resp = Response::Continue.encode(9, 24);
+        assert_eq!(u32::from_ne_bytes(resp[20..24].try_into().unwrap()), 1);
+        assert_eq!(std::mem::size_of::<libc::seccomp_notif_resp>(), 24);
+    }
+}

@@ -1,0 +1,435 @@
+//! `cgview mount --seccomp-socket`: Debian's runc starts busybox bundles whose seccomp profile sends
+//! `sysinfo` to cgview (packaging/seccomp/sysinfo-notify.json with the test's socket), and inside them
+//! busybox `free`, `uptime` and a static probe (tests/seccomp_support/probe.c, built with the host's
+//! `cc`) see the container's memory, uptime and load; a hostile probe's bad buffers get `EFAULT`; the
+//! cost of an intercepted call is measured. Needs root, /dev/fuse, the cgroup v1 hierarchies, runc and
+//! a C compiler with a static libc.
+
+mod mounted_support;
+
+use mounted_support::needs::REQUIRE_ALL_ENV;
+use mounted_support::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+/// The hierarchies runc puts a container in on this hybrid host, so the test's cgroup guard removes
+/// every directory even when runc does not (those this host has).
+const RUNC_CONTROLLERS: [&str; 10] = [
+    "memory", "cpu", "cpuacct", "cpuset", "blkio", "pids", "devices", "freezer", "systemd",
+    "unified",
+];
+
+/// cgview's files bound into the bundles, as the NRI plugin binds them: `free` reads `Cached` from
+/// /proc/meminfo and the rest from sysinfo(2); both are then the container's.
+const SERVED: [&str; 3] = ["proc/meminfo", "proc/uptime", "proc/loadavg"];
+
+const APPLETS: [&str; 6] = ["sh", "cat", "echo", "free", "uptime", "sleep"];
+
+/// Whether `program` is on PATH; missing, the test is skipped (or fails under tests/run.sh).
+fn tool_available(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if found {
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| v == "1") {
+        panic!("{test} needs {program} (apt-get install {package}), and {REQUIRE_ALL_ENV}=1 forbids skipping it");
+    }
+    let line = format!("SKIPPED {test}: needs {program} (apt-get install {package})\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    false
+}
+
+fn needs() -> bool {
+    needs_met(MOUNT_AND_CGROUPS)
+        && tool_available("runc", "runc")
+        && tool_available("cc", "gcc libc6-dev")
+}
+
+/// The probe, built static into `dir`.
+fn build_probe(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seccomp_support/probe.c");
+    let probe = dir.join("probe");
+    let output = Command::new("cc")
+        .args(["-O2", "-static", "-pthread", "-o"])
+        .arg(&probe)
+        .arg(&source)
+        .output()
+        .unwrap();
+    expect_success("cc -static probe.c", &output);
+    probe
+}
+
+/// A daemon answering `sysinfo` on a socket of its own, and where that socket is.
+struct Setup {
+    daemon: Daemon,
+    socket: PathBuf,
+    work: tempfile::TempDir,
+    probe: PathBuf,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let work = tempfile::Builder::new()
+            .prefix("cgview-seccomp-")
+            .tempdir()
+            .unwrap();
+        let socket = work.path().join("seccomp.sock");
+        let socket_arg = socket.to_str().unwrap().to_owned();
+        let mut args = WITHOUT_KEEPER.to_vec();
+        args.extend(["--seccomp-socket", &socket_arg]);
+        let daemon = Daemon::start(&[], &args);
+        let probe = build_probe(work.path());
+        Setup {
+            daemon,
+            socket,
+            work,
+            probe,
+        }
+    }
+
+    /// A bundle running `script` in `cgroup` (cgroupfs style), with the profile fragment pointing at
+    /// this daemon's socket.
+    fn bundle(&self, script: &str, cgroup: &TestCgroup) -> Bundle {
+        Bundle::new(
+            self.work.path(),
+            script,
+            &format!("/{}", cgroup.relative),
+            &self.socket,
+            &self.probe,
+            &self.daemon.mount_point,
+        )
+    }
+}
+
+/// An OCI bundle: a busybox root with the probe at /bin/probe, `runc spec`'s config.json with
+/// `script` as the process, `cgroups_path` as its cgroup and the packaged seccomp fragment.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(
+        parent: &Path,
+        script: &str,
+        cgroups_path: &str,
+        socket: &Path,
+        probe: &Path,
+        mount_point: &Path,
+    ) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("bundle-")
+            .tempdir_in(parent)
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for sub in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        std::fs::copy(probe, rootfs.join("bin/probe")).unwrap();
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let output = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        expect_success("runc spec", &output);
+        let config_path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+        config["root"]["path"] = "rootfs".into();
+        config["hostname"] = "seccomp-test".into();
+        config["linux"]["cgroupsPath"] = cgroups_path.into();
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        for file in SERVED {
+            mounts.push(serde_json::json!({
+                "destination": format!("/{file}"),
+                "type": "bind",
+                "source": mount_point.join(file),
+                "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+            }));
+        }
+        let fragment =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/seccomp/sysinfo-notify.json");
+        let mut seccomp: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fragment).unwrap()).unwrap();
+        seccomp["listenerPath"] = socket.to_str().unwrap().into();
+        config["linux"]["seccomp"] = seccomp;
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Bundle { dir }
+    }
+
+    /// `runc run` of the bundle as container `id`: its output; the container is deleted before
+    /// returning.
+    fn run(&self, id: &str) -> Output {
+        let root = self.dir.path().join("runc-state");
+        let _container = RuncContainer {
+            root: root.clone(),
+            id: id.to_owned(),
+        };
+        Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--bundle"])
+            .arg(self.dir.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+/// A container runc created, deleted (`runc delete -f`) when dropped.
+struct RuncContainer {
+    root: PathBuf,
+    id: String,
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "-f", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn runc_cgroup(label: &str) -> TestCgroup {
+    let hierarchies: Vec<&'static str> = RUNC_CONTROLLERS
+        .into_iter()
+        .filter(|h| Path::new(CGROUP_ROOT).join(h).join("cgroup.procs").exists())
+        .collect();
+    TestCgroup::new(label, &hierarchies)
+}
+
+/// `name value` lines.
+fn fields(text: &str) -> HashMap<String, i64> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The seccomp notify descriptors process `pid` holds.
+fn notify_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("seccomp notify"))
+        .count()
+}
+
+/// busybox `free`'s `Mem:` total, in KiB.
+fn free_total_kib(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Mem:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Mem: line in:\n{text}"))
+}
+
+const VALUES_SCRIPT: &str = "echo ==free==; free; echo ==uptime==; uptime; \
+                             echo ==probe==; /bin/probe values; \
+                             echo ==meminfo==; cat /proc/meminfo";
+
+/// A container limited to 512 MiB sees 512 MiB in `free`, `sysinfo`, `sysconf(_SC_PHYS_PAGES)` and
+/// its (cgview's) /proc/meminfo, a small uptime, `mem_unit` 1 and its own task count; a container
+/// with no limit sees the host's total, and one whose parent cgroup has the limit sees the parent's.
+#[test]
+fn runc_containers_get_their_own_memory_and_uptime_from_sysinfo() {
+    if !needs() {
+        return;
+    }
+    let setup = Setup::start();
+    let host_meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let host_total_kib = meminfo_kb(&host_meminfo, "MemTotal");
+    assert_ne!(host_total_kib, 512 * 1024);
+
+    let cgroup = runc_cgroup("seccomp-512");
+    let inner = cgroup.child("ctr");
+    inner.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+    let bundle = setup.bundle(VALUES_SCRIPT, &inner);
+    let output = bundle.run(&unique_name("sysinfo"));
+    expect_success("runc run (512 MiB)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    let host_uptime = host_uptime_secs();
+    assert_eq!(free_total_kib(&out["free"]), 512 * 1024, "{}", out["free"]);
+    let probe = fields(&out["probe"]);
+    assert_eq!(probe["totalram"], 512 << 20, "{}", out["probe"]);
+    assert_eq!(probe["mem_unit"], 1, "{}", out["probe"]);
+    assert_eq!(probe["phys_pages"] * probe["page_size"], 512 << 20);
+    assert!(probe["freeram"] <= probe["totalram"], "{}", out["probe"]);
+    assert!(
+        probe["procs"] >= 1 && probe["procs"] < 50,
+        "{}",
+        out["probe"]
+    );
+    // The container's uptime: seconds since it started, not the host's.
+    assert!(
+        probe["uptime"] < 30 && (probe["uptime"] as f64) < host_uptime,
+        "container uptime {} (host {host_uptime}):\n{}",
+        probe["uptime"],
+        out["probe"]
+    );
+    assert!(out["uptime"].contains("up 0 min"), "{}", out["uptime"]);
+    assert_eq!(meminfo_kb(&out["meminfo"], "MemTotal"), 512 * 1024);
+    assert!(probe["freeram"] as u64 <= 512 * MIB, "{}", out["probe"]);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+
+    let cgroup = runc_cgroup("seccomp-nolimit");
+    let inner = cgroup.child("ctr");
+    let bundle = setup.bundle(VALUES_SCRIPT, &inner);
+    let output = bundle.run(&unique_name("sysinfo"));
+    expect_success("runc run (no limit)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        free_total_kib(&out["free"]),
+        host_total_kib,
+        "{}",
+        out["free"]
+    );
+    let probe = fields(&out["probe"]);
+    assert_eq!(probe["totalram"], (host_total_kib * 1024) as i64);
+    assert!(probe["uptime"] < 30, "{}", out["probe"]);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+
+    // Nested: the limit is the parent's; the container's own cgroup has none.
+    let cgroup = runc_cgroup("seccomp-nested");
+    cgroup.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    let inner = cgroup.child("ctr");
+    let bundle = setup.bundle(VALUES_SCRIPT, &inner);
+    let output = bundle.run(&unique_name("sysinfo"));
+    expect_success("runc run (nested limit)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(free_total_kib(&out["free"]), 256 * 1024, "{}", out["free"]);
+    assert_eq!(fields(&out["probe"])["totalram"], 256 << 20);
+    assert_eq!(meminfo_kb(&out["meminfo"], "MemTotal"), 256 * 1024);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+
+    // The containers are gone: their descriptors are closed.
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while notify_descriptors(setup.daemon.pid()) > 0 {
+        assert!(Instant::now() < deadline, "notify descriptors left open");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = setup.daemon.log_text();
+    assert_eq!(
+        log.matches("serving a container's notify descriptor")
+            .count(),
+        3,
+        "{log}"
+    );
+}
+
+/// NULL, a read-only page, an unmapped page, a buffer running off the end of its mapping and a page
+/// another thread unmaps and maps again get `EFAULT` (or, racing, the answer), never a hang or another
+/// error; 64 threads calling in a loop all get answers; the cost per intercepted call is reported.
+#[test]
+fn hostile_buffers_get_efault_and_every_call_is_answered() {
+    if !needs() {
+        return;
+    }
+    let setup = Setup::start();
+    let cgroup = runc_cgroup("seccomp-hostile");
+    let inner = cgroup.child("ctr");
+    inner.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    let script = "echo ==hostile==; /bin/probe hostile; \
+                  echo ==loop==; /bin/probe loop 5000; \
+                  echo ==threads==; /bin/probe threads 64 100";
+    let bundle = setup.bundle(script, &inner);
+    let started = Instant::now();
+    let output = bundle.run(&unique_name("hostile"));
+    expect_success("runc run (hostile)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    let hostile = fields(&out["hostile"]);
+    let efault = i64::from(libc::EFAULT);
+    for case in ["null", "readonly", "unmapped", "straddling"] {
+        assert_eq!(hostile[case], efault, "{case}:\n{}", out["hostile"]);
+    }
+    assert_eq!(hostile["race_other"], 0, "{}", out["hostile"]);
+    assert_eq!(hostile["race_ok"] + hostile["race_efault"], 5000);
+    assert_eq!(hostile["valid"], 0);
+    assert_eq!(fields(&out["threads"])["failed"], 0, "{}", out["threads"]);
+    let intercepted = fields(&out["loop"])["ns_per_call"];
+    let native = Command::new(&setup.probe)
+        .args(["loop", "5000"])
+        .output()
+        .unwrap();
+    let native = fields(&String::from_utf8_lossy(&native.stdout))["ns_per_call"];
+    eprintln!(
+        "sysinfo(2): {intercepted} ns per intercepted call, {native} ns native \
+         (64 threads x 100 calls and the hostile cases in {:.2} s)",
+        started.elapsed().as_secs_f64()
+    );
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+}
+
+/// The socket is root's alone (mode 0600), a message without a descriptor is refused with a log
+/// line, and a peer that sends nothing holds up no other runtime; the listener goes on serving.
+#[test]
+fn the_socket_is_roots_alone_and_bad_messages_are_refused() {
+    if !needs() {
+        return;
+    }
+    let setup = Setup::start();
+    let mode = std::fs::metadata(&setup.socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    {
+        let mut stream = std::os::unix::net::UnixStream::connect(&setup.socket).unwrap();
+        stream
+            .write_all(br#"{"fds":["seccompFd"],"pid":1}"#)
+            .unwrap();
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !setup.daemon.log_text().contains("no descriptor received") {
+        assert!(Instant::now() < deadline, "{}", setup.daemon.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Still serving, and a peer that connects and says nothing (held open for the daemon's 5 s)
+    // delays nobody: a container started now is answered at once.
+    let _silent = std::os::unix::net::UnixStream::connect(&setup.socket).unwrap();
+    let cgroup = runc_cgroup("seccomp-after");
+    let inner = cgroup.child("ctr");
+    inner.set("memory", "memory.limit_in_bytes", &(128 * MIB).to_string());
+    let bundle = setup.bundle("/bin/probe values", &inner);
+    let started = Instant::now();
+    let output = bundle.run(&unique_name("after"));
+    expect_success("runc run (after a bad message)", &output);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "runc run took {:?} behind a silent peer",
+        started.elapsed()
+    );
+    let probe = fields(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(probe["totalram"], 128 << 20);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+}
