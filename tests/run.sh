@@ -44,6 +44,9 @@ command -v kubectl >/dev/null || missing+=(kubernetes-client)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v podman >/dev/null || missing+=(podman)
 command -v runc >/dev/null || missing+=(runc)
+# A C compiler and a static libc build the sysinfo(2) probe runc's containers run (tests/seccomp_sysinfo.rs).
+command -v cc >/dev/null || missing+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq

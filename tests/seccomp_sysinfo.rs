@@ -84,7 +84,12 @@ impl Setup {
         let socket = work.path().join("seccomp.sock");
         let socket_arg = socket.to_str().unwrap().to_owned();
         let mut args = WITHOUT_KEEPER.to_vec();
-        args.extend(["--seccomp-socket", &socket_arg]);
+        args.extend([
+            "--seccomp-socket",
+            &socket_arg,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]);
         let daemon = Daemon::start(&[], &args);
         let probe = build_probe(work.path());
         Setup {
@@ -93,6 +98,32 @@ impl Setup {
             work,
             probe,
         }
+    }
+
+    /// The value of the daemon's `/metrics` series `series` (name and labels as printed).
+    fn metric(&self, series: &str) -> u64 {
+        let log = self.daemon.log_text();
+        let address = log
+            .lines()
+            .find(|l| l.contains("serving /metrics and /healthz"))
+            .and_then(|l| l.split("address=").nth(1))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+            .trim()
+            .to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: cgview\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{response}"))
     }
 
     /// A bundle running `script` in `cgroup` (cgroupfs style), with the profile fragment pointing at
@@ -334,6 +365,16 @@ fn runc_containers_get_their_own_memory_and_uptime_from_sysinfo() {
         assert!(Instant::now() < deadline, "notify descriptors left open");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // Each container called sysinfo at least three times (free, uptime, the probe), all answered.
+    assert!(
+        setup.metric("cgview_seccomp_sysinfo_total{result=\"answered\"}") >= 9,
+        "answered"
+    );
+    assert_eq!(
+        setup.metric("cgview_seccomp_sysinfo_total{result=\"host\"}"),
+        0
+    );
+    assert_eq!(setup.metric("cgview_seccomp_descriptors"), 0);
     let log = setup.daemon.log_text();
     assert_eq!(
         log.matches("serving a container's notify descriptor")
@@ -372,6 +413,11 @@ fn hostile_buffers_get_efault_and_every_call_is_answered() {
     assert_eq!(hostile["race_ok"] + hostile["race_efault"], 5000);
     assert_eq!(hostile["valid"], 0);
     assert_eq!(fields(&out["threads"])["failed"], 0, "{}", out["threads"]);
+    // The four bad buffers at least, and whatever the munmap race made fault.
+    assert!(
+        setup.metric("cgview_seccomp_sysinfo_total{result=\"efault\"}")
+            >= 4 + hostile["race_efault"] as u64
+    );
     let intercepted = fields(&out["loop"])["ns_per_call"];
     let native = Command::new(&setup.probe)
         .args(["loop", "5000"])

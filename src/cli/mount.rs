@@ -277,8 +277,9 @@ pub fn mount(
     let fs = Arc::new(fs);
     if let Some(path) = &seccomp_socket {
         let cache: Arc<dyn cgview::daemon::seccomp::AsCache> = fs.clone();
-        cgview::daemon::seccomp::start(path, cache)
+        let listener = cgview::daemon::seccomp::start(path, cache)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        fs.metrics().attach_seccomp(listener.counters);
     }
     serve(
         fs,

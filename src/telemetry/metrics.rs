@@ -1,6 +1,7 @@
 //! Prometheus metrics: counters and latency histograms recorded on the hot path with relaxed atomics
 //! only (no lock, no allocation), and the text exposition format rendered at scrape time.
 
+use crate::daemon::seccomp::SeccompCounters;
 use cgview_core::catalog::ServedFile;
 use cgview_core::failure::FallbackCause;
 use cgview_nri::counters::Counters as NriCounters;
@@ -105,6 +106,8 @@ pub struct Metrics {
     mirrored_inodes: AtomicU64,
     /// The NRI plugin's counters, when it runs in this daemon (`cgview mount --nri`).
     nri: OnceLock<Arc<NriCounters>>,
+    /// The seccomp listener's counters, when it runs (`cgview mount --seccomp-socket`).
+    seccomp: OnceLock<Arc<SeccompCounters>>,
 }
 
 impl Metrics {
@@ -150,6 +153,11 @@ impl Metrics {
     /// Adds the NRI plugin's series to every scrape (the first call wins).
     pub fn attach_nri(&self, counters: Arc<NriCounters>) {
         let _ = self.nri.set(counters);
+    }
+
+    /// Appends the seccomp listener's series to every scrape.
+    pub fn attach_seccomp(&self, counters: Arc<SeccompCounters>) {
+        let _ = self.seccomp.set(counters);
     }
 
     /// Containers' mounts replaced: `dead` ones after a crash, or moved off a taken-over daemon.
@@ -476,6 +484,9 @@ impl Metrics {
         );
         if let Some(nri) = self.nri.get() {
             nri.render(&mut out);
+        }
+        if let Some(seccomp) = self.seccomp.get() {
+            seccomp.render(&mut out);
         }
         out
     }

@@ -68,6 +68,67 @@ pub struct SeccompCounters {
     pub refused: AtomicU64,
 }
 
+impl SeccompCounters {
+    /// The Prometheus series of these counters, appended to the daemon's `/metrics`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP cgview_seccomp_sysinfo_total sysinfo(2) calls trapped by seccomp, by answer: answered \
+             (the container's figures), host (let through: the caller or its files could not be resolved), \
+             efault (a bad buffer), gone (the caller left before the answer)."
+        );
+        let _ = writeln!(out, "# TYPE cgview_seccomp_sysinfo_total counter");
+        for (result, count) in [
+            ("answered", &self.answered),
+            ("host", &self.host_fallbacks),
+            ("efault", &self.faulted),
+            ("gone", &self.gone),
+        ] {
+            let _ = writeln!(
+                out,
+                "cgview_seccomp_sysinfo_total{{result=\"{result}\"}} {}",
+                load(count)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cgview_seccomp_other_calls_total Other trapped calls, let through unchanged."
+        );
+        let _ = writeln!(out, "# TYPE cgview_seccomp_other_calls_total counter");
+        let _ = writeln!(
+            out,
+            "cgview_seccomp_other_calls_total {}",
+            load(&self.continued)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cgview_seccomp_descriptors Containers' seccomp notify descriptors served now."
+        );
+        let _ = writeln!(out, "# TYPE cgview_seccomp_descriptors gauge");
+        let _ = writeln!(
+            out,
+            "cgview_seccomp_descriptors {}",
+            self.descriptors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cgview_seccomp_descriptors_refused_total Descriptors closed at once for the {MAX_DESCRIPTORS} limit \
+             (their containers' trapped calls fail with ENOSYS)."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE cgview_seccomp_descriptors_refused_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "cgview_seccomp_descriptors_refused_total {}",
+            load(&self.refused)
+        );
+    }
+}
+
 /// The listener, started by [`start`].
 #[derive(Debug)]
 pub struct SeccompListener {
