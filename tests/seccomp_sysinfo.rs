@@ -77,13 +77,18 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Setup::start_with(WITHOUT_KEEPER)
+    }
+
+    /// A daemon with `holder_args` (e.g. none: a keeper holds the connection and the descriptors).
+    fn start_with(holder_args: &[&str]) -> Setup {
         let work = tempfile::Builder::new()
             .prefix("cgview-seccomp-")
             .tempdir()
             .unwrap();
         let socket = work.path().join("seccomp.sock");
         let socket_arg = socket.to_str().unwrap().to_owned();
-        let mut args = WITHOUT_KEEPER.to_vec();
+        let mut args = holder_args.to_vec();
         args.extend([
             "--seccomp-socket",
             &socket_arg,
@@ -103,8 +108,10 @@ impl Setup {
     /// The value of the daemon's `/metrics` series `series` (name and labels as printed).
     fn metric(&self, series: &str) -> u64 {
         let log = self.daemon.log_text();
+        // The daemon serving now: the last to log its address.
         let address = log
             .lines()
+            .rev()
             .find(|l| l.contains("serving /metrics and /healthz"))
             .and_then(|l| l.split("address=").nth(1))
             .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
@@ -199,6 +206,28 @@ impl Bundle {
         config["linux"]["seccomp"] = seccomp;
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         Bundle { dir }
+    }
+
+    /// `runc run` of the bundle as container `id`, left running: its process (stdout piped) and the
+    /// guard deleting the container.
+    fn spawn(&self, id: &str) -> (std::process::Child, RuncContainer) {
+        let root = self.dir.path().join("runc-state");
+        let guard = RuncContainer {
+            root: root.clone(),
+            id: id.to_owned(),
+        };
+        let child = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--bundle"])
+            .arg(self.dir.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, guard)
     }
 
     /// `runc run` of the bundle as container `id`: its output; the container is deleted before
@@ -475,6 +504,174 @@ fn the_socket_is_roots_alone_and_bad_messages_are_refused() {
     );
     let probe = fields(&String::from_utf8_lossy(&output.stdout));
     assert_eq!(probe["totalram"], 128 << 20);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+}
+
+/// How long the wait for something the test expects lasts at most.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool, log: impl Fn() -> String) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {PATIENCE:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn realtime_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// With a keeper, a container calling `sysinfo` in a tight loop sees no failed and no wrong call
+/// while its daemon (a) is stopped with SIGTERM and started again, (b) is killed with SIGKILL and
+/// started again, (c) is taken over by a second daemon: the keeper holds the notify descriptor (and
+/// its slot table) between daemons, and each new daemon serves it. The longest call across each
+/// event is reported. Once the container is gone, neither the keeper nor the daemon holds a notify
+/// descriptor.
+#[test]
+fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
+    if !needs() {
+        return;
+    }
+    let mut setup = Setup::start_with(&[]);
+    let cgroup = runc_cgroup("seccomp-survive");
+    let inner = cgroup.child("ctr");
+    inner.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    let bundle = setup.bundle(
+        &format!("exec /bin/probe survive {} /tmp/stop", 256 * MIB),
+        &inner,
+    );
+    let (mut runc, _container) = bundle.spawn(&unique_name("survive"));
+    let mut stdout = std::io::BufReader::new(runc.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first.trim(), "ready", "the probe's first line");
+    let held_by_keeper = |daemon: &Daemon| {
+        keeper_pids(&daemon.mount_point)
+            .into_iter()
+            .map(|pid| notify_descriptors(pid as u32))
+            .sum::<usize>()
+    };
+    assert_eq!(
+        held_by_keeper(&setup.daemon),
+        1,
+        "{}",
+        setup.daemon.log_text()
+    );
+    let settle = std::time::Duration::from_millis(700);
+    std::thread::sleep(settle);
+    let mut events: Vec<(&str, i64, i64)> = Vec::new();
+    let served_from_keeper = |log: &str| {
+        log.matches("serving a notify descriptor the keeper held")
+            .count()
+    };
+
+    // (a) SIGTERM, then a new daemon.
+    let began = realtime_ns();
+    let status = setup.daemon.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    setup.daemon.respawn();
+    wait_for(
+        "the restarted daemon serves the descriptor",
+        || served_from_keeper(&setup.daemon.log_text()) >= 1,
+        || setup.daemon.log_text(),
+    );
+    events.push(("SIGTERM and restart", began, realtime_ns()));
+    std::thread::sleep(settle);
+
+    // (b) SIGKILL, then a new daemon.
+    let began = realtime_ns();
+    let mut killed = setup.daemon.take_child();
+    stop_process(&mut killed, "KILL").expect("the daemon survived SIGKILL");
+    setup.daemon.respawn();
+    wait_for(
+        "the respawned daemon serves the descriptor",
+        || served_from_keeper(&setup.daemon.log_text()) >= 2,
+        || setup.daemon.log_text(),
+    );
+    events.push(("SIGKILL and restart", began, realtime_ns()));
+    // Whether the killed daemon had a call received and not answered (its successor answered it).
+    let recovered = setup.metric("cgview_seccomp_recovered_total");
+    std::thread::sleep(settle);
+
+    // (c) A second daemon takes over; the first is superseded, then stopped.
+    let began = realtime_ns();
+    let mut previous = setup.daemon.start_successor();
+    wait_for(
+        "the successor serves the descriptor",
+        || served_from_keeper(&setup.daemon.log_text()) >= 3,
+        || setup.daemon.log_text(),
+    );
+    wait_for(
+        "the previous daemon is superseded",
+        || notify_descriptors(previous.id()) == 0,
+        || setup.daemon.log_text(),
+    );
+    events.push(("take-over", began, realtime_ns()));
+    std::thread::sleep(settle);
+    stop_process(&mut previous, "TERM").expect("the superseded daemon did not stop");
+
+    std::fs::write(bundle.dir.path().join("rootfs/tmp/stop"), b"").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = runc.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut runc.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "runc run: {status}\n{rest}\n{stderr}");
+    let results = fields(&rest);
+    let log = setup.daemon.log_text();
+    assert_eq!(results["failed"], 0, "{rest}\n{log}");
+    assert_eq!(results["wrong"], 0, "{rest}\n{log}");
+    assert!(results["calls"] > 1000, "{rest}");
+    let stalls: Vec<(i64, i64)> = rest
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("stall ")?.split_whitespace();
+            Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+        })
+        .collect();
+    for (event, began, ended) in &events {
+        let longest = stalls
+            .iter()
+            .filter(|(start, ns)| start + ns >= *began && *start <= *ended)
+            .map(|(_, ns)| *ns)
+            .max()
+            .unwrap_or(0);
+        eprintln!(
+            "{event}: longest sysinfo call {:.1} ms ({:.0} ms from the signal to the new daemon serving)",
+            longest as f64 / 1e6,
+            (ended - began) as f64 / 1e6
+        );
+    }
+    eprintln!(
+        "{} calls, longest overall {:.1} ms; {} call(s) the killed daemon had received answered by its \
+         successor (cgview_seccomp_recovered_total)",
+        results["calls"],
+        results["max_stall_ns"] as f64 / 1e6,
+        recovered,
+    );
+    assert!(setup.metric("cgview_seccomp_descriptors_inherited_total") >= 1);
+    assert_eq!(
+        setup.metric("cgview_seccomp_sysinfo_total{result=\"host\"}"),
+        0
+    );
+
+    // The container is gone: nobody holds its descriptor any more.
+    wait_for(
+        "the keeper and the daemon drop the descriptor",
+        || held_by_keeper(&setup.daemon) == 0 && notify_descriptors(setup.daemon.pid()) == 0,
+        || setup.daemon.log_text(),
+    );
+    assert_eq!(setup.metric("cgview_seccomp_descriptors"), 0);
     drop(bundle);
     drop(inner);
     drop(cgroup);

@@ -71,8 +71,9 @@ pub struct MountArgs {
     /// Answer sysinfo(2) per container: listen on this Unix socket (root only, mode 0600) for the
     /// seccomp notify descriptors OCI runtimes send when a container's seccomp profile has
     /// `listenerPath` = PATH and `SCMP_ACT_NOTIFY` for `sysinfo` (packaging/seccomp/sysinfo-notify.json).
-    /// `free`, `uptime` and sysconf(_SC_PHYS_PAGES) then agree with the served /proc files. The
-    /// descriptors do not survive this daemon: after it stops, those containers' sysinfo calls fail.
+    /// `free`, `uptime` and sysconf(_SC_PHYS_PAGES) then agree with the served /proc files. With a
+    /// keeper, the descriptors survive this daemon (stops, crashes, take-overs): the next daemon serves
+    /// them; without one, after it stops, those containers' sysinfo calls fail with ENOSYS.
     #[arg(long, value_name = "PATH", env = "CGVIEW_SECCOMP_SOCKET")]
     pub seccomp_socket: Option<PathBuf>,
 }
@@ -275,11 +276,24 @@ pub fn mount(
         Transport::DevFuse
     };
     let fs = Arc::new(fs);
+    // Notify descriptors are kept by the keeper that keeps the connection.
+    let notify_keeper = matches!(holder, Some(Holder::Keeper(_))).then_some(socket.as_path());
     if let Some(path) = &seccomp_socket {
         let cache: Arc<dyn cgview::daemon::seccomp::AsCache> = fs.clone();
-        let listener = cgview::daemon::seccomp::start(path, cache)
+        let listener = cgview::daemon::seccomp::start(path, cache, notify_keeper)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
         fs.metrics().attach_seccomp(listener.counters);
+    } else if let Some(keeper) = notify_keeper {
+        match cgview::daemon::seccomp::count_held(keeper) {
+            Ok(0) => {}
+            Ok(held) => tracing::warn!(
+                held,
+                "the keeper holds {held} seccomp notify descriptor(s) this daemon cannot serve (no \
+                 --seccomp-socket); the keeper keeps them for a daemon that can, and their containers' \
+                 sysinfo calls wait until one serves"
+            ),
+            Err(e) => tracing::debug!("cannot ask the keeper for notify descriptors: {e}"),
+        }
     }
     serve(
         fs,

@@ -54,6 +54,18 @@ pub enum Message {
     Standby,
     /// Keeper to a standby: drop the connection you hold (the keeper gave it up).
     Release,
+    /// Daemon: keep a duplicate of this container's seccomp notify descriptor (attached first) and of
+    /// its slot table (attached second, see [`crate::daemon::seccomp::slots`]); `key` names the
+    /// container's descriptor, so that a duplicate is recognised. Keeper to a standby: the same.
+    NotifyDeposit { key: String },
+    /// Daemon: every notify descriptor you hold, please.
+    NotifyAsk,
+    /// Keeper: one notify descriptor and its slot table (attached), in answer to `NotifyAsk`.
+    NotifyHeld { key: String },
+    /// Keeper: that was the last of them.
+    NotifyEnd,
+    /// Keeper to a standby: drop this notify descriptor (its container is gone).
+    NotifyDrop { key: String },
 }
 
 impl Message {
@@ -71,6 +83,11 @@ impl Message {
             Message::Superseded => "SUPERSEDED\n".into(),
             Message::Standby => "STANDBY\n".into(),
             Message::Release => "RELEASE\n".into(),
+            Message::NotifyDeposit { key } => format!("NOTIFY-DEPOSIT\n{key}"),
+            Message::NotifyAsk => "NOTIFY-ASK\n".into(),
+            Message::NotifyHeld { key } => format!("NOTIFY-HELD\n{key}"),
+            Message::NotifyEnd => "NOTIFY-END\n".into(),
+            Message::NotifyDrop { key } => format!("NOTIFY-DROP\n{key}"),
         }
     }
 
@@ -94,6 +111,11 @@ impl Message {
             "SUPERSEDED" => Message::Superseded,
             "STANDBY" => Message::Standby,
             "RELEASE" => Message::Release,
+            "NOTIFY-DEPOSIT" => Message::NotifyDeposit { key: rest.into() },
+            "NOTIFY-ASK" => Message::NotifyAsk,
+            "NOTIFY-HELD" => Message::NotifyHeld { key: rest.into() },
+            "NOTIFY-END" => Message::NotifyEnd,
+            "NOTIFY-DROP" => Message::NotifyDrop { key: rest.into() },
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -106,16 +128,31 @@ impl Message {
 
 const MAX_MESSAGE: usize = 4096;
 
+/// Descriptors one message carries at most.
+pub const MAX_FDS: usize = 2;
+
 pub fn send(
     socket: BorrowedFd<'_>,
     message: &Message,
     fd: Option<BorrowedFd<'_>>,
 ) -> io::Result<()> {
-    let text = message.encode();
     let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    send_fds(socket, message, &fds)
+}
+
+/// Sends `message` with up to [`MAX_FDS`] descriptors attached.
+pub fn send_fds(
+    socket: BorrowedFd<'_>,
+    message: &Message,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other("too many descriptors for one message"));
+    }
+    let text = message.encode();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("cannot attach a descriptor"));
     }
     rustix::net::sendmsg(
@@ -129,8 +166,14 @@ pub fn send(
 
 /// The next message and the descriptor attached to it; `None` when the peer has gone.
 pub fn receive(socket: BorrowedFd<'_>) -> io::Result<Option<(Message, Option<OwnedFd>)>> {
+    Ok(receive_fds(socket)?.map(|(message, fds)| (message, fds.into_iter().next())))
+}
+
+/// The next message and the descriptors attached to it (at most [`MAX_FDS`]), in order; `None` when
+/// the peer has gone.
+pub fn receive_fds(socket: BorrowedFd<'_>) -> io::Result<Option<(Message, Vec<OwnedFd>)>> {
     let mut buffer = [0u8; MAX_MESSAGE];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let received = loop {
         match rustix::net::recvmsg(
@@ -143,11 +186,10 @@ pub fn receive(socket: BorrowedFd<'_>) -> io::Result<Option<(Message, Option<Own
             other => break other?,
         }
     };
-    let mut fd = None;
+    let mut fds = Vec::new();
     for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(fds) = message {
-            // Extra descriptors (none is ever sent) are closed as they drop.
-            fd = fds.into_iter().next().or(fd);
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
         }
     }
     if received.bytes == 0 {
@@ -155,7 +197,7 @@ pub fn receive(socket: BorrowedFd<'_>) -> io::Result<Option<(Message, Option<Own
     }
     let text = std::str::from_utf8(&buffer[..received.bytes])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok(Some((Message::decode(text)?, fd)))
+    Ok(Some((Message::decode(text)?, fds)))
 }
 
 fn new_socket() -> io::Result<OwnedFd> {
@@ -230,6 +272,17 @@ mod tests {
             Message::Superseded,
             Message::Standby,
             Message::Release,
+            Message::NotifyDeposit {
+                key: "ctr/4242".into(),
+            },
+            Message::NotifyAsk,
+            Message::NotifyHeld {
+                key: "ctr/4242".into(),
+            },
+            Message::NotifyEnd,
+            Message::NotifyDrop {
+                key: "ctr/4242".into(),
+            },
         ] {
             assert_eq!(Message::decode(&message.encode()).unwrap(), message);
         }

@@ -184,6 +184,8 @@ impl KeeperLink {
                     );
                     // A request a ring of this daemon holds at exit would never be answered.
                     crate::transport::ring::quiesce(QUIESCE_WITHIN);
+                    // Nor would a seccomp notification received and not answered.
+                    crate::daemon::seccomp::quiesce(QUIESCE_WITHIN);
                     become_superseded(&self.mount_point);
                 }
                 Ok(Some((other, _))) => {

@@ -17,7 +17,7 @@ use cgview_core::handover::Handover;
 use cgview_core::parse::mountinfo::parse_mountinfo;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,32 @@ struct Held {
     next: Handover,
 }
 
+/// A container's seccomp notify descriptor, held for the daemons (see [`crate::daemon::seccomp`]),
+/// until its container is gone.
+struct HeldNotify {
+    key: String,
+    fd: OwnedFd,
+    /// Its slot table (a memfd).
+    table: Option<OwnedFd>,
+}
+
+impl HeldNotify {
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.fd.as_fd()];
+        fds.extend(self.table.as_ref().map(|t| t.as_fd()));
+        fds
+    }
+}
+
+/// Keeps `held` unless a descriptor of that key is held already; whether it was new.
+fn hold_notify(notify: &mut Vec<HeldNotify>, held: HeldNotify) -> bool {
+    if notify.iter().any(|n| n.key == held.key) {
+        return false;
+    }
+    notify.push(held);
+    true
+}
+
 /// Runs the keeper until the connection ends or is given up. While another keeper listens on the socket
 /// (the previous pod's, in a rollout), this one stands by with a duplicate of the connection and takes
 /// over the socket when that keeper goes.
@@ -55,9 +81,10 @@ pub fn run(options: &KeeperOptions) -> io::Result<()> {
     // must not take the keeper with it.
     let _ = rustix::process::setsid();
     let mut inherited = None;
+    let mut notify = Vec::new();
     loop {
         let Some(listener) = bind(&options.socket)? else {
-            inherited = stand_by(options, inherited)?;
+            (inherited, notify) = stand_by(options, inherited, notify)?;
             continue;
         };
         tracing::info!(
@@ -65,9 +92,10 @@ pub fn run(options: &KeeperOptions) -> io::Result<()> {
             socket = %options.socket.display(),
             resume_within = ?options.resume_within,
             holding = inherited.is_some(),
+            notify_descriptors = notify.len(),
             "keeping the FUSE connection across daemons"
         );
-        let result = serve(options, &listener, inherited);
+        let result = serve(options, &listener, inherited, notify);
         let _ = std::fs::remove_file(&options.socket);
         return result;
     }
@@ -76,31 +104,46 @@ pub fn run(options: &KeeperOptions) -> io::Result<()> {
 /// Stands by behind the keeper listening on the socket, holding a duplicate of its connection, until it
 /// goes; returns what it then holds. What `held` holds is kept until that keeper says otherwise (a
 /// keeper taking over from a dying one may briefly reach it again before it is gone).
-fn stand_by(options: &KeeperOptions, mut held: Option<Held>) -> io::Result<Option<Held>> {
+fn stand_by(
+    options: &KeeperOptions,
+    mut held: Option<Held>,
+    mut notify: Vec<HeldNotify>,
+) -> io::Result<(Option<Held>, Vec<HeldNotify>)> {
     let socket = match handover_socket::connect(&options.socket) {
         Ok(socket) => socket,
         // Gone between the bind and now: try to bind again.
-        Err(_) => return Ok(held),
+        Err(_) => return Ok((held, notify)),
     };
     tracing::info!(socket = %options.socket.display(), "another keeper listens here; standing by");
     handover_socket::send(socket.as_fd(), &Message::Standby, None)?;
     loop {
-        match handover_socket::receive(socket.as_fd()) {
-            Ok(Some((Message::Held { record, .. }, Some(device)))) => {
+        let received = handover_socket::receive_fds(socket.as_fd());
+        let (message, fds) = match received {
+            Ok(Some(received)) => received,
+            Ok(None) | Err(_) => {
+                tracing::info!(
+                    holding = held.is_some(),
+                    notify_descriptors = notify.len(),
+                    "the keeper stood behind is gone; taking its place"
+                );
+                return Ok((held, notify));
+            }
+        };
+        let mut fds = fds.into_iter();
+        match (message, fds.next()) {
+            (Message::Held { record, .. }, Some(device)) => {
                 held = Some(Held {
                     device,
                     next: record,
                 })
             }
-            Ok(Some((Message::Release | Message::Empty, _))) => held = None,
-            Ok(Some((other, _))) => tracing::debug!(?other, "ignored while standing by"),
-            Ok(None) | Err(_) => {
-                tracing::info!(
-                    holding = held.is_some(),
-                    "the keeper stood behind is gone; taking its place"
-                );
-                return Ok(held);
+            (Message::Release | Message::Empty, _) => held = None,
+            (Message::NotifyDeposit { key }, Some(fd)) => {
+                let table = fds.next();
+                hold_notify(&mut notify, HeldNotify { key, fd, table });
             }
+            (Message::NotifyDrop { key }, _) => notify.retain(|n| n.key != key),
+            (other, _) => tracing::debug!(?other, "ignored while standing by"),
         }
     }
 }
@@ -121,7 +164,12 @@ fn bind(path: &Path) -> io::Result<Option<OwnedFd>> {
     }
 }
 
-fn serve(options: &KeeperOptions, listener: &OwnedFd, inherited: Option<Held>) -> io::Result<()> {
+fn serve(
+    options: &KeeperOptions,
+    listener: &OwnedFd,
+    inherited: Option<Held>,
+    mut notify: Vec<HeldNotify>,
+) -> io::Result<()> {
     let mut peers: Vec<Peer> = Vec::new();
     let mut held: Option<Held> = inherited;
     // Since when no daemon serves the connection (at the start: daemons reach a new keeper first).
@@ -141,6 +189,11 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd, inherited: Option<Held>) -
         if let Some(held) = &held {
             fds.push(PollFd::new(&held.device, PollFlags::empty()));
         }
+        // Likewise: a notify descriptor reports POLLHUP once its container's tasks are all gone.
+        let first_notify = fds.len();
+        for held in &notify {
+            fds.push(PollFd::new(&held.fd, PollFlags::empty()));
+        }
         let first_peer = fds.len();
         for peer in &peers {
             fds.push(PollFd::new(&peer.socket, PollFlags::IN));
@@ -153,6 +206,12 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd, inherited: Option<Held>) -
         let listener_ready = !fds[0].revents().is_empty();
         let connection_gone =
             held.is_some() && fds[1].revents().intersects(PollFlags::ERR | PollFlags::HUP);
+        let containers_gone: Vec<usize> = fds[first_notify..first_peer]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| fd.revents().intersects(PollFlags::HUP | PollFlags::ERR))
+            .map(|(index, _)| index)
+            .collect();
         let ready: Vec<usize> = fds[first_peer..]
             .iter()
             .enumerate()
@@ -166,9 +225,31 @@ fn serve(options: &KeeperOptions, listener: &OwnedFd, inherited: Option<Held>) -
             release_standbys(&peers);
             return Ok(());
         }
+        for index in containers_gone.into_iter().rev() {
+            let gone = notify.remove(index);
+            tracing::debug!(
+                key = gone.key,
+                "a container's tasks are gone; its notify descriptor is dropped"
+            );
+            for peer in peers.iter().filter(|p| p.standby) {
+                let _ = handover_socket::send(
+                    peer.socket.as_fd(),
+                    &Message::NotifyDrop {
+                        key: gone.key.clone(),
+                    },
+                    None,
+                );
+            }
+        }
         // Newest first, so that removing one keeps the others' indexes.
         for index in ready.into_iter().rev() {
-            let answered = answer(&mut peers, index, &mut held, &mut unserved_since);
+            let answered = answer(
+                &mut peers,
+                index,
+                &mut held,
+                &mut notify,
+                &mut unserved_since,
+            );
             if !answered {
                 let gone = peers.remove(index);
                 if gone.serving && !peers.iter().any(|p| p.serving) {
@@ -213,9 +294,10 @@ fn answer(
     peers: &mut [Peer],
     index: usize,
     held: &mut Option<Held>,
+    notify: &mut Vec<HeldNotify>,
     unserved_since: &mut Option<Instant>,
 ) -> bool {
-    let (message, fd) = match handover_socket::receive(peers[index].socket.as_fd()) {
+    let (message, fds) = match handover_socket::receive_fds(peers[index].socket.as_fd()) {
         Ok(Some(received)) => received,
         Ok(None) => return false,
         Err(e) => {
@@ -223,8 +305,47 @@ fn answer(
             return false;
         }
     };
+    let mut fds = fds.into_iter();
+    let fd = fds.next();
     let socket = peers[index].socket.as_fd();
     let sent = match (message, fd) {
+        // Notify descriptors: kept apart from the connection (their deposits may come from a line of
+        // their own) and given to standing-by keepers as they come.
+        (Message::NotifyDeposit { key }, Some(fd)) => {
+            let deposited = HeldNotify {
+                key,
+                fd,
+                table: fds.next(),
+            };
+            let message = Message::NotifyDeposit {
+                key: deposited.key.clone(),
+            };
+            let fds = deposited.fds();
+            let new = !notify.iter().any(|n| n.key == deposited.key);
+            if new {
+                tracing::info!(
+                    key = deposited.key,
+                    "holding a container's seccomp notify descriptor"
+                );
+                for peer in peers.iter().filter(|p| p.standby) {
+                    let _ = handover_socket::send_fds(peer.socket.as_fd(), &message, &fds);
+                }
+            }
+            drop(fds);
+            hold_notify(notify, deposited);
+            return true;
+        }
+        (Message::NotifyAsk, _) => {
+            for held in notify.iter() {
+                let message = Message::NotifyHeld {
+                    key: held.key.clone(),
+                };
+                if handover_socket::send_fds(socket, &message, &held.fds()).is_err() {
+                    return false;
+                }
+            }
+            return handover_socket::send(socket, &Message::NotifyEnd, None).is_ok();
+        }
         (Message::Ask, _) => {
             peers[index].daemon = true;
             match held {
@@ -270,7 +391,12 @@ fn answer(
         (Message::Standby, _) => {
             peers[index].standby = true;
             tracing::info!("a keeper stands by");
-            Ok(())
+            notify.iter().try_for_each(|held| {
+                let message = Message::NotifyDeposit {
+                    key: held.key.clone(),
+                };
+                handover_socket::send_fds(socket, &message, &held.fds())
+            })
         }
         (message, _) => {
             tracing::warn!(?message, "unexpected message on the keeper's socket");

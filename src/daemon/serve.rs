@@ -322,6 +322,11 @@ fn serve_until_stopped(
     let signals = stop_signals();
     loop {
         let signal = signals.wait().map_err(MountError::Signals)?;
+        if signal != Signal::SIGUSR1 {
+            // Stopping: seccomp notifications received are answered, the rest wait in the kernel for
+            // the next daemon (the keeper holds their descriptors).
+            crate::daemon::seccomp::quiesce(super::holder::QUIESCE_WITHIN);
+        }
         let owned = owns_mount_point(mount_point, &own_device, &paths);
         // Taken over by a daemon that mounted beneath this one (it had no access to this one's
         // holder) is handled below as without a holder: files opened here get their grace.

@@ -3,8 +3,14 @@
  *   probe values       sysinfo(2)'s fields and sysconf(_SC_PHYS_PAGES), one "name value" a line
  *   probe hostile      NULL, read-only, unmapped and munmap-racing buffers: each errno, one a line
  *   probe loop N       N calls; prints "ns_per_call <ns>"
- *   probe threads T N  T threads making N calls each; prints "failed <count>" */
+ *   probe threads T N  T threads making N calls each; prints "failed <count>"
+ *   probe survive TOTALRAM STOPFILE
+ *                      calls sysinfo in a loop until STOPFILE exists (at most 120 s): prints "ready" once
+ *                      the first call returned, then at the end "calls", "failed" (not 0), "wrong"
+ *                      (totalram != TOTALRAM) and "max_stall_ns", and before them a line
+ *                      "stall <start ns, CLOCK_REALTIME> <ns>" for each call that took over 20 ms */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +101,39 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &b);
         double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
         printf("ns_per_call %.0f\n", ns / n);
+        return 0;
+    }
+    if (strcmp(argv[1], "survive") == 0 && argc > 3) {
+        unsigned long expected = strtoul(argv[2], NULL, 10);
+        const char *stop = argv[3];
+        struct sysinfo s;
+        struct timespec begin, a, b, wall;
+        long calls = 0, failed = 0, wrong = 0;
+        int64_t max_stall = 0;
+        clock_gettime(CLOCK_MONOTONIC, &begin);
+        for (;;) {
+            clock_gettime(CLOCK_REALTIME, &wall);
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            int r = sysinfo(&s);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            calls++;
+            if (r != 0)
+                failed++;
+            else if (s.totalram * s.mem_unit != expected)
+                wrong++;
+            int64_t ns = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+            if (ns > max_stall)
+                max_stall = ns;
+            if (ns > 20000000)
+                printf("stall %lld %lld\n", (long long)wall.tv_sec * 1000000000LL + wall.tv_nsec, (long long)ns);
+            if (calls == 1) {
+                printf("ready\n");
+                fflush(stdout);
+            }
+            if (calls % 256 == 0 && (access(stop, F_OK) == 0 || b.tv_sec - begin.tv_sec > 120))
+                break;
+        }
+        printf("calls %ld\nfailed %ld\nwrong %ld\nmax_stall_ns %lld\n", calls, failed, wrong, (long long)max_stall);
         return 0;
     }
     if (strcmp(argv[1], "threads") == 0 && argc > 3) {

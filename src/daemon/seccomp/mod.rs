@@ -10,11 +10,19 @@
 //! `/proc/meminfo`, `/proc/uptime` and `/proc/loadavg` ([`crate::service::sysinfo`]); any other call
 //! is let through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
 //!
-//! Not (yet) done: the descriptors do not survive the daemon (a stop or crash leaves every trapped
-//! call of those containers failing with `ENOSYS`), and one container's descriptor is not rate-limited
-//! against the others beyond having its own thread.
+//! With a keeper (`--connection-holder keeper|auto`), each descriptor adopted is deposited with it
+//! (with its slot table, [`slots`]), so that it outlives this daemon: the next daemon, restarted,
+//! respawned after a crash or taking over, asks the keeper for every descriptor it holds and serves
+//! them, first answering what a dead predecessor had received and not answered. A daemon stopping or
+//! superseded stops receiving ([`quiesce`]): what it had received is answered, the rest waits in the
+//! kernel for the next one. The keeper drops a descriptor once its container is gone; it closes them
+//! all when it gives up (no daemon within `--resume-within`) or when the FUSE connection ends.
+//!
+//! Not (yet) done: one container's descriptor is not rate-limited against the others beyond having
+//! its own thread.
 
 pub mod notify;
+pub mod slots;
 
 use crate::service::cache::ViewCache;
 use crate::service::fallback::FallbackCause;
@@ -28,9 +36,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::daemon::handover_socket::{self, Message};
+use slots::SlotTable;
+use std::os::fd::BorrowedFd;
 
 /// Notify descriptors served at once; a runtime sending more is refused (the descriptor is closed, so
 /// that container's trapped calls fail with `ENOSYS`), with a log line.
@@ -66,6 +78,10 @@ pub struct SeccompCounters {
     pub descriptors: AtomicUsize,
     /// Descriptors refused for [`MAX_DESCRIPTORS`].
     pub refused: AtomicU64,
+    /// Descriptors taken from the keeper at start (left by the daemons before).
+    pub inherited: AtomicU64,
+    /// Notifications a daemon that died had received and not answered, answered by this one.
+    pub recovered: AtomicU64,
 }
 
 impl SeccompCounters {
@@ -126,6 +142,31 @@ impl SeccompCounters {
             "cgview_seccomp_descriptors_refused_total {}",
             load(&self.refused)
         );
+        let _ = writeln!(
+            out,
+            "# HELP cgview_seccomp_descriptors_inherited_total Descriptors taken from the keeper at start, \
+             left by the daemons before."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE cgview_seccomp_descriptors_inherited_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "cgview_seccomp_descriptors_inherited_total {}",
+            load(&self.inherited)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cgview_seccomp_recovered_total Notifications a daemon that died had received and not \
+             answered, answered by this one."
+        );
+        let _ = writeln!(out, "# TYPE cgview_seccomp_recovered_total counter");
+        let _ = writeln!(
+            out,
+            "cgview_seccomp_recovered_total {}",
+            load(&self.recovered)
+        );
     }
 }
 
@@ -136,15 +177,67 @@ pub struct SeccompListener {
     pub counters: Arc<SeccompCounters>,
 }
 
+/// What every descriptor's thread shares.
+struct Context {
+    cache: Arc<dyn AsCache>,
+    counters: Arc<SeccompCounters>,
+    keeper: Option<NotifyKeeper>,
+}
+
+/// Set when this daemon stops or is superseded: its descriptors' threads stop receiving.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// Descriptors' threads running.
+static SERVING: AtomicUsize = AtomicUsize::new(0);
+
+/// Stops every descriptor's thread (each answers what it received; the kernel keeps the rest for the
+/// next daemon) and waits up to `within` for them to end.
+pub fn quiesce(within: Duration) {
+    STOP.store(true, Ordering::Release);
+    let deadline = Instant::now() + within;
+    while SERVING.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left = SERVING.load(Ordering::Acquire);
+    if left > 0 {
+        tracing::warn!("seccomp: {left} descriptor thread(s) still answering at exit");
+    }
+}
+
 /// Binds `path` (root's alone, mode 0600; a socket left there by an earlier daemon is replaced) and
-/// serves runtimes' descriptors on a thread of its own, answering from `cache`.
-pub fn start(path: &Path, cache: Arc<dyn AsCache>) -> io::Result<SeccompListener> {
-    let listener = bind(path)?;
+/// serves runtimes' descriptors on a thread of its own, answering from `cache`. With `keeper` (the
+/// keeper's socket), the descriptors it holds are served too, and every new one is deposited there.
+pub fn start(
+    path: &Path,
+    cache: Arc<dyn AsCache>,
+    keeper: Option<&Path>,
+) -> io::Result<SeccompListener> {
     let counters = Arc::new(SeccompCounters::default());
-    let shared = Arc::clone(&counters);
+    let context = Arc::new(Context {
+        cache,
+        counters: Arc::clone(&counters),
+        keeper: keeper.map(NotifyKeeper::new),
+    });
+    if let Some(keeper) = &context.keeper {
+        match keeper.take_all() {
+            Ok(held) => {
+                if !held.is_empty() {
+                    tracing::info!(
+                        count = held.len(),
+                        "seccomp: serving the notify descriptors the keeper holds"
+                    );
+                }
+                for (key, fd, table) in held {
+                    counters.inherited.fetch_add(1, Ordering::Relaxed);
+                    serve_new(&context, key, fd, table);
+                }
+            }
+            Err(e) => tracing::warn!("seccomp: cannot ask the keeper for notify descriptors: {e}"),
+        }
+    }
+    let listener = bind(path)?;
     std::thread::Builder::new()
         .name("seccomp-accept".into())
-        .spawn(move || accept_loop(&listener, &cache, &shared))?;
+        .spawn(move || accept_loop(&listener, &context))?;
     tracing::info!(path = %path.display(), "answering sysinfo(2) for seccomp notify descriptors sent here");
     Ok(SeccompListener {
         path: path.to_owned(),
@@ -189,7 +282,85 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-fn accept_loop(listener: &UnixListener, cache: &Arc<dyn AsCache>, counters: &Arc<SeccompCounters>) {
+/// For a daemon with a keeper and no `--seccomp-socket`: how many notify descriptors the keeper holds
+/// (which this daemon cannot serve; the keeper keeps them).
+pub fn count_held(keeper: &Path) -> io::Result<usize> {
+    Ok(NotifyKeeper::new(keeper).take_all()?.len())
+}
+
+/// The line to the keeper for notify descriptors: a connection of its own, beside the daemon's
+/// [`crate::daemon::holder::KeeperLink`], opened when first needed and again if the keeper changed.
+struct NotifyKeeper {
+    path: PathBuf,
+    socket: Mutex<Option<OwnedFd>>,
+}
+
+impl NotifyKeeper {
+    fn new(path: &Path) -> NotifyKeeper {
+        NotifyKeeper {
+            path: path.to_owned(),
+            socket: Mutex::new(None),
+        }
+    }
+
+    fn connected<'a>(&self, socket: &'a mut Option<OwnedFd>) -> io::Result<BorrowedFd<'a>> {
+        if socket.is_none() {
+            *socket = Some(handover_socket::connect(&self.path)?);
+        }
+        Ok(socket.as_ref().map(|s| s.as_fd()).expect("connected above"))
+    }
+
+    /// Gives the keeper a duplicate of `fd` and its slot table, named `key`.
+    fn deposit(&self, key: &str, fd: &OwnedFd, table: Option<&SlotTable>) -> io::Result<()> {
+        let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let message = Message::NotifyDeposit { key: key.into() };
+        let mut fds = vec![fd.as_fd()];
+        fds.extend(table.map(SlotTable::fd));
+        let first = self
+            .connected(&mut socket)
+            .and_then(|s| handover_socket::send_fds(s, &message, &fds));
+        if first.is_ok() {
+            return first;
+        }
+        // The keeper this line reached is gone (another may listen now): once more, afresh.
+        *socket = None;
+        self.connected(&mut socket)
+            .and_then(|s| handover_socket::send_fds(s, &message, &fds))
+    }
+
+    /// Every descriptor the keeper holds, with its key and slot table.
+    fn take_all(&self) -> io::Result<Vec<(String, OwnedFd, Option<OwnedFd>)>> {
+        let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let line = self.connected(&mut socket)?;
+        handover_socket::send(line, &Message::NotifyAsk, None)?;
+        let mut held = Vec::new();
+        loop {
+            match handover_socket::receive_fds(line)? {
+                Some((Message::NotifyHeld { key }, fds)) => {
+                    let mut fds = fds.into_iter();
+                    if let Some(fd) = fds.next() {
+                        held.push((key, fd, fds.next()));
+                    }
+                }
+                Some((Message::NotifyEnd, _)) => return Ok(held),
+                Some((other, _)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the keeper answered {other:?}"),
+                    ))
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the keeper closed the connection",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn accept_loop(listener: &UnixListener, context: &Arc<Context>) {
     for connection in listener.incoming() {
         let connection = match connection {
             Ok(connection) => connection,
@@ -209,10 +380,9 @@ fn accept_loop(listener: &UnixListener, cache: &Arc<dyn AsCache>, counters: &Arc
         // that a peer that connects and sends nothing delays nobody else's container start.
         static HANDSHAKES: AtomicUsize = AtomicUsize::new(0);
         let handshake = {
-            let cache = Arc::clone(cache);
-            let counters = Arc::clone(counters);
+            let context = Arc::clone(context);
             move || match receive_state(&connection) {
-                Ok((state, fd)) => adopt(state, fd, &cache, &counters),
+                Ok((state, fd)) => adopt(state, fd, &context),
                 Err(e) => tracing::warn!("seccomp socket: no descriptor received: {e}"),
             }
         };
@@ -329,12 +499,71 @@ fn receive_state(connection: &UnixStream) -> io::Result<(ProcessState, OwnedFd)>
     Ok((state, fd))
 }
 
-fn adopt(
-    state: ProcessState,
+/// The keeper's name for a container's descriptor: its id and init's pid (one descriptor per
+/// container start), without line breaks (the message's syntax).
+fn descriptor_key(state: &ProcessState) -> String {
+    format!(
+        "{}/{}",
+        state.id.as_deref().unwrap_or("?"),
+        state.pid.unwrap_or(0)
+    )
+    .replace(['\n', '\r'], "_")
+}
+
+/// A descriptor a runtime just sent: deposited with the keeper, then served.
+fn adopt(state: ProcessState, fd: OwnedFd, context: &Arc<Context>) {
+    let key = descriptor_key(&state);
+    tracing::info!(
+        container = state.id.as_deref().unwrap_or("?"),
+        pid = state.pid,
+        metadata = state.metadata.as_deref().unwrap_or(""),
+        "seccomp: serving a container's notify descriptor"
+    );
+    let table = match SlotTable::create() {
+        Ok(table) => Some(table),
+        Err(e) => {
+            tracing::warn!(
+                "seccomp: no slot table ({e}); a crash while answering may strand a call"
+            );
+            None
+        }
+    };
+    if let Some(keeper) = &context.keeper {
+        if let Err(e) = keeper.deposit(&key, &fd, table.as_ref()) {
+            tracing::warn!(
+                key,
+                "seccomp: cannot deposit the descriptor with the keeper ({e}); it ends with this daemon"
+            );
+        }
+    }
+    serve_table(context, key, fd, table, true);
+}
+
+/// A descriptor the keeper held: its table opened, then served (dead predecessors' pending calls
+/// first).
+fn serve_new(context: &Arc<Context>, key: String, fd: OwnedFd, table: Option<OwnedFd>) {
+    let table = match table.map(SlotTable::open).transpose() {
+        Ok(table) => table,
+        Err(e) => {
+            tracing::warn!(
+                key,
+                "seccomp: the descriptor's slot table cannot be read: {e}"
+            );
+            None
+        }
+    };
+    tracing::info!(key, "seccomp: serving a notify descriptor the keeper held");
+    serve_table(context, key, fd, table, false);
+}
+
+fn serve_table(
+    context: &Arc<Context>,
+    key: String,
     fd: OwnedFd,
-    cache: &Arc<dyn AsCache>,
-    counters: &Arc<SeccompCounters>,
+    table: Option<SlotTable>,
+    fresh: bool,
 ) {
+    let counters = &context.counters;
     let taken = counters
         .descriptors
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -343,34 +572,50 @@ fn adopt(
     if taken.is_err() {
         counters.refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
-            container = state.id.as_deref().unwrap_or("?"),
-            pid = state.pid,
+            key,
             "seccomp: already serving {MAX_DESCRIPTORS} notify descriptors; this container's descriptor \
-             is closed (its sysinfo calls fail with ENOSYS)"
+             is not served by this daemon (closed unless the keeper holds it: its sysinfo calls fail \
+             with ENOSYS or wait)"
         );
         return;
     }
-    tracing::info!(
-        container = state.id.as_deref().unwrap_or("?"),
-        pid = state.pid,
-        metadata = state.metadata.as_deref().unwrap_or(""),
-        "seccomp: serving a container's notify descriptor"
-    );
-    let cache = Arc::clone(cache);
-    let counters = Arc::clone(counters);
-    let label = state.id.clone().unwrap_or_default();
+    SERVING.fetch_add(1, Ordering::AcqRel);
+    let shared = Arc::clone(context);
     let spawned = std::thread::Builder::new()
         .name("seccomp-notify".into())
         .spawn(move || {
-            let answer = |tid: u32| container_sysinfo(cache.cache(), tid);
-            if let Err(e) = notify::serve_descriptor(&fd, &answer, &counters) {
-                tracing::warn!(
-                    container = label,
-                    "seccomp: stopped serving a descriptor: {e}"
-                );
-            } else {
-                tracing::debug!(
-                    container = label,
+            let context = shared;
+            let counters = &context.counters;
+            let answer = |tid: u32| container_sysinfo(context.cache.cache(), tid);
+            if let (false, Some(table)) = (fresh, &table) {
+                for pending in table.reclaim_dead() {
+                    match notify::answer_pending(&fd, &pending, &answer, counters) {
+                        Ok(true) => {
+                            counters.recovered.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(
+                                key,
+                                id = pending.id,
+                                tid = pending.tid,
+                                "seccomp: answered a call a dead daemon had received"
+                            );
+                        }
+                        Ok(false) => tracing::debug!(
+                            key,
+                            id = pending.id,
+                            "seccomp: a call a dead daemon had received no longer waits"
+                        ),
+                        Err(e) => tracing::warn!(key, "seccomp: a dead daemon's call: {e}"),
+                    }
+                }
+            }
+            let slot = table.as_ref().and_then(SlotTable::claim);
+            match notify::serve_descriptor(&fd, slot.as_ref(), &STOP, &answer, counters) {
+                Err(e) => tracing::warn!(key, "seccomp: stopped serving a descriptor: {e}"),
+                Ok(notify::Served::Stopped) => {
+                    tracing::debug!(key, "seccomp: stopped receiving (this daemon stops)")
+                }
+                Ok(notify::Served::Ended) => tracing::debug!(
+                    key,
                     answered = counters.answered.load(Ordering::Relaxed),
                     host_fallbacks = counters.host_fallbacks.load(Ordering::Relaxed),
                     faulted = counters.faulted.load(Ordering::Relaxed),
@@ -378,12 +623,16 @@ fn adopt(
                     continued = counters.continued.load(Ordering::Relaxed),
                     "seccomp: the container's tasks are gone, its descriptor is closed (totals of \
                      every descriptor since start)"
-                );
+                ),
             }
+            drop(slot);
             drop(fd);
             counters.descriptors.fetch_sub(1, Ordering::AcqRel);
+            SERVING.fetch_sub(1, Ordering::AcqRel);
         });
     if let Err(e) = spawned {
+        context.counters.descriptors.fetch_sub(1, Ordering::AcqRel);
+        SERVING.fetch_sub(1, Ordering::AcqRel);
         tracing::warn!("seccomp: cannot start a thread for a descriptor: {e}");
     }
 }

@@ -8,6 +8,7 @@
 //! `SECCOMP_IOCTL_NOTIF_ID_VALID` is asked before and after the write, so that a caller that died (and
 //! whose pid may be reused) is never answered through another process's memory.
 
+use super::slots::{Pending, Slot};
 use super::SeccompCounters;
 use crate::service::fallback::FallbackCause;
 use crate::service::sysinfo::{SysinfoValues, SYSINFO_SIZE};
@@ -16,7 +17,11 @@ use nix::unistd::Pid;
 use rustix::event::{poll, PollFd, PollFlags};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often a serving thread looks at its stop flag while no notification comes.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// `AUDIT_ARCH_*` of the daemon's own architecture (linux/audit.h: `EM_*` | 64-bit | little-endian):
 /// only its `sysinfo` is answered; a compat caller's (i386 on x86_64) is let through.
@@ -163,28 +168,49 @@ fn still_valid(fd: &OwnedFd, id: u64) -> bool {
     done == 0
 }
 
-/// Serves `fd` until the container's tasks are all gone (`POLLHUP`), answering `sysinfo` with
-/// `answer(tid)` (`Err`: let through, the host's figures).
+/// Why [`serve_descriptor`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The container's tasks are all gone (`POLLHUP`).
+    Ended,
+    /// `stop` was set: every notification received was answered, the rest wait in the kernel for
+    /// whoever serves the descriptor next.
+    Stopped,
+}
+
+/// Serves `fd` until the container's tasks are all gone (`POLLHUP`) or `stop` is set, answering
+/// `sysinfo` with `answer(tid)` (`Err`: let through, the host's figures). Each notification is in
+/// `slot` from its receipt to its answer (see [`super::slots`]).
 pub fn serve_descriptor(
     fd: &OwnedFd,
+    slot: Option<&Slot<'_>>,
+    stop: &AtomicBool,
     answer: &dyn Fn(u32) -> Result<SysinfoValues, FallbackCause>,
     counters: &SeccompCounters,
-) -> io::Result<()> {
+) -> io::Result<Served> {
     let (notif_size, resp_size) = notif_sizes()?;
     let mut buffer = vec![0u8; notif_size];
+    let timeout = rustix::event::Timespec::try_from(STOP_CHECK).map_err(io::Error::other)?;
     loop {
+        if stop.load(Ordering::Acquire) {
+            return Ok(Served::Stopped);
+        }
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        match poll(&mut fds, None) {
+        match poll(&mut fds, Some(&timeout)) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
+            Ok(0) => continue,
             Ok(_) => {}
         }
         let events = fds[0].revents();
         if !events.contains(PollFlags::IN) {
             if events.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
-                return Ok(());
+                return Ok(Served::Ended);
             }
             continue;
+        }
+        if stop.load(Ordering::Acquire) {
+            return Ok(Served::Stopped);
         }
         match receive(fd, &mut buffer) {
             Ok(()) => {}
@@ -195,15 +221,62 @@ pub fn serve_descriptor(
         let Some(notification) = Notification::decode(&buffer) else {
             return Err(io::Error::other("short seccomp notification"));
         };
-        let response = respond_to(fd, &notification, answer, counters);
-        match send(fd, &response.encode(notification.id, resp_size)) {
-            Ok(()) => {}
-            // The caller is gone (killed, or interrupted by a signal: it restarts the call).
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                counters.gone.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => return Err(e),
+        if let Some(slot) = slot {
+            slot.set(&Pending {
+                id: notification.id,
+                tid: notification.pid,
+                nr: notification.nr,
+                arch: notification.arch,
+                arg0: notification.args[0],
+            });
         }
+        let sent = answer_one(fd, &notification, resp_size, answer, counters);
+        if let Some(slot) = slot {
+            slot.clear();
+        }
+        sent?;
+    }
+}
+
+/// Answers a notification a daemon that died had received and not answered, if its caller still
+/// waits; whether it was answered.
+pub fn answer_pending(
+    fd: &OwnedFd,
+    pending: &Pending,
+    answer: &dyn Fn(u32) -> Result<SysinfoValues, FallbackCause>,
+    counters: &SeccompCounters,
+) -> io::Result<bool> {
+    if !still_valid(fd, pending.id) {
+        return Ok(false);
+    }
+    let (_, resp_size) = notif_sizes()?;
+    let notification = Notification {
+        id: pending.id,
+        pid: pending.tid,
+        nr: pending.nr,
+        arch: pending.arch,
+        args: [pending.arg0, 0, 0, 0, 0, 0],
+    };
+    answer_one(fd, &notification, resp_size, answer, counters)?;
+    Ok(true)
+}
+
+fn answer_one(
+    fd: &OwnedFd,
+    notification: &Notification,
+    resp_size: usize,
+    answer: &dyn Fn(u32) -> Result<SysinfoValues, FallbackCause>,
+    counters: &SeccompCounters,
+) -> io::Result<()> {
+    let response = respond_to(fd, notification, answer, counters);
+    match send(fd, &response.encode(notification.id, resp_size)) {
+        Ok(()) => Ok(()),
+        // The caller is gone (killed, or interrupted by a signal: it restarts the call).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            counters.gone.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
