@@ -318,6 +318,39 @@ mod tests {
     }
 
     #[test]
+    fn two_descriptors_travel_in_order() {
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let first = tempfile::tempfile().unwrap();
+        let second = tempfile::tempfile().unwrap();
+        let message = Message::NotifyHeld {
+            key: "ctr/1".into(),
+        };
+        send_fds(a.as_fd(), &message, &[first.as_fd(), second.as_fd()]).unwrap();
+        let (received, fds) = receive_fds(b.as_fd()).unwrap().unwrap();
+        assert_eq!(received, message);
+        let inodes: Vec<u64> = fds
+            .into_iter()
+            .map(|fd| std::fs::File::from(fd).metadata().unwrap().ino())
+            .collect();
+        assert_eq!(
+            inodes,
+            [
+                first.metadata().unwrap().ino(),
+                second.metadata().unwrap().ino()
+            ]
+        );
+        let three = [first.as_fd(), second.as_fd(), first.as_fd()];
+        assert!(send_fds(a.as_fd(), &Message::NotifyEnd, &three).is_err());
+    }
+
+    #[test]
     fn sockets_are_named_by_mount_point_stably() {
         let a = default_socket(Path::new("/var/lib/cgview"));
         assert_eq!(a, default_socket(Path::new("/var/lib/cgview")));

@@ -9,6 +9,11 @@
 //! gives up: detaches the mount and closes the descriptor, which (as the last one) aborts the
 //! connection, so readers get an error instead of waiting forever; the next daemon then mounts afresh
 //! and repairs containers as after any crash.
+//!
+//! It also holds the containers' seccomp notify descriptors that daemons deposit
+//! ([`crate::daemon::seccomp`]), each until its container is gone (`POLLHUP`), hands them all to a
+//! daemon that asks (`NotifyAsk`), and gives them to keepers standing by; they close with the keeper
+//! (when it gives up or the connection ends).
 
 use super::handover_socket::{self, Message};
 use crate::daemon::mount_scan::live_device;

@@ -389,4 +389,128 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(resp[20..24].try_into().unwrap()), 1);
         assert_eq!(std::mem::size_of::<libc::seccomp_notif_resp>(), 24);
     }
+
+    /// A real notify descriptor: a thread of this test process traps its own `sysinfo` (a filter on
+    /// that thread alone), the "killed daemon" receives the notification and leaves it in its slot;
+    /// the successor finds it there and answers it, and the trapped call returns that answer. A
+    /// notification answered before is not answered twice.
+    #[test]
+    fn a_call_a_killed_daemon_received_is_answered_by_its_successor() {
+        use super::super::slots::SlotTable;
+        use std::os::fd::FromRawFd;
+        if NATIVE_ARCH == 0 {
+            return;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel::<i32>();
+        let trapped = std::thread::spawn(move || {
+            let filter = [
+                // arch != native: allow
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: 4,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 1,
+                    jf: 0,
+                    k: NATIVE_ARCH,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+                // nr == sysinfo: notify
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: libc::SYS_sysinfo as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_USER_NOTIF,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; it applies to this thread only.
+            let no_new_privs = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            assert_eq!(no_new_privs, 0);
+            // SAFETY: SECCOMP_SET_MODE_FILTER reads the program, which points to `filter`, both
+            // alive for the call; without TSYNC the filter is this thread's alone.
+            let listener = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                    &program as *const libc::sock_fprog,
+                )
+            };
+            assert!(listener >= 0, "seccomp: {}", io::Error::last_os_error());
+            sender.send(listener as i32).unwrap();
+            // SAFETY: an all-zero `struct sysinfo` is valid; sysinfo writes one to the pointer.
+            let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+            // SAFETY: `info` is alive and exclusively borrowed for the call.
+            let result = unsafe { libc::sysinfo(&mut info) };
+            (result, info.totalram, info.mem_unit)
+        });
+        let raw = receiver.recv().unwrap();
+        // SAFETY: the listener descriptor the thread just made, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (notif_size, _) = notif_sizes().unwrap();
+        let mut buffer = vec![0u8; notif_size];
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        poll(&mut fds, None).unwrap();
+        receive(&fd, &mut buffer).unwrap();
+        let notification = Notification::decode(&buffer).unwrap();
+        assert!(notification.is_native_sysinfo());
+        let table = SlotTable::create().unwrap();
+        let pending = Pending {
+            id: notification.id,
+            tid: notification.pid,
+            nr: notification.nr,
+            arch: notification.arch,
+            arg0: notification.args[0],
+        };
+        table.leave_as_killed(&pending);
+
+        let successor = SlotTable::open(rustix::io::dup(table.fd()).unwrap()).unwrap();
+        let left = successor.reclaim_dead();
+        assert_eq!(left, vec![pending]);
+        let counters = SeccompCounters::default();
+        let answer = |_tid: u32| {
+            Ok(SysinfoValues {
+                totalram: 256 << 20,
+                freeram: 100 << 20,
+                mem_unit: 1,
+                ..SysinfoValues::default()
+            })
+        };
+        assert!(answer_pending(&fd, &left[0], &answer, &counters).unwrap());
+        assert_eq!(trapped.join().unwrap(), (0, 256 << 20, 1));
+        assert_eq!(counters.answered.load(Ordering::Relaxed), 1);
+        // Answered: a second successor finds nothing, and the id is no longer valid.
+        assert!(successor.reclaim_dead().is_empty());
+        assert!(!answer_pending(&fd, &left[0], &answer, &counters).unwrap());
+    }
 }

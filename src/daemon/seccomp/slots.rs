@@ -162,6 +162,19 @@ impl Drop for SlotTable {
     }
 }
 
+#[cfg(test)]
+impl SlotTable {
+    /// Leaves `pending` in a slot as a daemon killed while answering it would (its owner a pid beyond
+    /// pid_max: no process).
+    pub(super) fn leave_as_killed(&self, pending: &Pending) {
+        let slot = self.claim().expect("a free slot");
+        self.word(slot.index, OWNER)
+            .store(0x7fff_fff0, Ordering::Release);
+        slot.set(pending);
+        std::mem::forget(slot);
+    }
+}
+
 /// A serving thread's slot: set after each receive, cleared after each answer; freed when dropped.
 pub struct Slot<'a> {
     table: &'a SlotTable,
