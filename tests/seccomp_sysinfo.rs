@@ -533,8 +533,9 @@ fn realtime_ns() -> i64 {
 
 /// With a keeper, a container calling `sysinfo` in a tight loop sees no failed and no wrong call
 /// while its daemon (a) is stopped with SIGTERM and started again, (b) is killed with SIGKILL and
-/// started again, (c) is taken over by a second daemon: the keeper holds the notify descriptor (and
-/// its slot table) between daemons, and each new daemon serves it. The longest call across each
+/// started again, (c) is taken over by a second daemon, (d) loses its keeper (SIGKILL), gives the
+/// descriptor to the keeper it starts, and is then killed and started again: the keeper holds the
+/// notify descriptor (and its slot table) between daemons, and each new daemon serves it. The longest call across each
 /// event is reported. Once the container is gone, neither the keeper nor the daemon holds a notify
 /// descriptor.
 #[test]
@@ -570,6 +571,20 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
     let settle = std::time::Duration::from_millis(700);
     std::thread::sleep(settle);
     let mut events: Vec<(&str, i64, i64)> = Vec::new();
+    // Its /metrics are read from the last daemon to log its address: wait for the new one's.
+    let metrics_of = |daemon: &Daemon, daemons: usize| {
+        wait_for(
+            "the new daemon serves /metrics",
+            || {
+                daemon
+                    .log_text()
+                    .matches("serving /metrics and /healthz")
+                    .count()
+                    >= daemons
+            },
+            || daemon.log_text(),
+        )
+    };
     let served_from_keeper = |log: &str| {
         log.matches("serving a notify descriptor the keeper held")
             .count()
@@ -586,6 +601,7 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
         || setup.daemon.log_text(),
     );
     events.push(("SIGTERM and restart", began, realtime_ns()));
+    metrics_of(&setup.daemon, 2);
     std::thread::sleep(settle);
 
     // (b) SIGKILL, then a new daemon.
@@ -599,6 +615,7 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
         || setup.daemon.log_text(),
     );
     events.push(("SIGKILL and restart", began, realtime_ns()));
+    metrics_of(&setup.daemon, 3);
     // Whether the killed daemon had a call received and not answered (its successor answered it).
     let recovered = setup.metric("cgview_seccomp_recovered_total");
     std::thread::sleep(settle);
@@ -617,8 +634,44 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
         || setup.daemon.log_text(),
     );
     events.push(("take-over", began, realtime_ns()));
+    metrics_of(&setup.daemon, 4);
     std::thread::sleep(settle);
     stop_process(&mut previous, "TERM").expect("the superseded daemon did not stop");
+
+    // (d) The keeper is killed: the daemon starts another and gives it the connection, and the
+    // notify descriptor too (within its reconciliation period); a daemon killed after that still
+    // leaves the descriptor to its successor.
+    let began = realtime_ns();
+    let keepers = keeper_pids(&setup.daemon.mount_point);
+    assert_eq!(keepers.len(), 1, "{}", setup.daemon.log_text());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keepers[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(
+        "a new keeper holds the notify descriptor",
+        || {
+            let now = keeper_pids(&setup.daemon.mount_point);
+            now.len() == 1 && now[0] != keepers[0] && held_by_keeper(&setup.daemon) == 1
+        },
+        || setup.daemon.log_text(),
+    );
+    let mut killed = setup.daemon.take_child();
+    stop_process(&mut killed, "KILL").expect("the daemon survived SIGKILL");
+    setup.daemon.respawn();
+    wait_for(
+        "the respawned daemon serves the descriptor the new keeper holds",
+        || served_from_keeper(&setup.daemon.log_text()) >= 4,
+        || setup.daemon.log_text(),
+    );
+    events.push((
+        "keeper SIGKILL, then daemon SIGKILL and restart",
+        began,
+        realtime_ns(),
+    ));
+    metrics_of(&setup.daemon, 5);
+    std::thread::sleep(settle);
 
     std::fs::write(bundle.dir.path().join("rootfs/tmp/stop"), b"").unwrap();
     let mut rest = String::new();
@@ -644,11 +697,13 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
             .iter()
             .filter(|(start, ns)| start + ns >= *began && *start <= *ended)
             .map(|(_, ns)| *ns)
-            .max()
-            .unwrap_or(0);
+            .max();
+        let longest = match longest {
+            Some(ns) => format!("{:.1} ms", ns as f64 / 1e6),
+            None => "under 20 ms".into(),
+        };
         eprintln!(
-            "{event}: longest sysinfo call {:.1} ms ({:.0} ms from the signal to the new daemon serving)",
-            longest as f64 / 1e6,
+            "{event}: longest sysinfo call {longest} ({:.0} ms from the signal to the new daemon serving)",
             (ended - began) as f64 / 1e6
         );
     }

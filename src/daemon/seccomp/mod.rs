@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::handover_socket::{self, Message};
 use slots::SlotTable;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::BorrowedFd;
 
 /// Notify descriptors served at once; a runtime sending more is refused (the descriptor is closed, so
@@ -182,7 +183,19 @@ struct Context {
     cache: Arc<dyn AsCache>,
     counters: Arc<SeccompCounters>,
     keeper: Option<NotifyKeeper>,
+    /// The descriptors this daemon serves, by key, with their tables (to give a new keeper).
+    served: Mutex<HashMap<String, Served>>,
 }
+
+struct Served {
+    fd: Arc<OwnedFd>,
+    table: Option<Arc<SlotTable>>,
+}
+
+/// How often a daemon with a keeper compares what it serves with what the keeper holds: it serves
+/// what the keeper holds and it does not (a descriptor the daemon before adopted while this one
+/// started), and deposits what the keeper lacks (a keeper started afresh after the last one died).
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 
 /// Set when this daemon stops or is superseded: its descriptors' threads stop receiving.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -216,7 +229,11 @@ pub fn start(
         cache,
         counters: Arc::clone(&counters),
         keeper: keeper.map(NotifyKeeper::new),
+        served: Mutex::new(HashMap::new()),
     });
+    // Bound before the keeper is asked: a runtime connecting from now on reaches this daemon, and
+    // what reached the daemon before it is deposited by that one (and found by `reconcile`).
+    let listener = bind(path)?;
     if let Some(keeper) = &context.keeper {
         match keeper.take_all() {
             Ok(held) => {
@@ -233,8 +250,11 @@ pub fn start(
             }
             Err(e) => tracing::warn!("seccomp: cannot ask the keeper for notify descriptors: {e}"),
         }
+        let shared = Arc::clone(&context);
+        std::thread::Builder::new()
+            .name("seccomp-reconcile".into())
+            .spawn(move || reconcile(&shared))?;
     }
-    let listener = bind(path)?;
     std::thread::Builder::new()
         .name("seccomp-accept".into())
         .spawn(move || accept_loop(&listener, &context))?;
@@ -280,6 +300,54 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Every [`RECONCILE_EVERY`] until this daemon stops: serves what the keeper holds and this daemon
+/// does not, deposits what this daemon serves and the keeper lacks.
+fn reconcile(context: &Arc<Context>) {
+    let Some(keeper) = &context.keeper else {
+        return;
+    };
+    loop {
+        std::thread::sleep(RECONCILE_EVERY);
+        if STOP.load(Ordering::Acquire) {
+            return;
+        }
+        let held = match keeper.take_all() {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::debug!("seccomp: cannot ask the keeper for notify descriptors: {e}");
+                continue;
+            }
+        };
+        let held_keys: HashSet<String> = held.iter().map(|(key, ..)| key.clone()).collect();
+        for (key, fd, table) in held {
+            let known = lock(&context.served).contains_key(&key);
+            if !known {
+                serve_new(context, key, fd, table);
+            }
+        }
+        let missing: Vec<(String, Arc<OwnedFd>, Option<Arc<SlotTable>>)> = lock(&context.served)
+            .iter()
+            .filter(|(key, _)| !held_keys.contains(*key))
+            .map(|(key, served)| (key.clone(), Arc::clone(&served.fd), served.table.clone()))
+            .collect();
+        for (key, fd, table) in missing {
+            // Its container may have just gone (the keeper dropped it first): then the keeper drops
+            // it again at once.
+            match keeper.deposit(&key, &fd, table.as_deref()) {
+                Ok(()) => tracing::info!(
+                    key,
+                    "seccomp: gave the keeper a notify descriptor it did not hold"
+                ),
+                Err(e) => tracing::debug!(key, "seccomp: cannot deposit with the keeper: {e}"),
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// For a daemon with a keeper and no `--seccomp-socket`: how many notify descriptors the keeper holds
@@ -331,7 +399,19 @@ impl NotifyKeeper {
     /// Every descriptor the keeper holds, with its key and slot table.
     fn take_all(&self) -> io::Result<Vec<(String, OwnedFd, Option<OwnedFd>)>> {
         let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
-        let line = self.connected(&mut socket)?;
+        let taken = self.take_all_on(&mut socket);
+        if taken.is_err() {
+            // The keeper this line reached is gone, or the line is out of step: afresh next time.
+            *socket = None;
+        }
+        taken
+    }
+
+    fn take_all_on(
+        &self,
+        socket: &mut Option<OwnedFd>,
+    ) -> io::Result<Vec<(String, OwnedFd, Option<OwnedFd>)>> {
+        let line = self.connected(socket)?;
         handover_socket::send(line, &Message::NotifyAsk, None)?;
         let mut held = Vec::new();
         loop {
@@ -528,14 +608,6 @@ fn adopt(state: ProcessState, fd: OwnedFd, context: &Arc<Context>) {
             None
         }
     };
-    if let Some(keeper) = &context.keeper {
-        if let Err(e) = keeper.deposit(&key, &fd, table.as_ref()) {
-            tracing::warn!(
-                key,
-                "seccomp: cannot deposit the descriptor with the keeper ({e}); it ends with this daemon"
-            );
-        }
-    }
     serve_table(context, key, fd, table, true);
 }
 
@@ -556,6 +628,8 @@ fn serve_new(context: &Arc<Context>, key: String, fd: OwnedFd, table: Option<Own
     serve_table(context, key, fd, table, false);
 }
 
+/// Serves `fd` on a thread of its own, unless this daemon serves it already; a `fresh` one (from a
+/// runtime) is deposited with the keeper first.
 fn serve_table(
     context: &Arc<Context>,
     key: String,
@@ -563,6 +637,31 @@ fn serve_table(
     table: Option<SlotTable>,
     fresh: bool,
 ) {
+    let fd = Arc::new(fd);
+    let table = table.map(Arc::new);
+    {
+        let mut served = lock(&context.served);
+        if served.contains_key(&key) {
+            tracing::debug!(key, "seccomp: this daemon serves that descriptor already");
+            return;
+        }
+        served.insert(
+            key.clone(),
+            Served {
+                fd: Arc::clone(&fd),
+                table: table.clone(),
+            },
+        );
+    }
+    if let (true, Some(keeper)) = (fresh, &context.keeper) {
+        if let Err(e) = keeper.deposit(&key, &fd, table.as_deref()) {
+            tracing::warn!(
+                key,
+                "seccomp: cannot deposit the descriptor with the keeper ({e}); it ends with this \
+                 daemon unless a keeper takes it later"
+            );
+        }
+    }
     let counters = &context.counters;
     let taken = counters
         .descriptors
@@ -577,9 +676,11 @@ fn serve_table(
              is not served by this daemon (closed unless the keeper holds it: its sysinfo calls fail \
              with ENOSYS or wait)"
         );
+        lock(&context.served).remove(&key);
         return;
     }
     SERVING.fetch_add(1, Ordering::AcqRel);
+    let label = key.clone();
     let shared = Arc::clone(context);
     let spawned = std::thread::Builder::new()
         .name("seccomp-notify".into())
@@ -608,7 +709,7 @@ fn serve_table(
                     }
                 }
             }
-            let slot = table.as_ref().and_then(SlotTable::claim);
+            let slot = table.as_deref().and_then(SlotTable::claim);
             match notify::serve_descriptor(&fd, slot.as_ref(), &STOP, &answer, counters) {
                 Err(e) => tracing::warn!(key, "seccomp: stopped serving a descriptor: {e}"),
                 Ok(notify::Served::Stopped) => {
@@ -626,11 +727,13 @@ fn serve_table(
                 ),
             }
             drop(slot);
+            lock(&context.served).remove(&key);
             drop(fd);
             counters.descriptors.fetch_sub(1, Ordering::AcqRel);
             SERVING.fetch_sub(1, Ordering::AcqRel);
         });
     if let Err(e) = spawned {
+        lock(&context.served).remove(&label);
         context.counters.descriptors.fetch_sub(1, Ordering::AcqRel);
         SERVING.fetch_sub(1, Ordering::AcqRel);
         tracing::warn!("seccomp: cannot start a thread for a descriptor: {e}");

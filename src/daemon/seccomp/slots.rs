@@ -9,7 +9,9 @@
 //! waits, `SECCOMP_IOCTL_NOTIF_ID_VALID`).
 //!
 //! A slot is [`WORDS`] `u64`s: owner pid (0: free), state (1: pending), notification id, caller tid,
-//! `nr | arch << 32`, the call's first argument. The fields are written before the state is set
+//! `nr | arch << 32`, the call's first argument, the owner's pid namespace (its inode). A slot of a
+//! daemon in another pid namespace is left alone: its pid says nothing here (a daemon killed there
+//! leaves its received call unanswered, and its slot taken). The fields are written before the state is set
 //! (release) and read after it is seen set (acquire). The window between the kernel handing a
 //! notification over and the slot being written (a few instructions) is not covered.
 
@@ -30,6 +32,7 @@ const ID: usize = 2;
 const TID: usize = 3;
 const CALL: usize = 4;
 const ARG0: usize = 5;
+const OWNER_NS: usize = 6;
 
 const PENDING: u64 = 1;
 
@@ -117,6 +120,8 @@ impl SlotTable {
                 .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Acquire)
                 .ok()?;
             self.word(index, STATE).store(0, Ordering::Release);
+            self.word(index, OWNER_NS)
+                .store(own_pid_namespace(), Ordering::Release);
             Some(Slot { table: self, index })
         })
     }
@@ -127,6 +132,10 @@ impl SlotTable {
         for index in 0..SLOTS {
             let owner = self.word(index, OWNER).load(Ordering::Acquire);
             if owner == 0 || process_alive(owner) {
+                continue;
+            }
+            let namespace = self.word(index, OWNER_NS).load(Ordering::Acquire);
+            if namespace != 0 && namespace != own_pid_namespace() {
                 continue;
             }
             if self.word(index, STATE).load(Ordering::Acquire) == PENDING {
@@ -210,6 +219,15 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// The inode of this process's pid namespace (0 if unknown).
+fn own_pid_namespace() -> u64 {
+    static NAMESPACE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NAMESPACE.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").map_or(0, |meta| meta.ino())
+    })
+}
+
 /// Whether `pid` is a live process (a zombie is not: it serves nothing).
 fn process_alive(pid: u64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -256,6 +274,12 @@ mod tests {
         assert_eq!(table.reclaim_dead(), vec![pending]);
         assert!(table.reclaim_dead().is_empty());
         assert_eq!(table.word(3, OWNER).load(Ordering::Acquire), 0);
+        // One of another pid namespace's daemons: left alone.
+        table.word(5, OWNER).store(0x7fff_fff0, Ordering::Release);
+        table.word(5, OWNER_NS).store(1, Ordering::Release);
+        table.word(5, STATE).store(PENDING, Ordering::Release);
+        assert!(table.reclaim_dead().is_empty());
+        table.word(5, OWNER).store(0, Ordering::Release);
         // Every slot can be claimed, and no more.
         let all: Vec<_> = (0..SLOTS).map(|_| table.claim().unwrap()).collect();
         assert!(table.claim().is_none());
