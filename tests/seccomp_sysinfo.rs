@@ -562,11 +562,10 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
             .map(|pid| notify_descriptors(pid as u32))
             .sum::<usize>()
     };
-    assert_eq!(
-        held_by_keeper(&setup.daemon),
-        1,
-        "{}",
-        setup.daemon.log_text()
+    wait_for(
+        "the keeper holds the container's notify descriptor",
+        || held_by_keeper(&setup.daemon) == 1,
+        || setup.daemon.log_text(),
     );
     let settle = std::time::Duration::from_millis(700);
     std::thread::sleep(settle);
