@@ -534,7 +534,8 @@ fn realtime_ns() -> i64 {
 /// With a keeper, a container calling `sysinfo` in a tight loop sees no failed and no wrong call
 /// while its daemon (a) is stopped with SIGTERM and started again, (b) is killed with SIGKILL and
 /// started again, (c) is taken over by a second daemon, (d) loses its keeper (SIGKILL), gives the
-/// descriptor to the keeper it starts, and is then killed and started again: the keeper holds the
+/// descriptor to the keeper it starts, and is then killed and started again, (e) has its keeper
+/// replaced by one that stood by, and is killed and started again: the keeper holds the
 /// notify descriptor (and its slot table) between daemons, and each new daemon serves it. The longest call across each
 /// event is reported. Once the container is gone, neither the keeper nor the daemon holds a notify
 /// descriptor.
@@ -672,6 +673,53 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
     metrics_of(&setup.daemon, 5);
     std::thread::sleep(settle);
 
+    // (e) A second keeper stands by (the next pod's, in a rollout): the keeper gives it the notify
+    // descriptor; the first keeper is killed, the standby takes its place, and a daemon killed after
+    // that still leaves the descriptor to its successor.
+    let began = realtime_ns();
+    let first_keeper = keeper_pids(&setup.daemon.mount_point);
+    assert_eq!(first_keeper.len(), 1, "{}", setup.daemon.log_text());
+    let standby_log = setup.work.path().join("standby-keeper.log");
+    let mut standby = Command::new(BIN)
+        .arg("keeper")
+        .arg(&setup.daemon.mount_point)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&standby_log).unwrap())
+        .spawn()
+        .unwrap();
+    let standby_text = || std::fs::read_to_string(&standby_log).unwrap_or_default();
+    wait_for(
+        "the standing-by keeper holds the notify descriptor",
+        || notify_descriptors(standby.id()) == 1,
+        standby_text,
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_keeper[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(
+        "the standby takes the keeper's place",
+        || standby_text().contains("taking its place"),
+        standby_text,
+    );
+    let mut killed = setup.daemon.take_child();
+    stop_process(&mut killed, "KILL").expect("the daemon survived SIGKILL");
+    setup.daemon.respawn();
+    wait_for(
+        "the respawned daemon serves the descriptor the standby held",
+        || served_from_keeper(&setup.daemon.log_text()) >= 5,
+        || format!("{}\n{}", setup.daemon.log_text(), standby_text()),
+    );
+    events.push((
+        "standby keeper takes over, then daemon SIGKILL and restart",
+        began,
+        realtime_ns(),
+    ));
+    metrics_of(&setup.daemon, 6);
+    std::thread::sleep(settle);
+
     std::fs::write(bundle.dir.path().join("rootfs/tmp/stop"), b"").unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -726,6 +774,9 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
         || setup.daemon.log_text(),
     );
     assert_eq!(setup.metric("cgview_seccomp_descriptors"), 0);
+    assert!(keeper_pids(&setup.daemon.mount_point).contains(&(standby.id() as i32)));
+    let _ = standby.kill();
+    let _ = standby.wait();
     drop(bundle);
     drop(inner);
     drop(cgroup);
