@@ -680,9 +680,22 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
     let first_keeper = keeper_pids(&setup.daemon.mount_point);
     assert_eq!(first_keeper.len(), 1, "{}", setup.daemon.log_text());
     let standby_log = setup.work.path().join("standby-keeper.log");
+    // On the socket the first keeper listens on (named by the mount point), given so that the test
+    // removes it at the end (a killed keeper leaves it).
+    let keeper_socket = cgview_processes(&setup.daemon.mount_point, &["keeper"])
+        .into_iter()
+        .find_map(|(_, args)| {
+            let at = args.iter().position(|arg| arg == b"--socket")?;
+            Some(PathBuf::from(
+                String::from_utf8(args.get(at + 1)?.clone()).ok()?,
+            ))
+        })
+        .expect("the keeper's --socket");
     let mut standby = Command::new(BIN)
         .arg("keeper")
         .arg(&setup.daemon.mount_point)
+        .arg("--socket")
+        .arg(&keeper_socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&standby_log).unwrap())
@@ -777,6 +790,7 @@ fn notify_descriptors_survive_restarts_crashes_and_take_overs() {
     assert!(keeper_pids(&setup.daemon.mount_point).contains(&(standby.id() as i32)));
     let _ = standby.kill();
     let _ = standby.wait();
+    let _ = std::fs::remove_file(&keeper_socket);
     drop(bundle);
     drop(inner);
     drop(cgroup);

@@ -19,7 +19,10 @@
 //! all when it gives up (no daemon within `--resume-within`) or when the FUSE connection ends.
 //!
 //! Not (yet) done: one container's descriptor is not rate-limited against the others beyond having
-//! its own thread.
+//! its own thread; systemd's descriptor store (`--connection-holder systemd`) does not keep notify
+//! descriptors (only a keeper does); a call received by a daemon killed in another pid namespace than
+//! its successor's, or in the few instructions between the receive and the slot's write, stays
+//! unanswered.
 
 pub mod notify;
 pub mod slots;
