@@ -509,6 +509,60 @@ fn the_socket_is_roots_alone_and_bad_messages_are_refused() {
     drop(cgroup);
 }
 
+/// Podman's default profile (containers-common) with the rule merged as the README says: `sysinfo` out of
+/// the allow-list, `SCMP_ACT_NOTIFY` for it, `listenerPath` this daemon's socket. Debian's podman 4.3
+/// passes `listenerPath` to runc, and a `--memory 300m` container's busybox `free` and `sysinfo` show
+/// 300 MiB, as its (cgview's) `/proc/meminfo` does.
+#[test]
+fn podman_with_its_default_profile_and_the_rule_merged_answers_sysinfo() {
+    use mounted_support::docker::{self, Rootfs, PODMAN};
+    use mounted_support::needs::Need;
+    if !needs() || !needs_met(&[Need::Podman]) {
+        return;
+    }
+    let setup = Setup::start();
+    let default_profile = Path::new("/usr/share/containers/seccomp.json");
+    let mut profile: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(default_profile)
+            .unwrap_or_else(|e| panic!("{} (containers-common): {e}", default_profile.display())),
+    )
+    .unwrap();
+    profile["listenerPath"] = setup.socket.to_str().unwrap().into();
+    let rules = profile["syscalls"].as_array_mut().unwrap();
+    for rule in rules.iter_mut() {
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|name| name != "sysinfo");
+        }
+    }
+    rules.push(serde_json::json!({"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}));
+    let profile_path = setup.work.path().join("podman-seccomp.json");
+    std::fs::write(&profile_path, serde_json::to_vec(&profile).unwrap()).unwrap();
+
+    let mut rootfs = Rootfs::new();
+    rootfs.busybox(&["sh", "free", "cat", "echo"]);
+    rootfs.host_file_as(&setup.probe, Path::new("/bin/probe"));
+    let image = rootfs.image(&PODMAN, "cgview-test/seccomp");
+    let binds = docker::docker_args(&setup.daemon.mount_point);
+    let security = format!("seccomp={}", profile_path.display());
+    let mut args: Vec<&str> = vec!["run", "--rm", "--network", "none", "--memory", "300m"];
+    args.extend(PODMAN.run_options);
+    args.extend(binds.iter().map(String::as_str));
+    args.extend(["--security-opt", &security, &image, "sh", "-c"]);
+    args.push(
+        "echo ==free==; free; echo ==probe==; /bin/probe values; echo ==meminfo==; cat /proc/meminfo",
+    );
+    let out = sections(&PODMAN.run_ok(&args));
+    assert_eq!(free_total_kib(&out["free"]), 300 * 1024, "{}", out["free"]);
+    let probe = fields(&out["probe"]);
+    assert_eq!(probe["totalram"], 300 << 20, "{}", out["probe"]);
+    assert_eq!(probe["mem_unit"], 1);
+    assert_eq!(meminfo_kb(&out["meminfo"], "MemTotal"), 300 * 1024);
+    assert!(
+        setup.metric("cgview_seccomp_sysinfo_total{result=\"answered\"}") >= 2,
+        "answered"
+    );
+}
+
 /// How long the wait for something the test expects lasts at most.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 

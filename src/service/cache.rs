@@ -5,6 +5,11 @@
 //! - a snapshot is served for [`CacheSettings::snapshot_ttl`] after its render started; a reader that finds it
 //!   older renders it again, while readers arriving during that render get the previous snapshot if it is
 //!   younger than [`CacheSettings::max_stale`] (they never wait behind a render otherwise);
+//! - a container younger than [`CacheSettings::settling`] (its pid namespace's init started that recently)
+//!   has nothing reused: every request renders. runc writes a container's resource limits only after its
+//!   init has set up the mounts, and stating a bind source from cgview renders the file for the
+//!   half-made container (no limit yet); a snapshot kept from then would give a fast starter (podman's
+//!   containers read within a few ms) the host's memory in its first read;
 //! - a caller's container is looked up again after [`CacheSettings::membership_ttl`], so a process moved to
 //!   another cgroup sees its new container's files within that time (plus a snapshot's life);
 //! - a caller thread is checked to be the one resolved on every use, by the identity of its
@@ -56,6 +61,8 @@ pub struct CacheSettings {
     /// Cgroup files kept open at most, over all containers; `None`: derived from the descriptor limit in
     /// force when the cache is made ([`budget_for_limit`]).
     pub fd_budget: Option<usize>,
+    /// How long after its start a container's snapshots are not reused (see the module docs).
+    pub settling: Duration,
 }
 
 impl Default for CacheSettings {
@@ -68,6 +75,7 @@ impl Default for CacheSettings {
             max_callers: 16_384,
             max_containers: 4_096,
             fd_budget: None,
+            settling: Duration::from_secs(1),
         }
     }
 }
@@ -152,6 +160,8 @@ impl<T: Clone> Slot<T> {
 #[derive(Debug)]
 struct ContainerEntry {
     container: Container,
+    /// From when its snapshots may be served again (see [`CacheSettings::settling`]).
+    settled_at: Instant,
     files: KeptOpen,
     slots: [Slot; ServedFile::ALL.len()],
     /// The CPUs it is shown, for listings of `sys/devices/system/cpu`; computed as its CPU files are.
@@ -175,9 +185,10 @@ struct ContainerEntry {
 }
 
 impl ContainerEntry {
-    fn new(container: Container, budget: Arc<FdBudget>) -> ContainerEntry {
+    fn new(container: Container, budget: Arc<FdBudget>, settled_at: Instant) -> ContainerEntry {
         ContainerEntry {
             container,
+            settled_at,
             files: KeptOpen::new(budget),
             slots: Default::default(),
             cpus: Slot::default(),
@@ -319,13 +330,13 @@ impl ViewCache {
     ) -> Result<Cached, ReadError> {
         let host_path = || self.view.resolver().paths().served_file(file);
         let cached = match caller {
-            None => self.through_slot(&self.host[file as usize], || {
+            None => self.through_slot(None, &self.host[file as usize], || {
                 Ok(cached(render_host(&host_path())?))
             })?,
             Some(tid) => self.for_caller(
                 tid,
                 |entry: &ContainerEntry| {
-                    self.through_slot(&entry.slots[file as usize], || {
+                    self.through_slot(Some(entry.settled_at), &entry.slots[file as usize], || {
                         let rendered = self.view.render_for(
                             file,
                             &entry.container,
@@ -414,7 +425,7 @@ impl ViewCache {
         };
         let render = |entry: &ContainerEntry| {
             let slot = entry.block_stats.lock().entry(inode).or_default().clone();
-            self.through_slot(&slot, || {
+            self.through_slot(Some(entry.settled_at), &slot, || {
                 let rendered = self.view.render_block_stat_for(
                     host_stat,
                     device,
@@ -452,7 +463,7 @@ impl ViewCache {
         };
         let render = |entry: &ContainerEntry| {
             let slot = entry.cpu_lists.lock().entry(inode).or_default().clone();
-            self.through_slot(&slot, || {
+            self.through_slot(Some(entry.settled_at), &slot, || {
                 let visible = self.visible_cpus_of(entry)?;
                 let rendered = self.view.render_cpu_list_for(host_file, format, &visible)?;
                 Ok(cached(rendered))
@@ -471,7 +482,7 @@ impl ViewCache {
 
     /// The CPUs `entry`'s container is shown, through its cached slot.
     fn visible_cpus_of(&self, entry: &ContainerEntry) -> Result<VisibleCpus, ReadError> {
-        self.through_slot(&entry.cpus, || {
+        self.through_slot(Some(entry.settled_at), &entry.cpus, || {
             Ok(self
                 .view
                 .visible_cpus_for(&entry.container, entry.file_source()))
@@ -496,6 +507,7 @@ impl ViewCache {
         let render = |entry: &ContainerEntry| {
             let meminfo = match attr {
                 NodeAttr::Meminfo => Some(self.through_slot(
+                    Some(entry.settled_at),
                     &entry.slots[ServedFile::Meminfo as usize],
                     || {
                         let rendered = self.view.render_for(
@@ -510,7 +522,7 @@ impl ViewCache {
                 _ => None,
             };
             let slot = entry.node_files.lock().entry(inode).or_default().clone();
-            self.through_slot(&slot, || {
+            self.through_slot(Some(entry.settled_at), &slot, || {
                 let rendered = self.view.render_node_attr_for(
                     attr,
                     node,
@@ -538,7 +550,7 @@ impl ViewCache {
     pub fn visible_nodes(&self, caller: Option<u32>) -> Option<NodeSet> {
         let tid = caller?;
         let render = |entry: &ContainerEntry| {
-            self.through_slot(&entry.nodes, || {
+            self.through_slot(Some(entry.settled_at), &entry.nodes, || {
                 Ok(self
                     .view
                     .visible_nodes_for(&entry.container, entry.file_source()))
@@ -647,16 +659,29 @@ impl ViewCache {
 
     /// The shared entry of `container`, created when new.
     fn intern(&self, container: Container) -> Arc<ContainerEntry> {
+        let known = |containers: &HashMap<Container, Arc<ContainerEntry>>| {
+            containers
+                .get(&container)
+                .filter(|entry| !entry.vanished.load(Ordering::Relaxed))
+                .cloned()
+        };
+        if let Some(entry) = known(&self.containers.lock()) {
+            return entry;
+        }
+        // Outside the lock: it reads the host's uptime.
+        let settled_at = self.settled_at(&container);
         let mut containers = self.containers.lock();
-        if let Some(entry) = containers.get(&container) {
-            if !entry.vanished.load(Ordering::Relaxed) {
-                return entry.clone();
-            }
+        if let Some(entry) = known(&containers) {
+            return entry;
         }
         if containers.len() >= self.settings.max_containers {
             evict_some(&mut containers, |c| c.last_used.load(Ordering::Relaxed));
         }
-        let entry = Arc::new(ContainerEntry::new(container.clone(), self.budget.clone()));
+        let entry = Arc::new(ContainerEntry::new(
+            container.clone(),
+            self.budget.clone(),
+            settled_at,
+        ));
         entry.last_used.store(self.now_ms(), Ordering::Relaxed);
         containers.insert(container, entry.clone());
         entry
@@ -673,13 +698,30 @@ impl ViewCache {
         }
     }
 
-    /// Serves a slot's snapshot, rendering it when it is missing or too old (see the module docs).
+    /// When a new container's snapshots may first be reused: [`CacheSettings::settling`] after its start
+    /// (at once for a caller of the host's pid namespace, or when its age cannot be read).
+    fn settled_at(&self, container: &Container) -> Instant {
+        let now = self.clock.now();
+        match self.view.container_age(container) {
+            Some(age) => now + self.settings.settling.saturating_sub(age),
+            None => now,
+        }
+    }
+
+    /// Serves a slot's snapshot, rendering it when it is missing or too old (see the module docs); for a
+    /// container not `settled_at` yet, renders and keeps nothing.
     fn through_slot<T: Clone>(
         &self,
+        settled_at: Option<Instant>,
         slot: &Slot<T>,
         render: impl FnOnce() -> Result<T, ReadError>,
     ) -> Result<T, ReadError> {
         let now = self.clock.now();
+        if settled_at.is_some_and(|settled_at| now < settled_at) {
+            let value = render()?;
+            self.stats.renders.fetch_add(1, Ordering::Relaxed);
+            return Ok(value);
+        }
         let current = slot.current();
         if let Some(cached) = &current {
             if now.duration_since(cached.rendered_at) < self.settings.snapshot_ttl {
@@ -931,6 +973,63 @@ mod tests {
                 clock,
             )
         }
+    }
+
+    impl Host {
+        /// A container's init, `pid`, in cgroup `/<cgroup>` and a pid namespace of its own, started
+        /// `age_ms` ago by the host's uptime; its parent is host process 50 (the runtime).
+        fn container_init(&self, pid: u32, cgroup: &str, age_ms: u64) {
+            self.process(50, "");
+            let dir = self.paths.proc_root.join(pid.to_string());
+            fs::create_dir_all(dir.join("ns")).unwrap();
+            symlink("pid:[4026532999]", dir.join("ns/pid")).unwrap();
+            fs::write(dir.join("cgroup"), format!("0::/{cgroup}\n")).unwrap();
+            fs::write(
+                dir.join("status"),
+                format!("Name:\tsh\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t50\nNSpid:\t{pid}\t1\n"),
+            )
+            .unwrap();
+            let ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+                .unwrap()
+                .unwrap() as u64;
+            let start_ticks = 1000 * ticks_per_sec;
+            fs::write(
+                dir.join("stat"),
+                format!("{pid} (sh) S 50 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 0 0"),
+            )
+            .unwrap();
+            let up = 1000.0 + age_ms as f64 / 1000.0;
+            fs::write(
+                self.paths.proc_root.join("uptime"),
+                format!("{up:.2} 0.00\n"),
+            )
+            .unwrap();
+        }
+    }
+
+    /// runc writes a container's limits after its init set up the mounts, and a stat of a bind source
+    /// renders for the half-made container: nothing rendered in a container's first second is reused,
+    /// so its first reader sees the limit the runtime wrote since. After that, snapshots live their TTL.
+    #[test]
+    fn a_young_containers_snapshots_are_not_reused() {
+        let host = Host::new();
+        host.cgroup("ctr", "max");
+        host.container_init(800, "ctr", 200);
+        let (cache, clock) = host.cache(CacheSettings::default());
+        assert_eq!(mem_total_kb(&cache, 800), 16_384_000, "no limit yet");
+        host.cgroup_file("ctr", "memory.max", &(300 * MIB).to_string());
+        assert_eq!(mem_total_kb(&cache, 800), 307_200, "rendered again at once");
+        assert_eq!(count(&cache.stats().snapshot_hits), 0);
+
+        clock.advance(cache.settings().settling - Duration::from_millis(200));
+        assert_eq!(mem_total_kb(&cache, 800), 307_200);
+        host.cgroup_file("ctr", "memory.max", &(256 * MIB).to_string());
+        assert_eq!(
+            mem_total_kb(&cache, 800),
+            307_200,
+            "settled: the snapshot lives its TTL"
+        );
+        assert_eq!(count(&cache.stats().snapshot_hits), 1);
     }
 
     fn mem_total_kb(cache: &ViewCache, pid: u32) -> u64 {

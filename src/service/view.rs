@@ -853,6 +853,18 @@ impl View {
             .map_err(|e| self.failure(e))
     }
 
+    /// How long ago the container's pid namespace's init started; `None` for a caller of the host's pid
+    /// namespace, or when the host's uptime cannot be read.
+    pub fn container_age(&self, container: &Container) -> Option<Duration> {
+        match container.anchor {
+            Anchor::HostNamespace => None,
+            Anchor::NamespaceInit { .. } => self
+                .container_up_secs(container)
+                .ok()
+                .map(|secs| Duration::from_secs_f64(secs.clamp(0.0, 1e12))),
+        }
+    }
+
     /// Seconds since the container's anchor started (the host's uptime for host-namespace callers).
     fn container_up_secs(&self, container: &Container) -> Result<f64, NotVirtualized> {
         let path = self.resolver.paths().served_file(ServedFile::Uptime);

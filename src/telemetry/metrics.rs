@@ -1,7 +1,6 @@
 //! Prometheus metrics: counters and latency histograms recorded on the hot path with relaxed atomics
 //! only (no lock, no allocation), and the text exposition format rendered at scrape time.
 
-use crate::daemon::seccomp::SeccompCounters;
 use cgview_core::catalog::ServedFile;
 use cgview_core::failure::FallbackCause;
 use cgview_nri::counters::Counters as NriCounters;
@@ -107,7 +106,7 @@ pub struct Metrics {
     /// The NRI plugin's counters, when it runs in this daemon (`cgview mount --nri`).
     nri: OnceLock<Arc<NriCounters>>,
     /// The seccomp listener's counters, when it runs (`cgview mount --seccomp-socket`).
-    seccomp: OnceLock<Arc<SeccompCounters>>,
+    seccomp: OnceLock<Arc<dyn Series>>,
 }
 
 impl Metrics {
@@ -156,7 +155,7 @@ impl Metrics {
     }
 
     /// Appends the seccomp listener's series to every scrape.
-    pub fn attach_seccomp(&self, counters: Arc<SeccompCounters>) {
+    pub fn attach_seccomp(&self, counters: Arc<dyn Series>) {
         let _ = self.seccomp.set(counters);
     }
 
@@ -165,6 +164,12 @@ impl Metrics {
         self.repaired_mounts.fetch_add(dead, Ordering::Relaxed);
         self.moved_mounts.fetch_add(moved, Ordering::Relaxed);
     }
+}
+
+/// Series kept by an outer part of the daemon (the seccomp listener), rendered into each scrape.
+pub trait Series: Send + Sync + std::fmt::Debug {
+    /// Appends this source's families, `# HELP` and `# TYPE` lines included.
+    fn render(&self, out: &mut String);
 }
 
 /// What a scrape adds from outside the hot path's counters.

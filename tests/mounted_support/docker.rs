@@ -17,7 +17,7 @@ pub struct Engine {
     /// Global options, before the subcommand.
     global: &'static [&'static str],
     /// Options every `run` gets, before the test's own.
-    run_options: &'static [&'static str],
+    pub run_options: &'static [&'static str],
     /// `rm` options that remove a running container at once.
     remove: &'static [&'static str],
 }

@@ -88,9 +88,9 @@ pub struct SeccompCounters {
     pub recovered: AtomicU64,
 }
 
-impl SeccompCounters {
+impl crate::telemetry::metrics::Series for SeccompCounters {
     /// The Prometheus series of these counters, appended to the daemon's `/metrics`.
-    pub fn render(&self, out: &mut String) {
+    fn render(&self, out: &mut String) {
         use std::fmt::Write;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
