@@ -1106,3 +1106,102 @@ fn the_seccomp_adjustment_hands_sysinfo_to_the_daemon_and_keeps_the_containers_p
         "{log}"
     );
 }
+
+/// `cgview nri --nri-seccomp-socket S` while nothing listens on S (a socket file left by a daemon that
+/// is gone) and the mount point is served: fail-closed refuses a RuntimeDefault container's creation,
+/// naming the seccomp socket and why (runc would fail it anyway: nobody takes its notify descriptor);
+/// fail-open gives it the binds and leaves its policy alone. An unconfined container needs no socket
+/// and gets the binds either way. Counted.
+#[test]
+fn while_the_seccomp_socket_is_not_served_creation_is_refused_when_closed_and_unadjusted_when_open()
+{
+    if !needs_met(MOUNT_AND_CGROUPS)
+        || !file_available(
+            Path::new(k8s::CONTAINERS_SECCOMP),
+            "golang-github-containers-common",
+        )
+    {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("cgview-nri-seccomp-gone-")
+        .tempdir()
+        .unwrap();
+    let stale = work.path().join("seccomp.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let stale_arg = stale.to_str().unwrap().to_owned();
+    let daemon = Daemon::start(&[], &[]);
+    let caps = [
+        "CAP_AUDIT_WRITE".to_owned(),
+        "CAP_KILL".to_owned(),
+        "CAP_NET_BIND_SERVICE".to_owned(),
+    ];
+    let runtime_default = k8s::runtime_default_seccomp(&caps).unwrap();
+    let confined = |pod: &pb::PodSandbox| {
+        let mut container = k8s::plain_container(pod, "app", CgroupStyle::Cgroupfs);
+        container.linux.as_mut().unwrap().seccomp = Some(runtime_default.clone());
+        container
+    };
+
+    let (closed, closed_plugin) =
+        plugin_for(&daemon.mount_point, &["--nri-seccomp-socket", &stale_arg]);
+    // The plugin's first check of the mount point may still be under way: wait for the binds.
+    let (refused_before, first) = create_until(&closed, |answer| !is_refused(answer));
+    assert_default_binds(&first.unwrap().mounts(), &daemon.mount_point);
+    let pod = k8s::pod("web", "shop", CgroupStyle::Cgroupfs, &[]);
+    match closed.connection().create_container(&pod, &confined(&pod)) {
+        Err(CallError::Status { code, message }) => {
+            assert_eq!(code, CODE_FAILED_PRECONDITION, "{message}");
+            assert!(message.contains("seccomp socket"), "{message}");
+            assert!(message.contains(&stale_arg), "{message}");
+            assert!(message.contains("shop/web/app"), "{message}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let metrics = closed_plugin.metrics();
+    assert_eq!(
+        metric(&metrics, "cgview_nri_seccomp_total{decision=\"refused\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "cgview_nri_containers_total{decision=\"refused\"}"
+        ),
+        refused_before as f64 + 1.0,
+        "{metrics}"
+    );
+    closed.connection().assert_clean();
+
+    let (open, open_plugin) = plugin_for(
+        &daemon.mount_point,
+        &[
+            "--nri-seccomp-socket",
+            &stale_arg,
+            "--nri-when-not-served",
+            "open",
+        ],
+    );
+    let (_, _) = create_until(
+        &open,
+        |answer| matches!(answer, Ok(response) if !response.mounts().is_empty()),
+    );
+    let answer = open
+        .connection()
+        .create_container(&pod, &confined(&pod))
+        .unwrap();
+    assert_default_binds(&answer.mounts(), &daemon.mount_point);
+    assert_eq!(answer.adjust.as_ref().unwrap().seccomp, None);
+    let metrics = open_plugin.metrics();
+    assert_eq!(seccomp_skipped(&metrics, "not_served"), 1.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "cgview_nri_seccomp_total{decision=\"added\"}"),
+        0.0
+    );
+    assert!(open_plugin
+        .log_text()
+        .contains("starts with the host's sysinfo(2): cgview does not serve its seccomp socket"));
+    open.connection().assert_clean();
+}
