@@ -814,4 +814,21 @@ mod tests {
             io::ErrorKind::InvalidData
         );
     }
+
+    #[test]
+    fn a_connection_closed_without_a_byte_is_a_check_and_a_message_without_a_descriptor_an_error() {
+        use std::io::Write;
+        // The NRI plugin's check: connect, close.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        assert!(receive_state(&ours).unwrap().is_none());
+        // A state without the descriptor it names.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs
+            .write_all(br#"{"fds":["seccompFd"],"pid":1}"#)
+            .unwrap();
+        drop(theirs);
+        let error = receive_state(&ours).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+    }
 }
