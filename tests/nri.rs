@@ -16,7 +16,8 @@ use nri_support::runtime::{
     PLUGIN_CONN, REQUEST_TIMEOUT, TTRPC_REQUEST,
 };
 use nri_support::{
-    assert_default_binds, injected, metric, runc_available, scrape, skipped, Bundle, Plugin,
+    assert_default_binds, file_available, injected, metric, runc_available, scrape, skipped,
+    Bundle, Plugin,
 };
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
@@ -871,4 +872,336 @@ fn a_second_plugin_for_the_same_runtime_registers_only_when_the_first_is_gone() 
     );
     assert_eq!(injected(&metrics), 1.0);
     runtime.connection().assert_clean();
+}
+
+/// The series of `cgview_nri_seccomp_total` for a skip `reason`.
+fn seccomp_skipped(text: &str, reason: &str) -> f64 {
+    metric(
+        text,
+        &format!("cgview_nri_seccomp_total{{decision=\"skipped\",reason=\"{reason}\"}}"),
+    )
+}
+
+/// The daemon's metrics address, from its log.
+fn daemon_metrics(daemon: &Daemon) -> String {
+    let log = daemon.log_text();
+    let address = log
+        .lines()
+        .find(|l| l.contains("serving /metrics and /healthz"))
+        .and_then(|l| l.split("address=").nth(1))
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+        .trim()
+        .to_owned();
+    scrape(&address)
+}
+
+/// "name value" lines.
+fn values(text: &str) -> std::collections::HashMap<String, i64> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `--nri-seccomp-socket` end to end (NRI 0.10's seccomp adjustment): `cgview mount --nri
+/// --seccomp-socket S` (the plugin names the daemon's own socket). The fake runtime sends a container
+/// whose policy is RuntimeDefault (containers-common's profile resolved for runc's default
+/// capabilities: default action SCMP_ACT_ERRNO, sysinfo in the big allow rule); the answer carries the
+/// binds and the merged policy, which the harness writes over the bundle's `linux.seccomp` as containerd
+/// does; runc starts it in a 300 MiB cgroup, and inside, busybox `free` and a static probe calling
+/// sysinfo(2) see 300 MiB (the same bundle with the container's policy alone: the host's). A container
+/// without a policy (unconfined) and one whose policy has another listener get the binds and no
+/// seccomp adjustment. Every decision is counted in the daemon's metrics.
+#[test]
+fn the_seccomp_adjustment_hands_sysinfo_to_the_daemon_and_keeps_the_containers_profile() {
+    if !needs_met(MOUNT_AND_CGROUPS)
+        || !runc_available()
+        || !file_available(Path::new("/usr/bin/cc"), "gcc libc6-dev")
+        || !file_available(
+            Path::new(k8s::CONTAINERS_SECCOMP),
+            "golang-github-containers-common",
+        )
+    {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("cgview-nri-seccomp-")
+        .tempdir()
+        .unwrap();
+    let probe = work.path().join("probe");
+    let output = std::process::Command::new("cc")
+        .args(["-O2", "-static", "-pthread", "-o"])
+        .arg(&probe)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seccomp_support/probe.c"))
+        .output()
+        .unwrap();
+    expect_success("cc -static probe.c", &output);
+    let seccomp_socket = work.path().join("seccomp.sock");
+    let seccomp_arg = seccomp_socket.to_str().unwrap().to_owned();
+    let mut runtime = Runtime::listen();
+    let socket = runtime.socket().to_str().unwrap().to_owned();
+    let locks = lock_dir(&runtime).to_str().unwrap().to_owned();
+    let daemon = Daemon::start(
+        &[],
+        &[
+            "--connection-holder",
+            "none",
+            "--seccomp-socket",
+            &seccomp_arg,
+            "--nri",
+            "--nri-socket",
+            &socket,
+            "--nri-lock-dir",
+            &locks,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    runtime.handshake(CONNECT_WITHIN, &[], &[]);
+    let (refused_first, _) = create_until(&runtime, |answer| !is_refused(answer));
+
+    let hierarchies: Vec<&'static str> = RUNC_CONTROLLERS
+        .into_iter()
+        .filter(|h| Path::new(CGROUP_ROOT).join(h).join("cgroup.procs").exists())
+        .collect();
+    let cgroup = TestCgroup::new("nri-seccomp", &hierarchies);
+    let inner = cgroup.child("ctr");
+    inner.set("memory", "memory.limit_in_bytes", &(300 * MIB).to_string());
+    let script = "echo ==free==; free; echo ==probe==; /bin/probe values";
+    // The capabilities of runc's default spec, which the profile's rules are resolved for.
+    let capabilities = Bundle::new("true", "/", &[]).capabilities();
+    let runtime_default = k8s::runtime_default_seccomp(&capabilities).unwrap();
+    let rules = runtime_default["syscalls"].as_array().unwrap().clone();
+    assert_eq!(runtime_default["defaultAction"], "SCMP_ACT_ERRNO");
+    assert!(
+        rules.iter().any(|r| r["action"] == "SCMP_ACT_ALLOW"
+            && r["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == "sysinfo")),
+        "containers-common's profile allows sysinfo"
+    );
+
+    let pod = k8s::pod("web", "shop", CgroupStyle::Cgroupfs, &[]);
+    let mut container = k8s::plain_container(&pod, "app", CgroupStyle::Cgroupfs);
+    container.linux.as_mut().unwrap().seccomp = Some(runtime_default.clone());
+    let answer = runtime
+        .connection()
+        .create_container(&pod, &container)
+        .unwrap();
+    let adjust = answer.adjust.as_ref().expect("no adjustment");
+    assert!(adjust.other_fields.is_empty(), "{adjust:?}");
+    assert_default_binds(&adjust.mounts, &daemon.mount_point);
+    let policy = adjust
+        .seccomp
+        .clone()
+        .expect("no seccomp policy in the adjustment");
+    assert_eq!(policy["listenerPath"], seccomp_arg.as_str());
+    assert_eq!(policy["listenerMetadata"], "cgview-sysinfo");
+    for key in ["defaultAction", "defaultErrnoRet", "architectures"] {
+        assert_eq!(policy[key], runtime_default[key], "{key}");
+    }
+    let adjusted = policy["syscalls"].as_array().unwrap();
+    assert_eq!(
+        adjusted.last().unwrap(),
+        &serde_json::json!({"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"})
+    );
+    // Every other rule as it was, less sysinfo.
+    let without_sysinfo: Vec<serde_json::Value> = rules
+        .iter()
+        .filter_map(|rule| {
+            let mut rule = rule.clone();
+            let names: Vec<serde_json::Value> = rule["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| *n != "sysinfo")
+                .cloned()
+                .collect();
+            rule["names"] = names.clone().into();
+            (!names.is_empty()).then_some(rule)
+        })
+        .collect();
+    assert_eq!(adjusted[..adjusted.len() - 1], without_sysinfo[..]);
+
+    // runc: the container's own figures through sysinfo(2), its profile otherwise in force. The
+    // binds go into the bundle's mounts and the policy over its linux.seccomp, as containerd applies
+    // the adjustment.
+    let bundle = Bundle::new(script, &format!("/{}", inner.relative), &adjust.mounts);
+    bundle.install(&probe, "probe");
+    bundle.set_seccomp(Some(&policy));
+    let output = bundle.run(&unique_name("nri-seccomp"));
+    expect_success("runc run (RuntimeDefault + cgview's rule)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    let probe_values = values(&out["probe"]);
+    assert_eq!(probe_values["totalram"], 300 << 20, "{}", out["probe"]);
+    assert_eq!(probe_values["mem_unit"], 1, "{}", out["probe"]);
+    let free_total: i64 = out["free"]
+        .lines()
+        .find_map(|l| l.strip_prefix("Mem:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no Mem: line in:\n{}", out["free"]));
+    assert_eq!(free_total, 300 * 1024, "{}", out["free"]);
+    // The same bundle with the container's own policy (no adjustment): the host's figure.
+    bundle.set_seccomp(Some(&runtime_default));
+    let output = bundle.run(&unique_name("nri-seccomp-own"));
+    expect_success("runc run (RuntimeDefault alone)", &output);
+    let out = sections(&String::from_utf8_lossy(&output.stdout));
+    let host_total = meminfo_kb(
+        &std::fs::read_to_string("/proc/meminfo").unwrap(),
+        "MemTotal",
+    );
+    assert_eq!(values(&out["probe"])["totalram"], host_total as i64 * 1024);
+    drop(bundle);
+    drop(inner);
+    drop(cgroup);
+
+    // Unconfined: binds, the policy left alone (none), counted.
+    let pod = k8s::pod("batch", "shop", CgroupStyle::Cgroupfs, &[]);
+    let unconfined = k8s::plain_container(&pod, "app", CgroupStyle::Cgroupfs);
+    let answer = runtime
+        .connection()
+        .create_container(&pod, &unconfined)
+        .unwrap();
+    assert_default_binds(&answer.mounts(), &daemon.mount_point);
+    assert_eq!(answer.adjust.as_ref().unwrap().seccomp, None);
+    // Another agent's listener: left alone, counted.
+    let mut foreign = k8s::plain_container(&pod, "agent", CgroupStyle::Cgroupfs);
+    let mut theirs = runtime_default.clone();
+    theirs["listenerPath"] = "/run/other-agent/notify.sock".into();
+    foreign.linux.as_mut().unwrap().seccomp = Some(theirs);
+    let answer = runtime
+        .connection()
+        .create_container(&pod, &foreign)
+        .unwrap();
+    assert_default_binds(&answer.mounts(), &daemon.mount_point);
+    assert_eq!(answer.adjust.as_ref().unwrap().seccomp, None);
+    runtime.connection().assert_clean();
+
+    let metrics = daemon_metrics(&daemon);
+    assert_eq!(
+        metric(&metrics, "cgview_nri_seccomp_total{decision=\"added\"}"),
+        1.0,
+        "{metrics}"
+    );
+    // The first creation create_until got through (a plain, unconfined container) and `unconfined`;
+    // the refused ones never reached the seccomp decision.
+    assert_eq!(seccomp_skipped(&metrics, "unconfined"), 2.0, "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            "cgview_nri_containers_total{decision=\"refused\"}"
+        ),
+        refused_first as f64
+    );
+    assert_eq!(seccomp_skipped(&metrics, "has_listener"), 1.0, "{metrics}");
+    assert_eq!(seccomp_skipped(&metrics, "not_served"), 0.0, "{metrics}");
+    let log = daemon.log_text();
+    assert!(
+        log.contains("not handing sysinfo(2) of container shop/batch/agent")
+            && log.contains("/run/other-agent/notify.sock"),
+        "{log}"
+    );
+}
+
+/// `cgview nri --nri-seccomp-socket S` while nothing listens on S (a socket file left by a daemon that
+/// is gone) and the mount point is served: fail-closed refuses a RuntimeDefault container's creation,
+/// naming the seccomp socket and why (runc would fail it anyway: nobody takes its notify descriptor);
+/// fail-open gives it the binds and leaves its policy alone. An unconfined container needs no socket
+/// and gets the binds either way. Counted.
+#[test]
+fn while_the_seccomp_socket_is_not_served_creation_is_refused_when_closed_and_unadjusted_when_open()
+{
+    if !needs_met(MOUNT_AND_CGROUPS)
+        || !file_available(
+            Path::new(k8s::CONTAINERS_SECCOMP),
+            "golang-github-containers-common",
+        )
+    {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("cgview-nri-seccomp-gone-")
+        .tempdir()
+        .unwrap();
+    let stale = work.path().join("seccomp.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let stale_arg = stale.to_str().unwrap().to_owned();
+    let daemon = Daemon::start(&[], &[]);
+    let caps = [
+        "CAP_AUDIT_WRITE".to_owned(),
+        "CAP_KILL".to_owned(),
+        "CAP_NET_BIND_SERVICE".to_owned(),
+    ];
+    let runtime_default = k8s::runtime_default_seccomp(&caps).unwrap();
+    let confined = |pod: &pb::PodSandbox| {
+        let mut container = k8s::plain_container(pod, "app", CgroupStyle::Cgroupfs);
+        container.linux.as_mut().unwrap().seccomp = Some(runtime_default.clone());
+        container
+    };
+
+    let (closed, closed_plugin) =
+        plugin_for(&daemon.mount_point, &["--nri-seccomp-socket", &stale_arg]);
+    // The plugin's first check of the mount point may still be under way: wait for the binds.
+    let (refused_before, first) = create_until(&closed, |answer| !is_refused(answer));
+    assert_default_binds(&first.unwrap().mounts(), &daemon.mount_point);
+    let pod = k8s::pod("web", "shop", CgroupStyle::Cgroupfs, &[]);
+    match closed.connection().create_container(&pod, &confined(&pod)) {
+        Err(CallError::Status { code, message }) => {
+            assert_eq!(code, CODE_FAILED_PRECONDITION, "{message}");
+            assert!(message.contains("seccomp socket"), "{message}");
+            assert!(message.contains(&stale_arg), "{message}");
+            assert!(message.contains("shop/web/app"), "{message}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let metrics = closed_plugin.metrics();
+    assert_eq!(
+        metric(&metrics, "cgview_nri_seccomp_total{decision=\"refused\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "cgview_nri_containers_total{decision=\"refused\"}"
+        ),
+        refused_before as f64 + 1.0,
+        "{metrics}"
+    );
+    closed.connection().assert_clean();
+
+    let (open, open_plugin) = plugin_for(
+        &daemon.mount_point,
+        &[
+            "--nri-seccomp-socket",
+            &stale_arg,
+            "--nri-when-not-served",
+            "open",
+        ],
+    );
+    let (_, _) = create_until(
+        &open,
+        |answer| matches!(answer, Ok(response) if !response.mounts().is_empty()),
+    );
+    let answer = open
+        .connection()
+        .create_container(&pod, &confined(&pod))
+        .unwrap();
+    assert_default_binds(&answer.mounts(), &daemon.mount_point);
+    assert_eq!(answer.adjust.as_ref().unwrap().seccomp, None);
+    let metrics = open_plugin.metrics();
+    assert_eq!(seccomp_skipped(&metrics, "not_served"), 1.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "cgview_nri_seccomp_total{decision=\"added\"}"),
+        0.0
+    );
+    assert!(open_plugin
+        .log_text()
+        .contains("starts with the host's sysinfo(2): cgview does not serve its seccomp socket"));
+    open.connection().assert_clean();
 }

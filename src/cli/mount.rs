@@ -268,6 +268,11 @@ pub fn mount(
         fs.metrics().attach_nri(Arc::clone(&counters));
         // Started before serving: its check of the mount point answers "not served" until the
         // daemon's workers run, and a creation in between is refused or left alone as configured.
+        // The daemon's own seccomp socket is the one its plugin names, unless told otherwise.
+        let mut nri_args = nri_args.clone();
+        if nri_args.nri_seccomp_socket.is_none() {
+            nri_args.nri_seccomp_socket = seccomp_socket.clone();
+        }
         start_in_daemon(&nri_args, &mountpoint, probe_paths, counters)?;
     }
     let transport = if io_uring {

@@ -5,7 +5,7 @@ use cgview::host::paths::HostPaths;
 use cgview::telemetry::http;
 use cgview_core::catalog::Bound;
 use cgview_nri::counters::Counters;
-use cgview_nri::handler::{Handler, PluginConfig, WhenNotServed};
+use cgview_nri::handler::{Handler, PluginConfig, SeccompTarget, WhenNotServed};
 use cgview_nri::node_lock;
 use cgview_nri::policy::{self, Selection};
 use cgview_nri::protocol;
@@ -87,6 +87,14 @@ pub struct NriArgs {
     /// every cgview pod of the node shares, as the DaemonSet's /run/cgview.
     #[arg(long, value_name = "DIR", default_value = node_lock::DEFAULT_LOCK_DIR)]
     pub nri_lock_dir: PathBuf,
+    /// Also hand sysinfo(2) to cgview: the seccomp policy of each container given the binds becomes its
+    /// own with `listenerPath` = PATH and `sysinfo` as SCMP_ACT_NOTIFY (NRI 0.10+: containerd 2.2+,
+    /// CRI-O 1.34+). PATH is the daemon's --seccomp-socket, the same path for the runtime on the host
+    /// and for this plugin (`cgview mount --nri` uses its own --seccomp-socket unless this is given).
+    /// Unconfined containers and policies with a listener of their own are left alone; while nothing
+    /// listens on PATH, --nri-when-not-served decides.
+    #[arg(long, value_name = "PATH")]
+    pub nri_seccomp_socket: Option<PathBuf>,
 }
 
 fn plugin_name(text: &str) -> Result<String, String> {
@@ -129,6 +137,13 @@ impl NriArgs {
                 NotServedPolicy::Open => WhenNotServed::Open,
                 NotServedPolicy::Closed => WhenNotServed::Closed,
             },
+            seccomp: self
+                .nri_seccomp_socket
+                .as_ref()
+                .map(|socket| SeccompTarget {
+                    socket: std::path::absolute(socket).unwrap_or_else(|_| socket.clone()),
+                    metadata: cgview_nri::seccomp::DEFAULT_METADATA.to_owned(),
+                }),
         }
     }
 
@@ -258,6 +273,10 @@ fn log_start(args: &NriArgs, mount_point: &Path) {
         files = %files.join(","),
         default = ?args.nri_default,
         when_not_served = ?args.nri_when_not_served,
+        seccomp_socket = %args
+            .nri_seccomp_socket
+            .as_deref()
+            .map_or("none".into(), |p| p.display().to_string()),
         "NRI plugin starting"
     );
 }

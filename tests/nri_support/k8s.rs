@@ -310,6 +310,7 @@ pub fn container(
             resources: Some(resources),
             oom_score_adj: Some(969),
             cgroups_path: cgroups_path(style, &parent, &id),
+            seccomp: None,
         }),
         pid: 0,
     }
@@ -318,4 +319,65 @@ pub fn container(
 /// A plain container of `pod` (250 MiB, half a CPU) with the runtime's mounts only.
 pub fn plain_container(pod: &PodSandbox, name: &str, style: CgroupStyle) -> Container {
     container(pod, name, style, resources(250 << 20, 500, ""), Vec::new())
+}
+
+/// The containers-common profile Podman and CRI-O use as their default.
+pub const CONTAINERS_SECCOMP: &str = "/usr/share/containers/seccomp.json";
+
+/// The `RuntimeDefault` seccomp policy of a container with capabilities `caps` on this host, as the
+/// runtime resolves it (and sends it to plugins in `LinuxContainer.seccomp_policy`): the OCI
+/// `linux.seccomp` from containers-common's profile (`CONTAINERS_SECCOMP`), its architectures for this
+/// machine and the rules whose `includes`/`excludes` (capabilities, architectures) hold. `None` when
+/// the profile is not installed (apt-get install golang-github-containers-common).
+pub fn runtime_default_seccomp(caps: &[String]) -> Option<serde_json::Value> {
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(CONTAINERS_SECCOMP).ok()?).ok()?;
+    let (native, go_arch) = match std::env::consts::ARCH {
+        "x86_64" => ("SCMP_ARCH_X86_64", "amd64"),
+        "aarch64" => ("SCMP_ARCH_AARCH64", "arm64"),
+        other => panic!("no seccomp architecture for {other}"),
+    };
+    let mut architectures = vec![serde_json::Value::from(native)];
+    for entry in profile["archMap"].as_array()? {
+        if entry["architecture"] == native {
+            architectures.extend(entry["subArchitectures"].as_array()?.iter().cloned());
+        }
+    }
+    let has = |list: &serde_json::Value, wanted: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(wanted)))
+    };
+    let mut syscalls = Vec::new();
+    for rule in profile["syscalls"].as_array()? {
+        let (includes, excludes) = (&rule["includes"], &rule["excludes"]);
+        let arch_ok = includes["arches"].as_array().is_none_or(|a| a.is_empty())
+            || has(&includes["arches"], go_arch);
+        let arch_excluded = has(&excludes["arches"], go_arch);
+        let caps_ok = includes["caps"].as_array().is_none_or(|needed| {
+            needed
+                .iter()
+                .all(|c| caps.iter().any(|have| c == have.as_str()))
+        });
+        let caps_excluded = caps.iter().any(|have| has(&excludes["caps"], have));
+        if !(arch_ok && caps_ok) || arch_excluded || caps_excluded {
+            continue;
+        }
+        let mut out = serde_json::json!({"names": rule["names"], "action": rule["action"]});
+        if let Some(errno) = rule["errnoRet"].as_u64() {
+            out["errnoRet"] = errno.into();
+        }
+        if rule["args"].as_array().is_some_and(|a| !a.is_empty()) {
+            out["args"] = rule["args"].clone();
+        }
+        syscalls.push(out);
+    }
+    let mut policy = serde_json::json!({
+        "defaultAction": profile["defaultAction"],
+        "architectures": architectures,
+        "syscalls": syscalls,
+    });
+    if let Some(errno) = profile["defaultErrnoRet"].as_u64() {
+        policy["defaultErrnoRet"] = errno.into();
+    }
+    Some(policy)
 }

@@ -76,6 +76,31 @@ pub fn runc_available() -> bool {
     false
 }
 
+/// Whether `path` (a program or a file a test reads) exists; missing, the test is skipped (or fails
+/// under tests/run.sh).
+#[must_use]
+pub fn file_available(path: &Path, package: &str) -> bool {
+    if path.exists() {
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| v == "1") {
+        panic!(
+            "{test} needs {} (apt-get install {package}), and {REQUIRE_ALL_ENV}=1 forbids skipping it",
+            path.display()
+        );
+    }
+    let line = format!(
+        "SKIPPED {test}: needs {} (apt-get install {package})\n",
+        path.display()
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    false
+}
+
 /// `cgview nri` running as a child process, logging to a file; stopped when dropped.
 pub struct Plugin {
     child: Option<Child>,
@@ -272,7 +297,9 @@ impl Drop for RuncContainer {
 }
 
 /// The applets the bundles' scripts use, as links to the static busybox.
-const APPLETS: [&str; 8] = ["sh", "cat", "grep", "nproc", "ls", "echo", "wc", "head"];
+const APPLETS: [&str; 9] = [
+    "sh", "cat", "grep", "nproc", "ls", "echo", "wc", "head", "free",
+];
 
 /// An OCI bundle in a directory of its own: a busybox root, `runc spec`'s config.json with `script`
 /// as the process, `cgroups_path` (cgroupfs style) as its cgroup and `mounts` appended to its mounts,
@@ -324,6 +351,45 @@ impl Bundle {
         }
         fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         Bundle { dir }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    /// The bundle's config.json.
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(self.config_path()).unwrap()).unwrap()
+    }
+
+    /// The capabilities the container's process gets (its bounding set).
+    pub fn capabilities(&self) -> Vec<String> {
+        self.config()["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Sets `linux.seccomp` (none: removed), as the runtime writes the container's policy, or the one
+    /// a plugin's adjustment replaced it with.
+    pub fn set_seccomp(&self, policy: Option<&serde_json::Value>) {
+        let mut config = self.config();
+        match policy {
+            Some(policy) => config["linux"]["seccomp"] = policy.clone(),
+            None => drop(config["linux"].as_object_mut().unwrap().remove("seccomp")),
+        }
+        fs::write(
+            self.config_path(),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Copies the program `source` into the container as /bin/`name`.
+    pub fn install(&self, source: &Path, name: &str) {
+        fs::copy(source, self.dir.path().join("rootfs/bin").join(name)).unwrap();
     }
 
     /// `runc run` of the bundle as container `id` (state under the bundle's directory): its output;

@@ -451,12 +451,16 @@ impl CreateContainerResponse {
 }
 
 /// `ContainerAdjustment`: annotations 2, mounts 3, env 4, hooks 5, linux 6, rlimits 7, CDI_devices 8,
-/// args 9. Fields other than annotations and mounts are only noted by number.
+/// args 9. Of `linux` (`LinuxContainerAdjustment`), only `seccomp_policy` (6) is read; the other fields
+/// are only noted by number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerAdjustment {
     pub annotations: BTreeMap<String, String>,
     pub mounts: Vec<Mount>,
-    /// The numbers of the other fields present (cgview should set none).
+    /// `linux.seccomp_policy`, as the OCI `linux.seccomp` it becomes.
+    pub seccomp: Option<serde_json::Value>,
+    /// The numbers of the other fields present (cgview should set none); `linux`'s other fields as
+    /// `600 + number`.
     pub other_fields: Vec<u32>,
 }
 
@@ -477,6 +481,14 @@ impl ContainerAdjustment {
                     adjust.annotations.insert(key, text);
                 }
                 3 => adjust.mounts.push(Mount::decode(as_bytes(field, value)?)?),
+                6 => {
+                    for (f, v) in fields(as_bytes(field, value)?)? {
+                        match f {
+                            6 => adjust.seccomp = Some(decode_seccomp(as_bytes(f, v)?)?),
+                            other => adjust.other_fields.push(600 + other),
+                        }
+                    }
+                }
                 other => adjust.other_fields.push(other),
             }
         }
@@ -657,13 +669,146 @@ impl PodSandbox {
     }
 }
 
-/// `LinuxContainer`: namespaces 1, devices 2, resources 3, oom_score_adj 4, cgroups_path 5.
+// ---- NRI 0.10+: seccomp ----
+//
+// `LinuxSeccomp`: default_action 1, default_errno 2 (`OptionalUInt32`), architectures 3, flags 4,
+// listener_path 5, listener_metadata 6, syscalls 7. `LinuxSyscall`: names 1, action 2, errno_ret 3
+// (`OptionalUInt32`), args 4. `LinuxSeccompArg`: index 1, value 2, value_two 3 (varints), op 4. The
+// harness keeps a policy as the OCI `linux.seccomp` JSON it comes from and goes to (as containerd
+// converts it both ways).
+
+fn strings_of(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|v| v.as_str().expect("a string").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The OCI `linux.seccomp` `policy` as NRI's `LinuxSeccomp`.
+pub fn encode_seccomp(policy: &serde_json::Value) -> Vec<u8> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut writer = Writer::new();
+    writer.string(1, &text(&policy["defaultAction"]));
+    if let Some(errno) = policy["defaultErrnoRet"].as_u64() {
+        writer.message(2, &Writer::new().uint(1, errno).finish());
+    }
+    writer
+        .strings(3, &strings_of(&policy["architectures"]))
+        .strings(4, &strings_of(&policy["flags"]))
+        .string(5, &text(&policy["listenerPath"]))
+        .string(6, &text(&policy["listenerMetadata"]));
+    for rule in policy["syscalls"].as_array().into_iter().flatten() {
+        let mut encoded = Writer::new();
+        encoded
+            .strings(1, &strings_of(&rule["names"]))
+            .string(2, &text(&rule["action"]));
+        if let Some(errno) = rule["errnoRet"].as_u64() {
+            encoded.message(3, &Writer::new().uint(1, errno).finish());
+        }
+        for arg in rule["args"].as_array().into_iter().flatten() {
+            let arg = Writer::new()
+                .uint(1, arg["index"].as_u64().unwrap_or(0))
+                .uint(2, arg["value"].as_u64().unwrap_or(0))
+                .uint(3, arg["valueTwo"].as_u64().unwrap_or(0))
+                .string(4, &text(&arg["op"]))
+                .finish();
+            encoded.message(4, &arg);
+        }
+        writer.message(7, &encoded.finish());
+    }
+    writer.finish()
+}
+
+/// An `OptionalUInt32`'s value.
+fn optional_u32(bytes: &[u8]) -> Result<u64, String> {
+    let mut value = 0;
+    for (f, v) in fields(bytes)? {
+        if f == 1 {
+            value = as_varint(f, v)?;
+        }
+    }
+    Ok(value)
+}
+
+/// NRI's `LinuxSeccomp` as the OCI `linux.seccomp` the runtime writes into the bundle (empty fields
+/// left out, as the runtime-spec's `omitempty`).
+pub fn decode_seccomp(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    use serde_json::{json, Map, Value as Json};
+    let mut policy = Map::new();
+    let push = |map: &mut Map<String, Json>, key: &str, text: String| {
+        map.entry(key)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .unwrap()
+            .push(text.into());
+    };
+    for (field, value) in fields(bytes)? {
+        match field {
+            1 => drop(policy.insert("defaultAction".into(), as_string(field, value)?.into())),
+            2 => drop(policy.insert(
+                "defaultErrnoRet".into(),
+                optional_u32(as_bytes(field, value)?)?.into(),
+            )),
+            3 => push(&mut policy, "architectures", as_string(field, value)?),
+            4 => push(&mut policy, "flags", as_string(field, value)?),
+            5 => drop(policy.insert("listenerPath".into(), as_string(field, value)?.into())),
+            6 => drop(policy.insert("listenerMetadata".into(), as_string(field, value)?.into())),
+            7 => {
+                let mut rule = Map::new();
+                for (f, v) in fields(as_bytes(field, value)?)? {
+                    match f {
+                        1 => push(&mut rule, "names", as_string(f, v)?),
+                        2 => drop(rule.insert("action".into(), as_string(f, v)?.into())),
+                        3 => drop(
+                            rule.insert("errnoRet".into(), optional_u32(as_bytes(f, v)?)?.into()),
+                        ),
+                        4 => {
+                            let mut arg = json!({"index": 0, "value": 0, "valueTwo": 0, "op": ""});
+                            for (af, av) in fields(as_bytes(f, v)?)? {
+                                match af {
+                                    1 => arg["index"] = as_varint(af, av)?.into(),
+                                    2 => arg["value"] = as_varint(af, av)?.into(),
+                                    3 => arg["valueTwo"] = as_varint(af, av)?.into(),
+                                    4 => arg["op"] = as_string(af, av)?.into(),
+                                    _ => {}
+                                }
+                            }
+                            rule.entry("args")
+                                .or_insert_with(|| json!([]))
+                                .as_array_mut()
+                                .unwrap()
+                                .push(arg);
+                        }
+                        _ => {}
+                    }
+                }
+                policy
+                    .entry("syscalls")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+                    .unwrap()
+                    .push(Json::Object(rule));
+            }
+            _ => {}
+        }
+    }
+    Ok(Json::Object(policy))
+}
+
+/// `LinuxContainer`: namespaces 1, devices 2, resources 3, oom_score_adj 4, cgroups_path 5,
+/// seccomp_profile 7, seccomp_policy 8 (NRI 0.10+; absent: unconfined).
 #[derive(Debug, Clone, Default)]
 pub struct LinuxContainer {
     pub namespaces: Vec<LinuxNamespace>,
     pub resources: Option<LinuxResources>,
     pub oom_score_adj: Option<i64>,
     pub cgroups_path: String,
+    /// The container's OCI `linux.seccomp`, sent as `seccomp_policy`.
+    pub seccomp: Option<serde_json::Value>,
 }
 
 impl LinuxContainer {
@@ -678,7 +823,11 @@ impl LinuxContainer {
         if let Some(adj) = self.oom_score_adj {
             writer.message(4, &optional_int(adj));
         }
-        writer.string(5, &self.cgroups_path).finish()
+        writer.string(5, &self.cgroups_path);
+        if let Some(policy) = &self.seccomp {
+            writer.message(8, &encode_seccomp(policy));
+        }
+        writer.finish()
     }
 }
 
@@ -758,6 +907,20 @@ mod tests {
             Writer::new().map(5, &labels).finish(),
             b"\x2a\x06\x0a\x01k\x12\x01v".to_vec()
         );
+        // LinuxSeccomp{default_action "E", default_errno {1}, syscalls [{names ["s"], action "N",
+        // args [{index 1, value 2, value_two 3, op "o"}]}]}, and back.
+        let policy = serde_json::json!({
+            "defaultAction": "E", "defaultErrnoRet": 1,
+            "syscalls": [{"names": ["s"], "action": "N",
+                          "args": [{"index": 1, "value": 2, "valueTwo": 3, "op": "o"}]}]
+        });
+        let bytes = encode_seccomp(&policy);
+        assert_eq!(
+            bytes,
+            b"\x0a\x01E\x12\x02\x08\x01\x3a\x11\x0a\x01s\x12\x01N\x22\x09\x08\x01\x10\x02\x18\x03\x22\x01o"
+                .to_vec()
+        );
+        assert_eq!(decode_seccomp(&bytes).unwrap(), policy);
         assert!(fields(b"\xff\xff\xff").is_err());
         assert!(fields(b"\x0a\x05ab").is_err());
     }

@@ -2,6 +2,7 @@
 //! text format by whoever serves metrics (the daemon's `/metrics`, or `cgview nri --metrics-addr`).
 
 use crate::policy::SkipReason;
+use crate::seccomp::SeccompSkip;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,6 +55,9 @@ pub struct Counters {
     errors: [AtomicU64; ErrorKind::ALL.len()],
     tracked: AtomicU64,
     synchronized_without_view: AtomicU64,
+    seccomp_added: AtomicU64,
+    seccomp_refused: AtomicU64,
+    seccomp_skipped: [AtomicU64; SeccompSkip::ALL.len()],
 }
 
 fn index_of<T: PartialEq>(all: &[T], item: &T) -> usize {
@@ -82,6 +86,34 @@ impl Counters {
 
     pub fn record_skipped(&self, reason: SkipReason) {
         self.skipped[index_of(&SkipReason::ALL, &reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A bound container whose seccomp policy got the `sysinfo` rule.
+    pub fn record_seccomp_added(&self) {
+        self.seccomp_added.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A creation refused because the seccomp socket was not served (fail-closed); also counted as a
+    /// refused container.
+    pub fn record_seccomp_refused(&self) {
+        self.seccomp_refused.fetch_add(1, Ordering::Relaxed);
+        self.record_refused();
+    }
+
+    pub fn record_seccomp_skipped(&self, reason: SeccompSkip) {
+        self.seccomp_skipped[index_of(&SeccompSkip::ALL, &reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn seccomp_added(&self) -> u64 {
+        self.seccomp_added.load(Ordering::Relaxed)
+    }
+
+    pub fn seccomp_refused(&self) -> u64 {
+        self.seccomp_refused.load(Ordering::Relaxed)
+    }
+
+    pub fn seccomp_skipped(&self, reason: SeccompSkip) -> u64 {
+        self.seccomp_skipped[index_of(&SeccompSkip::ALL, &reason)].load(Ordering::Relaxed)
     }
 
     pub fn record_error(&self, kind: ErrorKind) {
@@ -162,6 +194,25 @@ impl Counters {
             "Containers the runtime created, by what the NRI plugin did: injected (cgview's binds added), refused (creation failed: cgview did not serve), skipped (by reason).",
             &decisions,
         );
+        let mut seccomp = vec![
+            ("{decision=\"added\"}".to_owned(), load(&self.seccomp_added)),
+            (
+                "{decision=\"refused\"}".to_owned(),
+                load(&self.seccomp_refused),
+            ),
+        ];
+        for (reason, count) in SeccompSkip::ALL.iter().zip(&self.seccomp_skipped) {
+            seccomp.push((
+                format!("{{decision=\"skipped\",reason=\"{}\"}}", reason.label()),
+                load(count),
+            ));
+        }
+        family(
+            "cgview_nri_seccomp_total",
+            "counter",
+            "With --nri-seccomp-socket, containers given the binds, by what the NRI plugin did with their seccomp policy: added (sysinfo handed to cgview), refused (creation failed: the socket was not served), skipped (left as it was, by reason).",
+            &seccomp,
+        );
         let errors: Vec<(String, u64)> = ErrorKind::ALL
             .iter()
             .zip(&self.errors)
@@ -211,6 +262,28 @@ mod tests {
         assert!(out.contains("cgview_nri_errors_total{kind=\"oversized\"} 0\n"));
         for reason in SkipReason::ALL {
             assert!(out.contains(reason.label()), "{}", reason.label());
+        }
+        let counters = Counters::default();
+        counters.record_seccomp_added();
+        counters.record_seccomp_skipped(SeccompSkip::HasListener);
+        counters.record_seccomp_refused();
+        let mut out = String::new();
+        counters.render(&mut out);
+        assert!(
+            out.contains("cgview_nri_seccomp_total{decision=\"added\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("cgview_nri_seccomp_total{decision=\"refused\"} 1\n"));
+        assert!(out.contains("cgview_nri_containers_total{decision=\"refused\"} 1\n"));
+        assert!(out.contains(
+            "cgview_nri_seccomp_total{decision=\"skipped\",reason=\"has_listener\"} 1\n"
+        ));
+        for reason in SeccompSkip::ALL {
+            assert!(
+                out.contains(&format!("reason=\"{}\"", reason.label())),
+                "{}",
+                reason.label()
+            );
         }
     }
 }

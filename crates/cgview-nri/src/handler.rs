@@ -8,9 +8,11 @@ use crate::proto::{
     CreateContainerResponse, Empty, Mount, PodSandbox, RemoveContainerRequest, StateChangeEvent,
     Status, SynchronizeRequest, SynchronizeResponse, CONTAINER_RUNNING,
 };
+use crate::proto::{LinuxContainerAdjustment, LinuxSeccomp};
 use crate::protocol::{self, code};
 use crate::registry::{Registry, Tracked};
-use crate::serving::ServingWatch;
+use crate::seccomp::{self, SeccompDecision, SeccompSkip};
+use crate::serving::{self, Check, ServingWatch};
 use cgview_core::catalog::Bound;
 use parking_lot::Mutex;
 use prost::Message;
@@ -39,6 +41,18 @@ pub struct PluginConfig {
     pub bound: Vec<Bound>,
     pub selection: Selection,
     pub when_not_served: WhenNotServed,
+    /// With `--nri-seccomp-socket`: bound containers' seccomp policies also hand `sysinfo` to the
+    /// daemon listening there.
+    pub seccomp: Option<SeccompTarget>,
+}
+
+/// Where the seccomp adjustment sends `sysinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompTarget {
+    /// The daemon's `--seccomp-socket`, as the runtime (on the host) reaches it.
+    pub socket: PathBuf,
+    /// The policy's `listenerMetadata`.
+    pub metadata: String,
 }
 
 /// An answer the runtime gets as a failed call.
@@ -64,6 +78,8 @@ pub struct Handler {
     serving: ServingWatch,
     counters: Arc<Counters>,
     registry: Mutex<Registry>,
+    /// Whether the seccomp socket is served, asked at each creation that would name it.
+    seccomp_served: Option<Check>,
     /// Pods and containers of a `Synchronize` sent in several parts (`more`), gathered until the last.
     pending_sync: Mutex<Option<SynchronizeRequest>>,
 }
@@ -71,14 +87,28 @@ pub struct Handler {
 impl Handler {
     pub fn new(config: PluginConfig, serving: ServingWatch, counters: Arc<Counters>) -> Handler {
         let binds = bind_mounts(&config.mount_point, &config.bound);
+        let seccomp_served = config.seccomp.as_ref().map(|target| {
+            let socket = target.socket.clone();
+            let check: Check = Arc::new(move || serving::socket_listening(&socket));
+            check
+        });
         Handler {
             config,
             binds,
             serving,
             counters,
             registry: Mutex::new(Registry::default()),
+            seccomp_served,
             pending_sync: Mutex::new(None),
         }
+    }
+
+    /// Asks `check` instead of connecting to the seccomp socket (tests of the decisions).
+    pub fn with_seccomp_check(mut self, check: Check) -> Handler {
+        if self.seccomp_served.is_some() {
+            self.seccomp_served = Some(check);
+        }
+        self
     }
 
     pub fn config(&self) -> &PluginConfig {
@@ -266,9 +296,10 @@ impl Handler {
             }
             Decision::Inject => match self.serving.served() {
                 Ok(()) => {
+                    let policy = self.seccomp_policy(&who, &container)?;
                     self.counters.record_injected();
                     tracing::debug!("binding cgview's files into {who}");
-                    Some(self.binds.clone())
+                    Some((self.binds.clone(), policy))
                 }
                 Err(why) => match self.config.when_not_served {
                     WhenNotServed::Open => {
@@ -300,11 +331,68 @@ impl Handler {
             self.counters.set_tracked(registry.len());
         }
         Ok(CreateContainerResponse {
-            adjust: adjust.map(|mounts| ContainerAdjustment {
+            adjust: adjust.map(|(mounts, policy)| ContainerAdjustment {
                 annotations: Default::default(),
                 mounts,
+                linux: policy.map(|policy| LinuxContainerAdjustment {
+                    seccomp_policy: Some(policy),
+                }),
             }),
         })
+    }
+
+    /// The seccomp policy a container given the binds is created with, when `--nri-seccomp-socket`
+    /// asks for one: its own with `sysinfo` handed to the daemon ([`seccomp::adjust`]), if the socket
+    /// is served now (runc fails a container whose listener nobody serves), else as
+    /// `--nri-when-not-served` says. `None`: its policy stays as it is.
+    fn seccomp_policy(
+        &self,
+        who: &str,
+        container: &Container,
+    ) -> Result<Option<LinuxSeccomp>, Status> {
+        let (Some(target), Some(served)) = (&self.config.seccomp, &self.seccomp_served) else {
+            return Ok(None);
+        };
+        let current = container
+            .linux
+            .as_ref()
+            .and_then(|linux| linux.seccomp_policy.as_ref());
+        let socket = target.socket.to_string_lossy();
+        match seccomp::adjust(current, &socket, &target.metadata) {
+            SeccompDecision::Leave { reason, detail } => {
+                self.counters.record_seccomp_skipped(reason);
+                tracing::info!("not handing sysinfo(2) of {who} to cgview: {detail}");
+                Ok(None)
+            }
+            SeccompDecision::Adjust(policy) => match served() {
+                Ok(()) => {
+                    self.counters.record_seccomp_added();
+                    tracing::debug!("handing sysinfo(2) of {who} to cgview at {socket}");
+                    Ok(Some(policy))
+                }
+                Err(why) => match self.config.when_not_served {
+                    WhenNotServed::Open => {
+                        self.counters.record_seccomp_skipped(SeccompSkip::NotServed);
+                        tracing::warn!(
+                            "{who} starts with the host's sysinfo(2): cgview does not serve its seccomp socket ({why})"
+                        );
+                        Ok(None)
+                    }
+                    WhenNotServed::Closed => {
+                        self.counters.record_seccomp_refused();
+                        tracing::warn!(
+                            "refusing to create {who}: cgview does not serve its seccomp socket ({why})"
+                        );
+                        Err(status(
+                            code::FAILED_PRECONDITION,
+                            format!(
+                                "cgview does not serve its seccomp socket ({why}); {who} would see the host's sysinfo(2), so its creation is refused (cgview nri --nri-when-not-served closed)"
+                            ),
+                        ))
+                    }
+                },
+            },
+        }
     }
 
     fn remove_container(&self, request: RemoveContainerRequest) {
@@ -366,10 +454,139 @@ mod tests {
                 bound: default_bound(),
                 selection: Selection::default(),
                 when_not_served: when,
+                seccomp: None,
             },
             ServingWatch::fixed(served),
             Arc::new(Counters::default()),
         )
+    }
+
+    /// A handler with `--nri-seccomp-socket /run/cgview/seccomp.sock`, whose socket check says `served`.
+    fn seccomp_handler(served: Result<(), String>, when: WhenNotServed) -> Handler {
+        let mut h = handler(Ok(()), when);
+        h.config.seccomp = Some(SeccompTarget {
+            socket: "/run/cgview/seccomp.sock".into(),
+            metadata: seccomp::DEFAULT_METADATA.into(),
+        });
+        h.seccomp_served = Some(Arc::new(|| Ok(())));
+        h.with_seccomp_check(Arc::new(move || served.clone()))
+    }
+
+    fn create_with(id: &str, policy: Option<LinuxSeccomp>) -> Vec<u8> {
+        let mut request =
+            CreateContainerRequest::decode(create("apps", id, &[]).as_slice()).unwrap();
+        if let Some(linux) = request.container.as_mut().and_then(|c| c.linux.as_mut()) {
+            linux.seccomp_policy = policy;
+        }
+        request.encode_to_vec()
+    }
+
+    fn policy_of(reply: &[u8]) -> Option<LinuxSeccomp> {
+        CreateContainerResponse::decode(reply)
+            .unwrap()
+            .adjust
+            .and_then(|a| a.linux)
+            .and_then(|l| l.seccomp_policy)
+    }
+
+    fn runtime_default() -> LinuxSeccomp {
+        LinuxSeccomp {
+            default_action: "SCMP_ACT_ERRNO".into(),
+            syscalls: vec![crate::proto::LinuxSyscall {
+                names: vec!["read".into(), "sysinfo".into()],
+                action: "SCMP_ACT_ALLOW".into(),
+                ..Default::default()
+            }],
+            ..LinuxSeccomp::default()
+        }
+    }
+
+    #[test]
+    fn with_a_seccomp_socket_the_binds_come_with_the_merged_policy() {
+        let h = seccomp_handler(Ok(()), WhenNotServed::Closed);
+        let (reply, _) = h.handle(
+            "CreateContainer",
+            &create_with("c1", Some(runtime_default())),
+        );
+        let reply = reply.unwrap();
+        assert_eq!(mounts_of(&reply).len(), 8);
+        let policy = policy_of(&reply).unwrap();
+        assert_eq!(policy.listener_path, "/run/cgview/seccomp.sock");
+        assert_eq!(policy.listener_metadata, "cgview-sysinfo");
+        assert_eq!(policy.syscalls.len(), 2);
+        assert_eq!(policy.syscalls[0].names, ["read"]);
+        assert_eq!(policy.syscalls[1].names, ["sysinfo"]);
+        assert_eq!(policy.syscalls[1].action, "SCMP_ACT_NOTIFY");
+        assert_eq!(h.counters().seccomp_added(), 1);
+        // Unconfined and foreign listeners: binds, no seccomp adjustment, counted.
+        let (reply, _) = h.handle("CreateContainer", &create_with("c2", None));
+        let reply = reply.unwrap();
+        assert_eq!(mounts_of(&reply).len(), 8);
+        assert!(policy_of(&reply).is_none());
+        assert_eq!(h.counters().seccomp_skipped(SeccompSkip::Unconfined), 1);
+        let foreign = LinuxSeccomp {
+            listener_path: "/run/agent.sock".into(),
+            ..runtime_default()
+        };
+        let (reply, _) = h.handle("CreateContainer", &create_with("c3", Some(foreign)));
+        assert!(policy_of(&reply.unwrap()).is_none());
+        assert_eq!(h.counters().seccomp_skipped(SeccompSkip::HasListener), 1);
+        // Not selected: neither binds nor policy, and no seccomp decision counted.
+        let (reply, _) = h.handle(
+            "CreateContainer",
+            &create("apps", "c4", &[("cgview.io/inject", "disabled")]),
+        );
+        assert!(CreateContainerResponse::decode(reply.unwrap().as_slice())
+            .unwrap()
+            .adjust
+            .is_none());
+        assert_eq!(h.counters().seccomp_added(), 1);
+        // Without the option, the policy is never touched.
+        let plain = handler(Ok(()), WhenNotServed::Closed);
+        let (reply, _) = plain.handle(
+            "CreateContainer",
+            &create_with("c5", Some(runtime_default())),
+        );
+        assert!(policy_of(&reply.unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_seccomp_socket_not_served_refuses_when_closed_and_leaves_the_policy_when_open() {
+        let closed = seccomp_handler(Err("nothing listens on it".into()), WhenNotServed::Closed);
+        let (reply, _) = closed.handle(
+            "CreateContainer",
+            &create_with("c1", Some(runtime_default())),
+        );
+        let error = reply.unwrap_err();
+        assert_eq!(error.code, code::FAILED_PRECONDITION);
+        assert!(
+            error.message.contains("seccomp socket"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("nothing listens on it"),
+            "{}",
+            error.message
+        );
+        assert_eq!(closed.counters().seccomp_refused(), 1);
+        assert_eq!(closed.counters().refused(), 1);
+        assert_eq!(closed.counters().injected(), 0);
+        assert!(closed.tracked().is_empty());
+        // An unconfined container never needs the socket.
+        let (reply, _) = closed.handle("CreateContainer", &create_with("c2", None));
+        assert_eq!(mounts_of(&reply.unwrap()).len(), 8);
+
+        let open = seccomp_handler(Err("nothing listens on it".into()), WhenNotServed::Open);
+        let (reply, _) = open.handle(
+            "CreateContainer",
+            &create_with("c1", Some(runtime_default())),
+        );
+        let reply = reply.unwrap();
+        assert_eq!(mounts_of(&reply).len(), 8);
+        assert!(policy_of(&reply).is_none());
+        assert_eq!(open.counters().seccomp_skipped(SeccompSkip::NotServed), 1);
+        assert_eq!(open.counters().injected(), 1);
     }
 
     fn create(namespace: &str, id: &str, annotations: &[(&str, &str)]) -> Vec<u8> {

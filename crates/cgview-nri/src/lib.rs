@@ -7,6 +7,7 @@
 //! - [`proto`]: the protobuf messages, written from NRI's and ttrpc's field numbers;
 //! - [`wire`] (pure): multiplexer frames and ttrpc messages to and from bytes;
 //! - [`policy`] (pure): which containers are bound, and the mounts;
+//! - [`seccomp`] (pure): the container's seccomp policy with `sysinfo` handed to cgview (NRI 0.10+);
 //! - [`handler`]: one request in, its answer out;
 //! - [`session`]: the connection to the runtime, registration and reconnection;
 //! - [`serving`]: whether cgview serves its mount point, asked without blocking;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod proto;
 pub mod protocol;
 pub mod registry;
+pub mod seccomp;
 pub mod serving;
 pub mod session;
 pub mod wire;

@@ -155,13 +155,69 @@ pub struct StateChangeEvent {
     pub container: Option<Container>,
 }
 
-/// What the plugin changes in a container being created: cgview adds mounts only.
+/// What the plugin changes in a container being created: mounts and, with `--nri-seccomp-socket`, the
+/// seccomp policy.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerAdjustment {
     #[prost(map = "string, string", tag = "2")]
     pub annotations: HashMap<String, String>,
     #[prost(message, repeated, tag = "3")]
     pub mounts: Vec<Mount>,
+    #[prost(message, optional, tag = "6")]
+    pub linux: Option<LinuxContainerAdjustment>,
+}
+
+/// `LinuxContainerAdjustment`: only `seccomp_policy` (field 6, NRI 0.10+). The runtime replaces the
+/// container's whole `linux.seccomp` with it (`AdjustSeccompPolicy` in NRI's `runtime-tools/generate`),
+/// so it must be the complete policy, not a difference.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxContainerAdjustment {
+    #[prost(message, optional, tag = "6")]
+    pub seccomp_policy: Option<LinuxSeccomp>,
+}
+
+/// `LinuxSeccomp` (NRI 0.10+): the OCI `linux.seccomp`, its actions, architectures and flags as the
+/// runtime-spec spells them (`SCMP_ACT_ALLOW`, `SCMP_ARCH_X86_64`, `SECCOMP_FILTER_FLAG_LOG`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSeccomp {
+    #[prost(string, tag = "1")]
+    pub default_action: String,
+    #[prost(message, optional, tag = "2")]
+    pub default_errno: Option<OptionalUInt32>,
+    #[prost(string, repeated, tag = "3")]
+    pub architectures: Vec<String>,
+    #[prost(string, repeated, tag = "4")]
+    pub flags: Vec<String>,
+    #[prost(string, tag = "5")]
+    pub listener_path: String,
+    #[prost(string, tag = "6")]
+    pub listener_metadata: String,
+    #[prost(message, repeated, tag = "7")]
+    pub syscalls: Vec<LinuxSyscall>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSyscall {
+    #[prost(string, repeated, tag = "1")]
+    pub names: Vec<String>,
+    #[prost(string, tag = "2")]
+    pub action: String,
+    #[prost(message, optional, tag = "3")]
+    pub errno_ret: Option<OptionalUInt32>,
+    #[prost(message, repeated, tag = "4")]
+    pub args: Vec<LinuxSeccompArg>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSeccompArg {
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    #[prost(uint64, tag = "2")]
+    pub value: u64,
+    #[prost(uint64, tag = "3")]
+    pub value_two: u64,
+    #[prost(string, tag = "4")]
+    pub op: String,
 }
 
 // ---- NRI: pods and containers ----
@@ -260,6 +316,11 @@ pub struct LinuxContainer {
     /// systemd. Kept with the container (see [`crate::registry`]).
     #[prost(string, tag = "5")]
     pub cgroups_path: String,
+    /// The seccomp policy the container is created with so far (the kubelet's profile as the runtime
+    /// resolved it, then earlier plugins' adjustments); absent when it runs unconfined (NRI 0.10+; an
+    /// older runtime never sends it).
+    #[prost(message, optional, tag = "8")]
+    pub seccomp_policy: Option<LinuxSeccomp>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -307,6 +368,12 @@ pub struct OptionalInt64 {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct OptionalUInt32 {
+    #[prost(uint32, tag = "1")]
+    pub value: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct OptionalUInt64 {
     #[prost(uint64, tag = "1")]
     pub value: u64,
@@ -338,6 +405,7 @@ mod tests {
         // ContainerAdjustment.mounts is field 3; Mount.destination 1, type 2, source 3, options 4.
         let bytes = ContainerAdjustment {
             annotations: HashMap::new(),
+            linux: None,
             mounts: vec![Mount {
                 destination: "/d".into(),
                 r#type: "bind".into(),
@@ -350,6 +418,58 @@ mod tests {
             bytes,
             b"\x1a\x12\x0a\x02/d\x12\x04bind\x1a\x02/s\x22\x02ro".to_vec()
         );
+    }
+
+    #[test]
+    fn seccomp_field_numbers_match_the_protocol_bytes() {
+        // ContainerAdjustment.linux is field 6 (0x32), LinuxContainerAdjustment.seccomp_policy field 6
+        // (0x32); LinuxSeccomp: default_action 1, default_errno 2, architectures 3, flags 4,
+        // listener_path 5, listener_metadata 6, syscalls 7; LinuxSyscall: names 1, action 2, errno_ret
+        // 3, args 4; LinuxSeccompArg: index 1, value 2, value_two 3 (varints), op 4.
+        let policy = LinuxSeccomp {
+            default_action: "E".into(),
+            default_errno: Some(OptionalUInt32 { value: 1 }),
+            architectures: vec!["A".into()],
+            flags: vec!["F".into()],
+            listener_path: "/p".into(),
+            listener_metadata: "m".into(),
+            syscalls: vec![LinuxSyscall {
+                names: vec!["s".into()],
+                action: "N".into(),
+                errno_ret: Some(OptionalUInt32 { value: 2 }),
+                args: vec![LinuxSeccompArg {
+                    index: 1,
+                    value: 2,
+                    value_two: 3,
+                    op: "o".into(),
+                }],
+            }],
+        };
+        let policy_bytes: &[u8] = b"\x0a\x01E\x12\x02\x08\x01\x1a\x01A\x22\x01F\x2a\x02/p\x32\x01m\
+            \x3a\x15\x0a\x01s\x12\x01N\x1a\x02\x08\x02\x22\x09\x08\x01\x10\x02\x18\x03\x22\x01o";
+        assert_eq!(policy.encode_to_vec(), policy_bytes);
+        let adjustment = ContainerAdjustment {
+            linux: Some(LinuxContainerAdjustment {
+                seccomp_policy: Some(policy.clone()),
+            }),
+            ..ContainerAdjustment::default()
+        };
+        let mut expected = vec![
+            0x32,
+            policy_bytes.len() as u8 + 2,
+            0x32,
+            policy_bytes.len() as u8,
+        ];
+        expected.extend_from_slice(policy_bytes);
+        assert_eq!(adjustment.encode_to_vec(), expected);
+        // LinuxContainer.seccomp_policy is field 8 (0x42).
+        let linux = LinuxContainer {
+            seccomp_policy: Some(policy),
+            ..LinuxContainer::default()
+        };
+        let mut expected = vec![0x42, policy_bytes.len() as u8];
+        expected.extend_from_slice(policy_bytes);
+        assert_eq!(linux.encode_to_vec(), expected);
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub const METHOD_STATE_CHANGE: &str = "StateChange";
 /// The NRI version the plugin announces in `RegisterPlugin` (runtimes log it; none refuses on it).
 pub const NRI_VERSION: &str = "v0.10.0";
 
+/// The NRI release that added the seccomp adjustment (`LinuxSeccomp`, `LinuxContainer.seccomp_policy`
+/// = 8, `LinuxContainerAdjustment.seccomp_policy` = 6; containerd/nri b315f77, "api: add seccomp
+/// adjustment"). The runtimes that vendor it: containerd 2.2+, CRI-O 1.34+. An older runtime neither
+/// sends the container's policy (the plugin then sees every container as unconfined and leaves it) nor
+/// reads the adjustment's field.
+///
+/// The runtime replaces the container's whole `linux.seccomp` with a plugin's `seccomp_policy`
+/// (`Generator.AdjustSeccompPolicy`), so the plugin sends the merged policy; only one plugin may set it
+/// per container (`ClaimSeccompPolicy`: a second fails the creation); and NRI's default validator may
+/// refuse it by the kubelet's profile type (`reject_runtime_default_seccomp_adjustment`,
+/// `reject_unconfined_seccomp_adjustment`, `reject_custom_seccomp_adjustment`).
+pub const SECCOMP_ADJUSTMENT_SINCE: &str = "v0.10.0";
+
 /// `enum Event` values; the `events` mask of `ConfigureResponse` has bit `event - 1` set per event.
 pub const EVENT_CREATE_CONTAINER: i32 = 4;
 pub const EVENT_REMOVE_CONTAINER: i32 = 11;

@@ -3,6 +3,7 @@
 //! answer, which counts only while fresh.
 
 use parking_lot::Mutex;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,6 +136,27 @@ impl Drop for ServingWatch {
     }
 }
 
+/// Whether something listens on the Unix socket at `path`, asked with a non-blocking `connect(2)`
+/// that is closed at once (cgview's seccomp listener takes a connection that sends nothing for such a
+/// check). A full backlog (`EAGAIN`) is a listener, busy.
+pub fn socket_listening(path: &Path) -> Result<(), String> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let shown = path.display();
+    let address =
+        SocketAddrUnix::new(path).map_err(|e| format!("{shown} is not a socket path: {e}"))?;
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("cannot open a socket to check {shown}: {e}"))?;
+    match rustix::net::connect(&socket, &address) {
+        Ok(()) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+        Err(e) => Err(format!("nothing listens on {shown}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +181,22 @@ mod tests {
         std::thread::sleep(FRESH_FOR + CHECK_EVERY + Duration::from_millis(200));
         let error = watch.served().unwrap_err();
         assert!(error.contains("has not answered"), "{error}");
+    }
+
+    #[test]
+    fn a_socket_listens_while_its_listener_is_open() {
+        let dir = std::env::temp_dir().join(format!("cgview-nri-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let error = socket_listening(&path).unwrap_err();
+        assert!(error.contains("nothing listens"), "{error}");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(socket_listening(&path), Ok(()));
+        drop(listener);
+        // The file stays, nobody listens: ECONNREFUSED.
+        assert!(socket_listening(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

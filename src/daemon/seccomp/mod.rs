@@ -465,7 +465,10 @@ fn accept_loop(listener: &UnixListener, context: &Arc<Context>) {
         let handshake = {
             let context = Arc::clone(context);
             move || match receive_state(&connection) {
-                Ok((state, fd)) => adopt(state, fd, &context),
+                Ok(Some((state, fd))) => adopt(state, fd, &context),
+                // Connected and closed with nothing sent: a check that the socket is served (the NRI
+                // plugin's, before it names the socket in a container's policy).
+                Ok(None) => tracing::trace!("seccomp socket: a connection that sent nothing"),
                 Err(e) => tracing::warn!("seccomp socket: no descriptor received: {e}"),
             }
         };
@@ -530,8 +533,9 @@ impl ProcessState {
     }
 }
 
-/// The message: the descriptors of its first part, its bytes up to the runtime's close.
-fn receive_state(connection: &UnixStream) -> io::Result<(ProcessState, OwnedFd)> {
+/// The message: the descriptors of its first part, its bytes up to the runtime's close; `None` for a
+/// connection closed without a byte or a descriptor.
+fn receive_state(connection: &UnixStream) -> io::Result<Option<(ProcessState, OwnedFd)>> {
     connection.set_read_timeout(Some(RECEIVE_WITHIN))?;
     let mut buffer = vec![0u8; 64 * 1024];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
@@ -552,6 +556,9 @@ fn receive_state(connection: &UnixStream) -> io::Result<(ProcessState, OwnedFd)>
         if let RecvAncillaryMessage::ScmRights(received) = message {
             fds.extend(received);
         }
+    }
+    if received.bytes == 0 && fds.is_empty() {
+        return Ok(None);
     }
     let mut json = buffer[..received.bytes].to_vec();
     // The runtime writes the state in one message but may keep the connection open as long as it
@@ -579,7 +586,7 @@ fn receive_state(connection: &UnixStream) -> io::Result<(ProcessState, OwnedFd)>
     }
     // The others (none is sent today) close as they drop.
     let fd = fds.swap_remove(state.seccomp_fd_index);
-    Ok((state, fd))
+    Ok(Some((state, fd)))
 }
 
 /// The keeper's name for a container's descriptor: its id and init's pid (one descriptor per
@@ -806,5 +813,22 @@ mod tests {
             ProcessState::parse(b"{]").unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+    }
+
+    #[test]
+    fn a_connection_closed_without_a_byte_is_a_check_and_a_message_without_a_descriptor_an_error() {
+        use std::io::Write;
+        // The NRI plugin's check: connect, close.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        assert!(receive_state(&ours).unwrap().is_none());
+        // A state without the descriptor it names.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs
+            .write_all(br#"{"fds":["seccompFd"],"pid":1}"#)
+            .unwrap();
+        drop(theirs);
+        let error = receive_state(&ours).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
     }
 }
