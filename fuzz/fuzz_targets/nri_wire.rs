@@ -4,7 +4,7 @@
 #![no_main]
 
 use cgview_nri::counters::Counters;
-use cgview_nri::handler::{Handler, PluginConfig, WhenNotServed};
+use cgview_nri::handler::{Handler, PluginConfig, SeccompTarget, WhenNotServed};
 use cgview_nri::policy::{default_bound, Selection};
 use cgview_nri::proto::Request;
 use cgview_nri::protocol::{PLUGIN_SERVICE_CONN, TTRPC_REQUEST};
@@ -23,10 +23,17 @@ static HANDLER: LazyLock<Handler> = LazyLock::new(|| {
             bound: default_bound(),
             selection: Selection::default(),
             when_not_served: WhenNotServed::Closed,
+            // The seccomp merge runs on every container given the binds; its socket check is fixed to
+            // "served" so that no input makes a syscall.
+            seccomp: Some(SeccompTarget {
+                socket: "/run/cgview/seccomp.sock".into(),
+                metadata: "cgview-sysinfo".into(),
+            }),
         },
         ServingWatch::fixed(Ok(())),
         Arc::new(Counters::default()),
     )
+    .with_seccomp_check(Arc::new(|| Ok(())))
 });
 
 fuzz_target!(|data: &[u8]| {
