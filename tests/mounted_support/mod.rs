@@ -199,7 +199,15 @@ impl Daemon {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap());
+            // Appending: the keeper this daemon starts inherits the descriptor and outlives it, and
+            // with a shared offset its lines would overwrite those of the daemons started after.
+            .stderr(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", command.get_program()));
