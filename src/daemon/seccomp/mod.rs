@@ -21,10 +21,12 @@
 //! Not (yet) done: one container's descriptor is not rate-limited against the others beyond having
 //! its own thread; systemd's descriptor store (`--connection-holder systemd`) does not keep notify
 //! descriptors (only a keeper does); a call received by a daemon killed in another pid namespace than
-//! its successor's, or in the few instructions between the receive and the slot's write, stays
-//! unanswered.
+//! its successor's stays unanswered; one received by a daemon killed in the few instructions between
+//! the receive and the slot's write is found by its successor ([`orphans`]) and answered, or let
+//! through when its caller cannot be told apart.
 
 pub mod notify;
+pub mod orphans;
 pub mod slots;
 
 use crate::service::cache::ViewCache;
@@ -698,8 +700,13 @@ fn serve_table(
             let context = shared;
             let counters = &context.counters;
             let answer = |tid: u32| container_sysinfo(context.cache.cache(), tid);
+            let mut orphan_search = None;
             if let (false, Some(table)) = (fresh, &table) {
-                for pending in table.reclaim_dead() {
+                let reclaimed = table.reclaim_dead();
+                let proc_root = &context.cache.cache().view().resolver().paths().proc_root;
+                orphan_search = orphans::OrphanSearch::new(proc_root, reclaimed.last_answered);
+                for inherited in reclaimed.pending {
+                    let pending = inherited.call;
                     match notify::answer_pending(&fd, &pending, &answer, counters) {
                         Ok(true) => {
                             counters.recovered.fetch_add(1, Ordering::Relaxed);
@@ -720,7 +727,22 @@ fn serve_table(
                 }
             }
             let slot = table.as_deref().and_then(SlotTable::claim);
-            match notify::serve_descriptor(&fd, slot.as_ref(), &STOP, &answer, counters) {
+            let mut between = || {
+                let over = orphan_search
+                    .as_mut()
+                    .is_some_and(|search| search.step(&fd, table.as_deref(), &answer, counters));
+                if over {
+                    orphan_search = None;
+                }
+            };
+            match notify::serve_descriptor(
+                &fd,
+                slot.as_ref(),
+                &STOP,
+                &answer,
+                counters,
+                &mut between,
+            ) {
                 Err(e) => tracing::warn!(key, "seccomp: stopped serving a descriptor: {e}"),
                 Ok(notify::Served::Stopped) => {
                     tracing::debug!(key, "seccomp: stopped receiving (this daemon stops)")

@@ -26,11 +26,11 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 /// `AUDIT_ARCH_*` of the daemon's own architecture (linux/audit.h: `EM_*` | 64-bit | little-endian):
 /// only its `sysinfo` is answered; a compat caller's (i386 on x86_64) is let through.
 #[cfg(target_arch = "x86_64")]
-const NATIVE_ARCH: u32 = 0xC000_003E;
+pub(super) const NATIVE_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
-const NATIVE_ARCH: u32 = 0xC000_00B7;
+pub(super) const NATIVE_ARCH: u32 = 0xC000_00B7;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const NATIVE_ARCH: u32 = 0;
+pub(super) const NATIVE_ARCH: u32 = 0;
 
 /// `struct seccomp_notif`'s fields as the kernel lays them out (linux/seccomp.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,8 +155,9 @@ fn send(fd: &OwnedFd, response: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether notification `id`'s caller still waits for it.
-fn still_valid(fd: &OwnedFd, id: u64) -> bool {
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether notification `id` was received and its caller still waits
+/// for the answer (a notification not yet received is not valid).
+pub(super) fn still_valid(fd: &OwnedFd, id: u64) -> bool {
     // SAFETY: the kernel reads one u64 from the pointer, which points to `id`, alive for the call.
     let done = unsafe {
         libc::ioctl(
@@ -180,13 +181,15 @@ pub enum Served {
 
 /// Serves `fd` until the container's tasks are all gone (`POLLHUP`) or `stop` is set, answering
 /// `sysinfo` with `answer(tid)` (`Err`: let through, the host's figures). Each notification is in
-/// `slot` from its receipt to its answer (see [`super::slots`]).
+/// `slot` from its receipt to its answer (see [`super::slots`]). `between` runs between notifications
+/// (at least every [`STOP_CHECK`]), when this thread holds none unanswered.
 pub fn serve_descriptor(
     fd: &OwnedFd,
     slot: Option<&Slot<'_>>,
     stop: &AtomicBool,
     answer: &dyn Fn(u32) -> Result<SysinfoValues, FallbackCause>,
     counters: &SeccompCounters,
+    between: &mut dyn FnMut(),
 ) -> io::Result<Served> {
     let (notif_size, resp_size) = notif_sizes()?;
     let mut buffer = vec![0u8; notif_size];
@@ -195,6 +198,7 @@ pub fn serve_descriptor(
         if stop.load(Ordering::Acquire) {
             return Ok(Served::Stopped);
         }
+        between();
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -235,6 +239,28 @@ pub fn serve_descriptor(
             slot.clear();
         }
         sent?;
+    }
+}
+
+/// Whether a notification waits to be received (`POLLIN`).
+pub(super) fn has_queued(fd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        && fds[0].revents().contains(PollFlags::IN)
+}
+
+/// Lets notification `id` through to the kernel (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the caller gets
+/// the host's figures); whether its caller still waited.
+pub fn let_through(fd: &OwnedFd, id: u64) -> io::Result<bool> {
+    let (_, resp_size) = notif_sizes()?;
+    match send(fd, &Response::Continue.encode(id, resp_size)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -352,6 +378,96 @@ fn respond_to(
     }
 }
 
+/// Waits for and receives one notification, as a daemon's thread would (a test's "killed daemon").
+#[cfg(test)]
+pub(super) fn receive_one(fd: &OwnedFd) -> io::Result<Pending> {
+    let (notif_size, _) = notif_sizes()?;
+    let mut buffer = vec![0u8; notif_size];
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    poll(&mut fds, None)?;
+    receive(fd, &mut buffer)?;
+    let notification =
+        Notification::decode(&buffer).ok_or_else(|| io::Error::other("short notification"))?;
+    Ok(Pending {
+        id: notification.id,
+        tid: notification.pid,
+        nr: notification.nr,
+        arch: notification.arch,
+        arg0: notification.args[0],
+    })
+}
+
+/// Installs on the calling thread alone a filter sending its native `sysinfo` calls to a new
+/// listener: that listener's descriptor (a test's own notify descriptor).
+#[cfg(test)]
+pub(super) fn trap_sysinfo_of_this_thread() -> std::os::fd::RawFd {
+    let filter = [
+        // arch != native: allow
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 4,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 1,
+            jf: 0,
+            k: NATIVE_ARCH,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+        // nr == sysinfo: notify
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_sysinfo as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_USER_NOTIF,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; it applies to this thread only.
+    let no_new_privs = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    assert_eq!(no_new_privs, 0);
+    // SAFETY: SECCOMP_SET_MODE_FILTER reads the program, which points to `filter`, both
+    // alive for the call; without TSYNC the filter is this thread's alone.
+    let listener = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    assert!(listener >= 0, "seccomp: {}", io::Error::last_os_error());
+    listener as std::os::fd::RawFd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,71 +519,8 @@ mod tests {
         }
         let (sender, receiver) = std::sync::mpsc::channel::<i32>();
         let trapped = std::thread::spawn(move || {
-            let filter = [
-                // arch != native: allow
-                libc::sock_filter {
-                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: 4,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-                    jt: 1,
-                    jf: 0,
-                    k: NATIVE_ARCH,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_ALLOW,
-                },
-                // nr == sysinfo: notify
-                libc::sock_filter {
-                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: 0,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 1,
-                    k: libc::SYS_sysinfo as u32,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_USER_NOTIF,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_ALLOW,
-                },
-            ];
-            let program = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; it applies to this thread only.
-            let no_new_privs = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-            assert_eq!(no_new_privs, 0);
-            // SAFETY: SECCOMP_SET_MODE_FILTER reads the program, which points to `filter`, both
-            // alive for the call; without TSYNC the filter is this thread's alone.
-            let listener = unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER,
-                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                    &program as *const libc::sock_fprog,
-                )
-            };
-            assert!(listener >= 0, "seccomp: {}", io::Error::last_os_error());
-            sender.send(listener as i32).unwrap();
+            let listener = trap_sysinfo_of_this_thread();
+            sender.send(listener).unwrap();
             // SAFETY: an all-zero `struct sysinfo` is valid; sysinfo writes one to the pointer.
             let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
             // SAFETY: `info` is alive and exclusively borrowed for the call.
@@ -495,7 +548,8 @@ mod tests {
         table.leave_as_killed(&pending);
 
         let successor = SlotTable::open(rustix::io::dup(table.fd()).unwrap()).unwrap();
-        let left = successor.reclaim_dead();
+        let inherited = successor.reclaim_dead().pending;
+        let left: Vec<Pending> = inherited.iter().map(|p| p.call).collect();
         assert_eq!(left, vec![pending]);
         let counters = SeccompCounters::default();
         let answer = |_tid: u32| {
@@ -507,10 +561,11 @@ mod tests {
             })
         };
         assert!(answer_pending(&fd, &left[0], &answer, &counters).unwrap());
+        drop(inherited);
         assert_eq!(trapped.join().unwrap(), (0, 256 << 20, 1));
         assert_eq!(counters.answered.load(Ordering::Relaxed), 1);
         // Answered: a second successor finds nothing, and the id is no longer valid.
-        assert!(successor.reclaim_dead().is_empty());
+        assert!(successor.reclaim_dead().pending.is_empty());
         assert!(!answer_pending(&fd, &left[0], &answer, &counters).unwrap());
     }
 }
